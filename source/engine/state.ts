@@ -27,6 +27,8 @@ export type StageView = {
 	notes: string[];
 	warnings: string[];
 	checks: Check[];
+	/** The planned changes as shown to the operator (set once planned). */
+	preview?: PreviewItem[];
 	/** Why the stage failed or was rolled back. */
 	error?: string;
 };

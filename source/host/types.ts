@@ -24,6 +24,8 @@ export type RunOptions = {
 	cwd?: string;
 	/** Abort with the run (Ctrl-C). */
 	signal?: AbortSignal;
+	/** The command only reads (etcdctl get, kubectl get): the dry-run host runs it for real. */
+	readOnly?: boolean;
 };
 
 /**
@@ -80,6 +82,10 @@ export interface Host {
 	 */
 	writeFileAtomic(nodePath: string, data: string | Uint8Array, mode: number): Promise<void>;
 	mkdir(nodePath: string, mode: number): Promise<void>;
+	/** Create a file only if it does not exist (O_EXCL); false when it exists. For the lock. */
+	createExclusive(nodePath: string, data: string, mode: number): Promise<boolean>;
+	/** Append to a file (created with the mode when missing), then fsync. For the journal. */
+	appendFile(nodePath: string, data: string, mode: number): Promise<void>;
 	/** Remove a file or an empty directory; no error when missing. */
 	remove(nodePath: string): Promise<void>;
 
@@ -91,6 +97,8 @@ export interface Host {
 
 	sleep(ms: number, signal?: AbortSignal): Promise<void>;
 	now(): Date;
+	/** Whether a process with this pid exists (stale lock detection). */
+	processAlive(pid: number): boolean;
 	/** Effective uid is 0. */
 	isRoot(): boolean;
 }

@@ -1,0 +1,526 @@
+import {randomBytes as cryptoRandomBytes} from 'node:crypto';
+import type {Host} from '../host/types.js';
+import {RecordingHost} from '../host/recording.js';
+import {previewChanges, redact} from './preview.js';
+import {acquireLock, findInterruptedRun, RunDir} from './run-dir.js';
+import type {EngineControl, EngineState, LogLine, Progress, Prompt, StagePhase, StageView} from './state.js';
+import {
+	exitCodes,
+	InputError,
+	type AnswerValue,
+	type Answers,
+	type Change,
+	type EngineCommand,
+	type Facts,
+	type Question,
+	type Stage,
+	type StageAnswers,
+	type StagePlan,
+} from './types.js';
+
+/** What a task executor gets: the host, the abort signal, and ways to report. */
+export type TaskContext = {
+	host: Host;
+	signal: AbortSignal;
+	runDir?: RunDir;
+	progress(progress: Omit<Progress, 'stageId'>): void;
+	log(line: LogLine): void;
+};
+
+export type TaskExecutor = {
+	run(params: Record<string, unknown>, context: TaskContext): Promise<void>;
+	/** Reverse the task while undoing a stage (for example: wait until ready again). */
+	undo?(params: Record<string, unknown>, context: TaskContext): Promise<void>;
+};
+
+export type TaskRegistry = Record<string, TaskExecutor>;
+
+export type EngineOptions = {
+	command: EngineCommand;
+	/** The real host, or a RecordingHost for --dry-run. */
+	host: Host;
+	/** Stages to run, in order (already filtered by --only/--skip). */
+	stages: Stage[];
+	/** Stage ids left out by --only/--skip, shown as skipped. */
+	skipped?: Array<Pick<Stage, 'id' | 'title' | 'explain'>>;
+	/** Answers given up front (--answers FILE, --set). */
+	answers: Answers;
+	/** False with --yes: never prompt; a question without a default and without an answer fails. */
+	interactive: boolean;
+	discover(host: Host): Promise<Facts>;
+	tasks?: TaskRegistry;
+	randomBytes?: (size: number) => Buffer;
+	pid?: number;
+};
+
+export type Engine = EngineControl & {
+	/** Runs to the end; resolves with the exit code (also in state.result). */
+	run(): Promise<number>;
+};
+
+type Response =
+	| {type: 'answer'; value: AnswerValue}
+	| {type: 'confirm'; yes: boolean}
+	| {type: 'back'}
+	| {type: 'abort'};
+
+class Aborted extends Error {
+	override name = 'Aborted';
+}
+
+type Planned = {stage: Stage; answers: StageAnswers; plan: StagePlan};
+
+export function createEngine(options: EngineOptions): Engine {
+	return new EngineImpl(options);
+}
+
+class EngineImpl implements Engine {
+	private state: EngineState;
+	private readonly listeners = new Set<() => void>();
+	private pending?: (response: Response) => void;
+	private readonly abortController = new AbortController();
+
+	constructor(private readonly options: EngineOptions) {
+		const view = (stage: Pick<Stage, 'id' | 'title' | 'explain'>, phase: StagePhase): StageView => ({
+			id: stage.id,
+			title: stage.title,
+			explain: stage.explain,
+			phase,
+			notes: [],
+			warnings: [],
+			checks: [],
+		});
+		this.state = {
+			command: options.command,
+			dryRun: options.host.dryRun,
+			stages: [
+				...options.stages.map(stage => view(stage, 'pending')),
+				...(options.skipped ?? []).map(stage => view(stage, 'skipped')),
+			],
+			current: 0,
+			log: [],
+		};
+	}
+
+	// ---- EngineControl ----
+
+	getState = (): EngineState => this.state;
+
+	subscribe = (listener: () => void): (() => void) => {
+		this.listeners.add(listener);
+		return () => this.listeners.delete(listener);
+	};
+
+	answer = (value: AnswerValue): void => {
+		if (this.state.prompt?.type === 'question') this.respond({type: 'answer', value});
+	};
+
+	confirm = (yes: boolean): void => {
+		if (this.state.prompt?.type === 'confirm') this.respond({type: 'confirm', yes});
+	};
+
+	back = (): void => {
+		if (this.state.prompt) this.respond({type: 'back'});
+	};
+
+	abort = (): void => {
+		if (this.state.result) return;
+		if (!this.abortController.signal.aborted) {
+			this.addLog({level: 'warn', text: 'Interrupted: stopping safely (the current stage is undone).'});
+			this.abortController.abort();
+		}
+		this.respond({type: 'abort'});
+	};
+
+	// ---- state ----
+
+	private update(patch: Partial<EngineState>): void {
+		this.state = {...this.state, ...patch};
+		for (const listener of this.listeners) listener();
+	}
+
+	private updateStage(index: number, patch: Partial<StageView>): void {
+		const stages = this.state.stages.map((stage, i) => (i === index ? {...stage, ...patch} : stage));
+		this.update({stages});
+	}
+
+	private addLog(line: LogLine): void {
+		this.update({log: [...this.state.log, line]});
+	}
+
+	private respond(response: Response): void {
+		const pending = this.pending;
+		this.pending = undefined;
+		if (pending) {
+			this.update({prompt: undefined});
+			pending(response);
+		}
+	}
+
+	private async ask(prompt: Prompt): Promise<Response> {
+		if (this.abortController.signal.aborted) return {type: 'abort'};
+		return new Promise<Response>(resolve => {
+			this.pending = resolve;
+			this.update({prompt});
+		});
+	}
+
+	// ---- run ----
+
+	async run(): Promise<number> {
+		const {host} = this.options;
+		let release: (() => Promise<void>) | undefined;
+		let runDir: RunDir | undefined;
+		let exitCode: number = exitCodes.ok;
+		const summary: string[] = [];
+		try {
+			if (!host.dryRun) {
+				release = await acquireLock(host, this.options.pid ?? process.pid);
+				const interrupted = await findInterruptedRun(host);
+				if (interrupted) {
+					this.addLog({
+						level: 'warn',
+						text: `Run ${interrupted.id} was interrupted during stage "${interrupted.stage}"; this run picks up from what is on disk now (each stage plans only what is still missing).`,
+					});
+				}
+			}
+
+			const planned = await this.planAll();
+			if (planned === undefined) throw new Aborted();
+
+			if (host.dryRun) {
+				for (const [index, item] of planned.entries()) {
+					const phase: StagePhase = item.plan.changes.length === 0 ? 'unchanged' : 'previewed';
+					this.updateStage(index, {phase});
+				}
+				summary.push('Dry run: nothing was changed. Rerun without --dry-run to apply the changes shown.');
+			} else {
+				runDir = new RunDir(host, host.now());
+				await runDir.journal({stage: '-', event: 'run-start', detail: `${this.options.command} ${planned.map(p => p.stage.id).join(',')}`});
+				this.addLog({level: 'info', text: `Run directory: ${runDir.dir}`});
+				exitCode = await this.applyAll(planned, runDir, summary);
+			}
+		} catch (error) {
+			if (error instanceof Aborted) {
+				exitCode = exitCodes.aborted;
+				summary.push('Aborted. Nothing more was changed; the interrupted stage was undone.');
+			} else if (error instanceof InputError) {
+				exitCode = exitCodes.badInput;
+				this.addLog({level: 'error', text: error.message});
+				summary.push(`Stopped before changing anything: ${error.message}`);
+			} else {
+				exitCode = exitCodes.aborted;
+				const message = error instanceof Error ? error.message : String(error);
+				this.addLog({level: 'error', text: message});
+				summary.push(`Failed: ${message}`);
+			}
+		} finally {
+			if (runDir) await runDir.journal({stage: '-', event: 'run-end', detail: `exit ${exitCode}`}).catch(() => undefined);
+			await release?.().catch(() => undefined);
+		}
+		this.update({prompt: undefined, progress: undefined, result: {exitCode, summary}});
+		return exitCode;
+	}
+
+	/**
+	 * Ask every stage's questions and plan every stage before anything is applied. Planning
+	 * runs against an overlay of the host, so each stage sees what the earlier ones would
+	 * write; bad input anywhere stops the run while the node is still untouched.
+	 */
+	private async planAll(): Promise<Planned[] | undefined> {
+		const overlay = new RecordingHost(this.options.host);
+		const planned: Planned[] = [];
+		for (const [index, stage] of this.options.stages.entries()) {
+			this.update({current: index});
+			const facts = await this.discover(overlay);
+			this.updateStage(index, {phase: 'asking'});
+			const answers = await this.askQuestions(stage, facts);
+			if (answers === undefined) return undefined;
+			this.updateStage(index, {phase: 'planning'});
+			const plan = stage.plan(facts, answers, {
+				randomBytes: this.options.randomBytes ?? cryptoRandomBytes,
+				now: this.options.host.now(),
+			});
+			const preview = await previewChanges(plan.changes, overlay);
+			this.updateStage(index, {
+				phase: 'pending',
+				notes: plan.notes ?? [],
+				warnings: plan.warnings ?? [],
+				preview,
+			});
+			for (const change of plan.changes) {
+				if (change.kind === 'write-file') await overlay.writeFileAtomic(change.path, change.content, change.mode);
+			}
+			planned.push({stage, answers, plan});
+		}
+		return planned;
+	}
+
+	private async discover(host: Host): Promise<Facts> {
+		try {
+			return await this.options.discover(host);
+		} catch (error) {
+			const code = (error as NodeJS.ErrnoException).code;
+			const file = (error as NodeJS.ErrnoException).path;
+			if (code === 'EACCES' || code === 'EPERM') {
+				throw new InputError(`cannot read ${file ?? 'a file'}: permission denied. Run etcd-harden as root (or pass --root DIR for a copied tree).`);
+			}
+			throw error;
+		}
+	}
+
+	private async askQuestions(stage: Stage, facts: Facts): Promise<StageAnswers | undefined> {
+		const preset = this.options.answers[stage.id] ?? {};
+		const answers: StageAnswers = {};
+		const asked: string[] = []; // ids answered interactively, for esc
+		const all = stage.questions(facts, answers);
+		const known = new Set(all.map(question => question.id));
+		for (const id of Object.keys(preset)) {
+			if (!known.has(id)) {
+				throw new InputError(
+					`unknown answer "${stage.id}.${id}": stage ${stage.id} asks ${[...known].map(k => `"${k}"`).join(', ') || 'no questions'}. Fix the --answers file or --set flag.`,
+				);
+			}
+		}
+		let error: string | undefined;
+		while (true) {
+			// Questions may depend on earlier answers: recompute each time.
+			const questions = stage.questions(facts, answers).filter(question => question.when?.(answers) ?? true);
+			const question = questions.find(q => !(q.id in answers));
+			if (question === undefined) break;
+			const position = questions.indexOf(question);
+			if (question.id in preset) {
+				const value = preset[question.id]!;
+				const problem = checkAnswer(question, value, answers);
+				if (problem) throw new InputError(`answer "${stage.id}.${question.id}" is invalid: ${problem}`);
+				answers[question.id] = value;
+				continue;
+			}
+			if (!this.options.interactive) {
+				if (question.default === undefined) {
+					throw new InputError(
+						`missing answer "${stage.id}.${question.id}" (${question.message}). ` +
+							`Add it to the --answers file under "${stage.id}:", or pass --set ${stage.id}.${question.id}=VALUE.`,
+					);
+				}
+				answers[question.id] = question.default;
+				continue;
+			}
+			const response = await this.ask({
+				type: 'question',
+				stageId: stage.id,
+				question,
+				index: position,
+				total: questions.length,
+				error,
+			});
+			error = undefined;
+			if (response.type === 'abort') return undefined;
+			if (response.type === 'back') {
+				const previous = asked.pop();
+				if (previous !== undefined) delete answers[previous];
+				continue;
+			}
+			if (response.type !== 'answer') continue;
+			const problem = checkAnswer(question, response.value, answers);
+			if (problem) {
+				error = problem;
+				continue;
+			}
+			answers[question.id] = response.value;
+			asked.push(question.id);
+		}
+		return answers;
+	}
+
+	private async applyAll(planned: Planned[], runDir: RunDir, summary: string[]): Promise<number> {
+		for (const [index, {stage, answers, plan}] of planned.entries()) {
+			this.update({current: index});
+			if (plan.changes.length === 0) {
+				const checks = stage.verify(await this.discover(this.options.host), answers);
+				this.updateStage(index, {phase: 'unchanged', checks});
+				await runDir.journal({stage: stage.id, event: 'stage-unchanged'});
+				summary.push(`${stage.title}: already in place, nothing changed.`);
+				if (checks.some(check => check.status === 'fail')) return this.verificationFailed(stage, summary);
+				continue;
+			}
+
+			if (this.options.interactive) {
+				this.updateStage(index, {phase: 'previewing'});
+				const response = await this.confirmStage(stage, index);
+				if (response === 'abort') throw new Aborted();
+				if (response === 'no') {
+					this.updateStage(index, {phase: 'skipped'});
+					summary.push(`${stage.title}: not confirmed; nothing was changed. Later stages depend on it, so the run stops here.`);
+					for (let later = index + 1; later < planned.length; later++) this.updateStage(later, {phase: 'skipped'});
+					return exitCodes.aborted;
+				}
+			}
+
+			this.updateStage(index, {phase: 'applying'});
+			await runDir.journal({stage: stage.id, event: 'stage-start'});
+			const undo: Array<() => Promise<void>> = [];
+			try {
+				for (const change of plan.changes) {
+					if (this.abortController.signal.aborted) throw new Aborted();
+					await this.applyChange(stage, change, runDir, undo);
+				}
+				if (this.abortController.signal.aborted) throw new Aborted();
+			} catch (error) {
+				const message = error instanceof Aborted ? 'interrupted' : error instanceof Error ? error.message : String(error);
+				this.addLog({level: 'error', text: `${stage.title}: ${message}. Undoing this stage's changes.`});
+				const undoErrors = await this.undoAll(stage, undo, runDir);
+				this.updateStage(index, {phase: 'rolled-back', error: message});
+				await runDir.journal({stage: stage.id, event: 'rolled-back', detail: message});
+				if (undoErrors.length > 0) {
+					summary.push(`${stage.title}: failed (${message}) and could not be fully undone: ${undoErrors.join('; ')}. Backups are in ${runDir.dir}/backup.`);
+				} else {
+					summary.push(`${stage.title}: failed (${message}); its changes were undone.`);
+				}
+				if (error instanceof Aborted) throw error;
+				return exitCodes.aborted;
+			} finally {
+				this.update({progress: undefined});
+			}
+
+			this.updateStage(index, {phase: 'verifying'});
+			const checks = stage.verify(await this.discover(this.options.host), answers);
+			if (checks.some(check => check.status === 'fail')) {
+				this.updateStage(index, {phase: 'failed', checks});
+				await runDir.journal({stage: stage.id, event: 'stage-failed'});
+				return this.verificationFailed(stage, summary);
+			}
+			this.updateStage(index, {phase: 'done', checks});
+			await runDir.journal({stage: stage.id, event: 'stage-done'});
+			summary.push(`${stage.title}: applied and verified.`);
+		}
+		return exitCodes.ok;
+	}
+
+	private verificationFailed(stage: Stage, summary: string[]): number {
+		summary.push(`${stage.title}: verification failed; later stages were not run. See the failed checks and their fixes above.`);
+		return exitCodes.failed;
+	}
+
+	private async confirmStage(stage: Stage, index: number): Promise<'yes' | 'no' | 'abort'> {
+		while (true) {
+			const response = await this.ask({
+				type: 'confirm',
+				stageId: stage.id,
+				message: `Apply these changes for "${stage.title}"?`,
+				preview: this.state.stages[index]?.preview ?? [],
+			});
+			if (response.type === 'abort') return 'abort';
+			if (response.type === 'confirm') return response.yes ? 'yes' : 'no';
+			// esc at the preview: answers were already planned; re-show the preview.
+		}
+	}
+
+	private taskContext(stage: Stage, runDir: RunDir): TaskContext {
+		return {
+			host: this.options.host,
+			signal: this.abortController.signal,
+			runDir,
+			progress: progress => this.update({progress: {...progress, stageId: stage.id}}),
+			log: line => this.addLog(line),
+		};
+	}
+
+	private async applyChange(stage: Stage, change: Change, runDir: RunDir, undo: Array<() => Promise<void>>): Promise<void> {
+		const {host} = this.options;
+		switch (change.kind) {
+			case 'write-file': {
+				const before = await host.readFile(change.path);
+				const beforeStat = await host.stat(change.path);
+				if (before !== undefined && beforeStat) {
+					const backup = runDir.backupPath(change.path);
+					await host.writeFileAtomic(backup, before, beforeStat.mode & 0o777 & ~0o077 | 0o600);
+					await runDir.journal({stage: stage.id, event: 'backup', path: change.path, backup});
+					undo.push(async () => {
+						await host.writeFileAtomic(change.path, before, beforeStat.mode);
+						await runDir.journal({stage: stage.id, event: 'undo', path: change.path, detail: 'restored from backup'});
+					});
+				} else {
+					undo.push(async () => {
+						await host.remove(change.path);
+						await runDir.journal({stage: stage.id, event: 'undo', path: change.path, detail: 'removed (it did not exist before)'});
+					});
+				}
+				await host.writeFileAtomic(change.path, change.content, change.mode);
+				await runDir.journal({stage: stage.id, event: before === undefined ? 'created' : 'write', path: change.path, detail: redact(change.summary, change.secrets)});
+				this.addLog({level: 'success', text: `wrote ${change.path} (mode 0${change.mode.toString(8)})`});
+				return;
+			}
+			case 'run': {
+				this.update({progress: {stageId: stage.id, label: change.summary}});
+				const result = await host.run(change.argv, {signal: this.abortController.signal});
+				await runDir.journal({stage: stage.id, event: 'run', detail: `${change.summary}: exit ${result.exitCode}`});
+				if (change.undo) {
+					const argv = change.undo;
+					undo.push(async () => {
+						const reverted = await host.run(argv);
+						if (reverted.exitCode !== 0) throw new Error(`undo of "${change.summary}" exited ${reverted.exitCode}`);
+					});
+				}
+				if (result.exitCode !== 0) {
+					const output = (result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n');
+					throw new Error(`${change.summary} exited ${result.exitCode}${output ? `: ${output}` : ''}`);
+				}
+				return;
+			}
+			case 'task': {
+				const executor = this.options.tasks?.[change.task];
+				if (!executor) throw new Error(`internal: no executor for task "${change.task}"`);
+				const context = this.taskContext(stage, runDir);
+				if (executor.undo) {
+					const reverse = executor.undo.bind(executor);
+					undo.push(async () => reverse(change.params, {...context, signal: new AbortController().signal}));
+				}
+				await runDir.journal({stage: stage.id, event: 'task', detail: change.summary});
+				this.update({progress: {stageId: stage.id, label: change.summary}});
+				await executor.run(change.params, context);
+				return;
+			}
+		}
+	}
+
+	private async undoAll(stage: Stage, undo: Array<() => Promise<void>>, runDir: RunDir): Promise<string[]> {
+		const errors: string[] = [];
+		for (const step of undo.reverse()) {
+			try {
+				await step();
+			} catch (error) {
+				const message = error instanceof Error ? error.message : String(error);
+				errors.push(message);
+				await runDir.journal({stage: stage.id, event: 'undo', detail: `failed: ${message}`}).catch(() => undefined);
+			}
+		}
+		return errors;
+	}
+}
+
+/** Type and validation check for one answer; returns the problem or undefined. */
+export function checkAnswer(question: Question, value: AnswerValue, answers: StageAnswers): string | undefined {
+	const choices = question.choices?.map(choice => choice.value);
+	switch (question.kind) {
+		case 'confirm':
+			if (typeof value !== 'boolean') return `expected true or false, got ${JSON.stringify(value)}`;
+			break;
+		case 'multiselect':
+			if (!Array.isArray(value)) return `expected a list, got ${JSON.stringify(value)}`;
+			if (choices) {
+				const unknown = value.filter(item => !choices.includes(item));
+				if (unknown.length > 0 && !question.validate) return `unknown value(s) ${unknown.join(', ')}; choose from ${choices.join(', ')}`;
+			}
+			break;
+		case 'select':
+			if (typeof value !== 'string') return `expected one of ${choices?.join(', ')}, got ${JSON.stringify(value)}`;
+			if (choices && !choices.includes(value)) return `"${value}" is not one of ${choices.join(', ')}`;
+			break;
+		case 'text':
+		case 'password':
+			if (typeof value !== 'string') return `expected text, got ${JSON.stringify(value)}`;
+			break;
+	}
+	return question.validate?.(value, answers);
+}

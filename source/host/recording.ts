@@ -1,0 +1,123 @@
+import * as path from 'node:path';
+import type {Arg, FileStat, Host, HttpRequest, HttpResponse, RunOptions, RunResult} from './types.js';
+import {renderArgv} from './types.js';
+
+export type RecordedAction =
+	| {kind: 'write'; path: string; mode: number; bytes: number}
+	| {kind: 'mkdir'; path: string; mode: number}
+	| {kind: 'remove'; path: string}
+	| {kind: 'run'; command: string}
+	| {kind: 'request'; method: string; url: string};
+
+type Overlay = {data: Buffer; mode: number} | 'removed';
+
+/**
+ * The `--dry-run` host. Reads go to the real machine, but writes land in an in-memory
+ * overlay that later reads see, so each stage plans on what the previous stages would have
+ * written. Commands and non-GET requests are recorded, never run; nothing on the machine
+ * changes.
+ */
+export class RecordingHost implements Host {
+	readonly dryRun = true;
+	readonly actions: RecordedAction[] = [];
+	private readonly overlay = new Map<string, Overlay>();
+
+	constructor(private readonly inner: Host) {}
+
+	get root(): string {
+		return this.inner.root;
+	}
+
+	resolve(nodePath: string): string {
+		return this.inner.resolve(nodePath);
+	}
+
+	async readFile(nodePath: string): Promise<Buffer | undefined> {
+		const entry = this.overlay.get(path.posix.normalize(nodePath));
+		if (entry === 'removed') return undefined;
+		if (entry) return Buffer.from(entry.data);
+		return this.inner.readFile(nodePath);
+	}
+
+	async readText(nodePath: string): Promise<string | undefined> {
+		return (await this.readFile(nodePath))?.toString('utf8');
+	}
+
+	async stat(nodePath: string): Promise<FileStat | undefined> {
+		const entry = this.overlay.get(path.posix.normalize(nodePath));
+		if (entry === 'removed') return undefined;
+		if (entry) {
+			return {mode: entry.mode, uid: 0, gid: 0, size: entry.data.length, isFile: true, isDirectory: false, mtimeMs: Date.now()};
+		}
+		return this.inner.stat(nodePath);
+	}
+
+	async listDir(nodePath: string): Promise<string[] | undefined> {
+		const directory = path.posix.normalize(nodePath);
+		const names = new Set((await this.inner.listDir(directory)) ?? []);
+		let touched = false;
+		for (const [file, entry] of this.overlay) {
+			if (path.posix.dirname(file) !== directory) continue;
+			touched = true;
+			if (entry === 'removed') names.delete(path.posix.basename(file));
+			else names.add(path.posix.basename(file));
+		}
+		if (!touched && (await this.inner.listDir(directory)) === undefined) return undefined;
+		return [...names].sort();
+	}
+
+	async writeFileAtomic(nodePath: string, data: string | Uint8Array, mode: number): Promise<void> {
+		const buffer = Buffer.from(data);
+		this.overlay.set(path.posix.normalize(nodePath), {data: buffer, mode});
+		this.actions.push({kind: 'write', path: nodePath, mode, bytes: buffer.length});
+	}
+
+	async mkdir(nodePath: string, mode: number): Promise<void> {
+		this.actions.push({kind: 'mkdir', path: nodePath, mode});
+	}
+
+	async createExclusive(nodePath: string, data: string, mode: number): Promise<boolean> {
+		if ((await this.readFile(nodePath)) !== undefined) return false;
+		await this.writeFileAtomic(nodePath, data, mode);
+		return true;
+	}
+
+	async appendFile(nodePath: string, data: string, mode: number): Promise<void> {
+		const before = (await this.readFile(nodePath)) ?? Buffer.alloc(0);
+		await this.writeFileAtomic(nodePath, Buffer.concat([before, Buffer.from(data)]), mode);
+	}
+
+	processAlive(pid: number): boolean {
+		return this.inner.processAlive(pid);
+	}
+
+	async remove(nodePath: string): Promise<void> {
+		this.overlay.set(path.posix.normalize(nodePath), 'removed');
+		this.actions.push({kind: 'remove', path: nodePath});
+	}
+
+	async run(argv: Arg[], options?: RunOptions): Promise<RunResult> {
+		if (options?.readOnly) return this.inner.run(argv, options);
+		this.actions.push({kind: 'run', command: renderArgv(argv)});
+		return {exitCode: 0, stdout: '', stderr: '', timedOut: false};
+	}
+
+	async request(request: HttpRequest): Promise<HttpResponse> {
+		const method = request.method ?? 'GET';
+		if (method === 'GET') return this.inner.request(request);
+		this.actions.push({kind: 'request', method, url: request.url});
+		return {status: 200, headers: {}, body: Buffer.alloc(0)};
+	}
+
+	async sleep(ms: number, signal?: AbortSignal): Promise<void> {
+		return this.inner.sleep(ms, signal);
+	}
+
+	now(): Date {
+		return this.inner.now();
+	}
+
+	isRoot(): boolean {
+		return this.inner.isRoot();
+	}
+}
