@@ -49,7 +49,7 @@ export async function previewChange(change: Change, host: Host): Promise<Preview
 							.split('\n')
 							.filter(line => !line.startsWith('====='))
 							.join('\n');
-			return {kind: 'write-file', summary: change.summary, body: [...header, patch.trimEnd()].join('\n')};
+			return {kind: 'write-file', summary: redact(change.summary, change.secrets), body: [...header, patch.trimEnd()].join('\n')};
 		}
 		case 'run': {
 			const lines = [`$ ${renderArgv(change.argv)}`];

@@ -1,0 +1,167 @@
+import {parseArgs} from 'node:util';
+import {parse as parseYaml} from 'yaml';
+import {InputError, type AnswerValue, type Answers} from '../engine/types.js';
+
+export const commands = ['harden', 'status', 'demo'] as const;
+export type Command = (typeof commands)[number];
+
+export type CliOptions = {
+	command: Command;
+	dryRun: boolean;
+	root?: string;
+	yes: boolean;
+	answersFile?: string;
+	/** --set stage.question=value, parsed. */
+	set: Answers;
+	plain: boolean;
+	only?: string[];
+	skip?: string[];
+	json: boolean;
+	help: boolean;
+	version: boolean;
+};
+
+export const helpText = `etcd-harden: harden etcd and Kubernetes secrets at rest on a kubeadm control-plane node
+
+Usage
+  etcd-harden [harden] [flags]     the wizard: every stage, previewed and confirmed one by one
+  etcd-harden status [--json]      read-only findings for every stage; exit 1 when any fails
+  etcd-harden demo [flags]         the wizard on a temporary copy of a built-in kubeadm-like
+                                   tree (no cluster, no root needed); prints where the copy is
+
+Flags
+  --dry-run             show every change as a diff or the exact command; change nothing
+  --root DIR            resolve every path under DIR (a copied tree, a chroot, tests)
+  --yes                 non-interactive: never prompt, accept defaults, apply without asking;
+                        a question with no default must be answered by --answers or --set
+  --answers FILE        YAML answers by stage, e.g.  encryption-config: {provider: secretbox}
+  --set STAGE.Q=VALUE   one answer (repeatable), e.g. --set encryption-config.provider=aesgcm
+  --plain               line-mode prompts instead of the full-screen wizard
+  --only STAGE,...      run only these stages
+  --skip STAGE,...      run every stage but these
+  --json                results as JSON on stdout (status, and the run summary)
+  --version             print the version
+  -h, --help            this help
+
+Stages
+  encryption-config     generate a key and write the EncryptionConfiguration (0600)
+  apiserver-manifest    point kube-apiserver at it: flag, read-only mount, hostPath volume
+
+Exit codes
+  0 done   1 verification or status findings failed   2 bad input or usage   3 aborted or rolled back
+
+Results go to stdout; prompts and progress go to stderr. Every run that changes something
+keeps a journal and a backup of every file it overwrote in /var/lib/etcd-harden/runs/<id>/.
+`;
+
+function splitList(value: string | undefined): string[] | undefined {
+	if (value === undefined) return undefined;
+	return value
+		.split(',')
+		.map(item => item.trim())
+		.filter(Boolean);
+}
+
+/** Parse a --set or answers-file scalar: YAML, so true/false and [a, b] work. */
+function parseValue(raw: string): AnswerValue {
+	let value: unknown;
+	try {
+		value = parseYaml(raw);
+	} catch {
+		return raw;
+	}
+	if (typeof value === 'boolean' || typeof value === 'string') return value;
+	if (Array.isArray(value) && value.every(item => typeof item === 'string')) return value as string[];
+	return raw;
+}
+
+export function parseCli(argv: string[]): CliOptions {
+	let parsed;
+	try {
+		parsed = parseArgs({
+			args: argv,
+			allowPositionals: true,
+			strict: true,
+			options: {
+				'dry-run': {type: 'boolean', default: false},
+				root: {type: 'string'},
+				yes: {type: 'boolean', short: 'y', default: false},
+				answers: {type: 'string'},
+				set: {type: 'string', multiple: true, default: []},
+				plain: {type: 'boolean', default: false},
+				only: {type: 'string'},
+				skip: {type: 'string'},
+				json: {type: 'boolean', default: false},
+				help: {type: 'boolean', short: 'h', default: false},
+				version: {type: 'boolean', default: false},
+			},
+		});
+	} catch (error) {
+		throw new InputError(`${(error as Error).message}. See etcd-harden --help.`);
+	}
+	const {values, positionals} = parsed;
+	if (positionals.length > 1) throw new InputError(`unexpected argument "${positionals[1]}". See etcd-harden --help.`);
+	const command = (positionals[0] ?? 'harden') as Command;
+	if (!commands.includes(command)) {
+		throw new InputError(`unknown command "${positionals[0]}": use one of ${commands.join(', ')}. See etcd-harden --help.`);
+	}
+	if (values.only !== undefined && values.skip !== undefined) throw new InputError('--only and --skip cannot be combined: use one.');
+	const set: Answers = {};
+	for (const item of values.set ?? []) {
+		const match = /^([\w-]+)\.([\w-]+)=(.*)$/s.exec(item);
+		if (!match) throw new InputError(`--set "${item}" is not STAGE.QUESTION=VALUE, e.g. --set encryption-config.provider=secretbox`);
+		const [, stage, question, raw] = match as unknown as [string, string, string, string];
+		(set[stage] ??= {})[question] = parseValue(raw);
+	}
+	return {
+		command,
+		dryRun: values['dry-run'] ?? false,
+		root: values.root,
+		yes: values.yes ?? false,
+		answersFile: values.answers,
+		set,
+		plain: values.plain ?? false,
+		only: splitList(values.only),
+		skip: splitList(values.skip),
+		json: values.json ?? false,
+		help: values.help ?? false,
+		version: values.version ?? false,
+	};
+}
+
+/** Parse an --answers file's text: a mapping of stage id to a mapping of answers. */
+export function parseAnswersFile(file: string, text: string): Answers {
+	let data: unknown;
+	try {
+		data = parseYaml(text);
+	} catch (error) {
+		throw new InputError(`${file} is not valid YAML: ${(error as Error).message.split('\n')[0]}. Fix the file and rerun.`);
+	}
+	if (data === null || data === undefined) return {};
+	if (typeof data !== 'object' || Array.isArray(data)) {
+		throw new InputError(`${file} must be a mapping of stage ids to answers, e.g. "encryption-config: {provider: secretbox}".`);
+	}
+	const answers: Answers = {};
+	for (const [stage, value] of Object.entries(data as Record<string, unknown>)) {
+		if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+			throw new InputError(`${file}: "${stage}" must be a mapping of question ids to answers.`);
+		}
+		answers[stage] = {};
+		for (const [question, answer] of Object.entries(value as Record<string, unknown>)) {
+			if (typeof answer === 'boolean' || typeof answer === 'string') answers[stage][question] = answer;
+			else if (typeof answer === 'number') answers[stage][question] = String(answer);
+			else if (Array.isArray(answer) && answer.every(item => typeof item === 'string')) answers[stage][question] = answer as string[];
+			else throw new InputError(`${file}: "${stage}.${question}" must be text, true/false or a list of text.`);
+		}
+	}
+	return answers;
+}
+
+/** Answers from the file, overridden by --set. */
+export function mergeAnswers(base: Answers, override: Answers): Answers {
+	const result: Answers = {};
+	for (const stage of new Set([...Object.keys(base), ...Object.keys(override)])) {
+		result[stage] = {...base[stage], ...override[stage]};
+	}
+	return result;
+}

@@ -1,0 +1,193 @@
+import * as path from 'node:path';
+import {createEngine} from '../engine/engine.js';
+import type {EngineState} from '../engine/state.js';
+import {exitCodes, InputError, type Check, type Stage} from '../engine/types.js';
+import {prepareDemoTree, packageDirectory} from '../host/demo.js';
+import {RealHost} from '../host/real.js';
+import {RecordingHost} from '../host/recording.js';
+import type {Host} from '../host/types.js';
+import {discover} from '../stages/discover.js';
+import {stages as allStages} from '../stages/index.js';
+import {tasks} from '../engine/tasks.js';
+import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
+
+export type Io = {
+	stdin: NodeJS.ReadStream;
+	stdout: NodeJS.WriteStream;
+	stderr: NodeJS.WriteStream;
+	/** Effective uid is 0 (injectable for tests). */
+	isRoot: boolean;
+	/** Install SIGINT/SIGTERM handlers (off in in-process tests). */
+	handleSignals: boolean;
+};
+
+function defaultIo(): Io {
+	return {
+		stdin: process.stdin,
+		stdout: process.stdout,
+		stderr: process.stderr,
+		isRoot: process.geteuid?.() === 0,
+		handleSignals: true,
+	};
+}
+
+export async function main(argv: string[], partialIo: Partial<Io> = {}): Promise<number> {
+	const io = {...defaultIo(), ...partialIo};
+	try {
+		return await run(argv, io);
+	} catch (error) {
+		if (error instanceof InputError) {
+			io.stderr.write(`etcd-harden: ${error.message}\n`);
+			return exitCodes.badInput;
+		}
+		throw error;
+	}
+}
+
+async function run(argv: string[], io: Io): Promise<number> {
+	const options = parseCli(argv);
+	if (options.help) {
+		io.stdout.write(helpText);
+		return exitCodes.ok;
+	}
+	if (options.version) {
+		const {readFile} = await import('node:fs/promises');
+		const manifest = JSON.parse(await readFile(path.join(await packageDirectory(), 'package.json'), 'utf8')) as {version: string};
+		io.stdout.write(`${manifest.version}\n`);
+		return exitCodes.ok;
+	}
+
+	let root = options.root;
+	if (options.command === 'demo') {
+		if (root !== undefined) throw new InputError('demo makes its own copied tree: drop --root, or run "etcd-harden harden --root DIR".');
+		root = await prepareDemoTree();
+		io.stderr.write(`Demo: a kubeadm-like tree was copied to ${root}; the wizard works on that copy only.\n`);
+	}
+	if (root === undefined && !io.isRoot) {
+		throw new InputError(
+			'etcd-harden reads and changes root-owned files under /etc/kubernetes: run it as root (sudo etcd-harden), ' +
+				'or pass --root DIR to work on a copied tree, or try "etcd-harden demo".',
+		);
+	}
+	const realHost = new RealHost(root ?? '/');
+	if (root !== undefined) {
+		const stat = await new RealHost('/').stat(path.resolve(root));
+		if (!stat?.isDirectory) throw new InputError(`--root ${root}: no such directory. Pass an existing directory.`);
+	}
+	const host: Host = options.dryRun ? new RecordingHost(realHost) : realHost;
+	const {selected, skipped} = selectStages(options);
+
+	if (options.command === 'status') return status(host, selected, options, io);
+
+	let answers = options.set;
+	if (options.answersFile !== undefined) {
+		const file = path.resolve(options.answersFile);
+		const text = await new RealHost('/').readText(file);
+		if (text === undefined) throw new InputError(`--answers ${options.answersFile}: no such file.`);
+		answers = mergeAnswers(parseAnswersFile(options.answersFile, text), options.set);
+	}
+	const knownStages = new Set(allStages.map(stage => stage.id));
+	for (const stage of Object.keys(answers)) {
+		if (!knownStages.has(stage)) throw new InputError(`answers name an unknown stage "${stage}": known stages are ${[...knownStages].join(', ')}.`);
+	}
+
+	const interactive = !options.yes;
+	if (interactive && !io.stdin.isTTY) {
+		throw new InputError('standard input is not a terminal, so the wizard cannot ask questions: pass --yes (with --answers FILE or --set STAGE.Q=VALUE) for a non-interactive run.');
+	}
+
+	const engine = createEngine({
+		command: 'harden',
+		host,
+		stages: selected,
+		skipped,
+		answers,
+		interactive,
+		discover: nodeHost => discover(nodeHost),
+		tasks,
+	});
+
+	const onSignal = (): void => engine.abort();
+	if (io.handleSignals) {
+		process.on('SIGINT', onSignal);
+		process.on('SIGTERM', onSignal);
+	}
+	try {
+		const useInk = interactive && !options.plain && Boolean(io.stderr.isTTY);
+		let frontend: Promise<void>;
+		if (useInk) {
+			const {runInk} = await import('../ui/index.js');
+			frontend = runInk(engine, {stdin: io.stdin, stdout: io.stderr, stderr: io.stderr});
+		} else {
+			const {runPlain} = await import('../plain/index.js');
+			frontend = runPlain(engine, {input: io.stdin, output: io.stderr});
+		}
+		const exitCode = await engine.run();
+		await frontend;
+		printResult(engine.getState(), options, io, root);
+		return exitCode;
+	} finally {
+		if (io.handleSignals) {
+			process.off('SIGINT', onSignal);
+			process.off('SIGTERM', onSignal);
+		}
+	}
+}
+
+function selectStages(options: CliOptions): {selected: Stage[]; skipped: Stage[]} {
+	const ids = allStages.map(stage => stage.id);
+	for (const id of [...(options.only ?? []), ...(options.skip ?? [])]) {
+		if (!ids.includes(id)) throw new InputError(`unknown stage "${id}": known stages are ${ids.join(', ')}.`);
+	}
+	const wanted = (stage: Stage): boolean =>
+		options.only ? options.only.includes(stage.id) : !(options.skip ?? []).includes(stage.id);
+	return {selected: allStages.filter(wanted), skipped: allStages.filter(stage => !wanted(stage))};
+}
+
+type StatusRow = Check & {stage: string};
+
+async function status(host: Host, stages: Stage[], options: CliOptions, io: Io): Promise<number> {
+	const facts = await discover(host);
+	const rows: StatusRow[] = stages.flatMap(stage => stage.status(facts).map(check => ({stage: stage.id, ...check})));
+	const failed = rows.some(row => row.status === 'fail');
+	if (options.json) {
+		io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+	} else {
+		let previous: string | undefined;
+		for (const row of rows) {
+			if (row.stage !== previous) io.stdout.write(`${previous === undefined ? '' : '\n'}${row.stage}\n`);
+			previous = row.stage;
+			io.stdout.write(`  ${row.status.toUpperCase().padEnd(4)}  ${row.id}  ${row.title}${row.actual ? ` (${row.actual})` : ''}\n`);
+			if (row.status !== 'pass' && row.remediation) io.stdout.write(`        fix: ${row.remediation}\n`);
+		}
+		const counts = ['pass', 'warn', 'fail'].map(kind => `${rows.filter(row => row.status === kind).length} ${kind}`);
+		io.stdout.write(`\n${counts.join(', ')}\n`);
+	}
+	return failed ? exitCodes.failed : exitCodes.ok;
+}
+
+function printResult(state: EngineState, options: CliOptions, io: Io, root: string | undefined): void {
+	const result = state.result;
+	if (!result) return;
+	if (options.json) {
+		const data = {
+			command: state.command,
+			dryRun: state.dryRun,
+			root: root ?? '/',
+			exitCode: result.exitCode,
+			stages: state.stages.map(stage => ({
+				id: stage.id,
+				phase: stage.phase,
+				checks: stage.checks,
+				error: stage.error,
+				warnings: stage.warnings,
+				changes: stage.preview ?? [],
+			})),
+			summary: result.summary,
+		};
+		io.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
+		return;
+	}
+	for (const line of result.summary) io.stdout.write(`${line}\n`);
+	if (options.command === 'demo') io.stdout.write(`The demo tree is at ${root}; remove it with: rm -rf ${root}\n`);
+}

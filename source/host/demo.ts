@@ -1,0 +1,31 @@
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {fileURLToPath} from 'node:url';
+
+/** The package's own directory (where package.json and demo/ live), from source or dist. */
+export async function packageDirectory(): Promise<string> {
+	let directory = path.dirname(fileURLToPath(import.meta.url));
+	while (true) {
+		try {
+			const manifest = JSON.parse(await fs.readFile(path.join(directory, 'package.json'), 'utf8')) as {name?: string};
+			if (manifest.name === 'etcd-harden') return directory;
+		} catch {
+			// keep walking up
+		}
+		const parent = path.dirname(directory);
+		if (parent === directory) throw new Error('internal: cannot find the etcd-harden package directory');
+		directory = parent;
+	}
+}
+
+/**
+ * Copy the built-in kubeadm-like fixture tree (demo/) to a fresh temporary directory, for
+ * `etcd-harden demo`: the wizard then runs with --root pointing there, touching nothing else.
+ */
+export async function prepareDemoTree(): Promise<string> {
+	const source = path.join(await packageDirectory(), 'demo');
+	const target = await fs.mkdtemp(path.join(os.tmpdir(), 'etcd-harden-demo-'));
+	await fs.cp(source, target, {recursive: true, preserveTimestamps: true});
+	return target;
+}

@@ -1,0 +1,248 @@
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {afterEach, beforeEach, describe, expect, test} from 'vitest';
+import {createEngine, type TaskRegistry} from '../../source/engine/engine.js';
+import {LOCK_PATH, RUNS_DIR} from '../../source/engine/run-dir.js';
+import {InputError, type Facts, type Stage} from '../../source/engine/types.js';
+import {RealHost} from '../../source/host/real.js';
+import {RecordingHost} from '../../source/host/recording.js';
+import type {Host} from '../../source/host/types.js';
+
+// The engine over a real temporary directory (RealHost with --root), with small stages
+// written here: what is tested is the engine's ordering, undo, journal and lock.
+
+let root: string;
+beforeEach(async () => {
+	root = await fs.mkdtemp(path.join(os.tmpdir(), 'engine-test-'));
+	await fs.mkdir(path.join(root, 'etc'), {recursive: true});
+	await fs.writeFile(path.join(root, 'etc/existing.txt'), 'original\n', {mode: 0o644});
+});
+afterEach(async () => {
+	await fs.rm(root, {recursive: true, force: true});
+});
+
+const noFacts = async (_host: Host): Promise<Facts> => ({}) as Facts;
+
+function writeStage(id: string, file: string, content: string, extra: Partial<Stage> = {}): Stage {
+	return {
+		id,
+		title: `Stage ${id}`,
+		explain: 'test stage',
+		questions: () => [],
+		plan: () => ({changes: [{kind: 'write-file', path: file, content, mode: 0o600, summary: `write ${file}`}]}),
+		verify: () => [{id: `${id}.ok`, title: 'ok', status: 'pass'}],
+		status: () => [],
+		...extra,
+	};
+}
+
+async function tree(): Promise<Record<string, string>> {
+	const result: Record<string, string> = {};
+	async function walk(directory: string): Promise<void> {
+		for (const entry of await fs.readdir(directory, {withFileTypes: true})) {
+			const full = path.join(directory, entry.name);
+			if (entry.isDirectory()) await walk(full);
+			else result[path.relative(root, full)] = await fs.readFile(full, 'utf8');
+		}
+	}
+	await walk(root);
+	return result;
+}
+
+async function journalText(): Promise<string> {
+	const runs = await fs.readdir(path.join(root, RUNS_DIR));
+	expect(runs).toHaveLength(1);
+	return fs.readFile(path.join(root, RUNS_DIR, runs[0]!, 'journal.jsonl'), 'utf8');
+}
+
+describe('engine', () => {
+	test('applies every stage, keeps a backup outside the target directory, and journals', async () => {
+		const host = new RealHost(root);
+		const engine = createEngine({
+			command: 'harden',
+			host,
+			stages: [writeStage('a', '/etc/new.txt', 'new\n'), writeStage('b', '/etc/existing.txt', 'changed\n')],
+			answers: {},
+			interactive: false,
+			discover: noFacts,
+		});
+		expect(await engine.run()).toBe(0);
+		expect(await fs.readFile(path.join(root, 'etc/new.txt'), 'utf8')).toBe('new\n');
+		expect((await fs.stat(path.join(root, 'etc/new.txt'))).mode & 0o777).toBe(0o600);
+		expect(await fs.readFile(path.join(root, 'etc/existing.txt'), 'utf8')).toBe('changed\n');
+		const runs = await fs.readdir(path.join(root, RUNS_DIR));
+		const backup = path.join(root, RUNS_DIR, runs[0]!, 'backup/etc/existing.txt');
+		expect(await fs.readFile(backup, 'utf8')).toBe('original\n');
+		expect(await fs.readdir(path.join(root, 'etc'))).toEqual(['existing.txt', 'new.txt']);
+		const journal = await journalText();
+		expect(journal).toContain('"stage-done"');
+		expect(engine.getState().stages.map(stage => stage.phase)).toEqual(['done', 'done']);
+		// The lock is released.
+		await expect(fs.stat(path.join(root, LOCK_PATH))).rejects.toThrow();
+	});
+
+	test('bad input in a later stage stops the run before anything is written', async () => {
+		const before = await tree();
+		const broken = writeStage('b', '/etc/other.txt', 'x', {
+			plan: () => {
+				throw new InputError('/etc/kubernetes/manifests/kube-apiserver.yaml is not valid YAML');
+			},
+		});
+		const engine = createEngine({
+			command: 'harden',
+			host: new RealHost(root),
+			stages: [writeStage('a', '/etc/new.txt', 'new\n'), broken],
+			answers: {},
+			interactive: false,
+			discover: noFacts,
+		});
+		expect(await engine.run()).toBe(2);
+		expect(engine.getState().result?.summary.join('\n')).toContain('not valid YAML');
+		const after = await tree();
+		// Only the (empty) state directory may differ: no run directory, no lock, no target file.
+		expect(Object.keys(after).filter(file => !file.startsWith('var/'))).toEqual(Object.keys(before));
+		expect(after['etc/existing.txt']).toBe('original\n');
+		expect(Object.keys(after).some(file => file.includes('runs/'))).toBe(false);
+	});
+
+	test('a failing change undoes the stage byte for byte and exits 3', async () => {
+		const failing: TaskRegistry = {
+			explode: {
+				run: async () => {
+					throw new Error('apiserver did not become ready');
+				},
+			},
+		};
+		const stage = writeStage('a', '/etc/existing.txt', 'changed\n', {
+			plan: () => ({
+				changes: [
+					{kind: 'write-file', path: '/etc/existing.txt', content: 'changed\n', mode: 0o600, summary: 'rewrite'},
+					{kind: 'write-file', path: '/etc/created.txt', content: 'created\n', mode: 0o600, summary: 'create'},
+					{kind: 'task', task: 'explode', params: {}, summary: 'wait for the apiserver'},
+				],
+			}),
+		});
+		const engine = createEngine({command: 'harden', host: new RealHost(root), stages: [stage], answers: {}, interactive: false, discover: noFacts, tasks: failing});
+		expect(await engine.run()).toBe(3);
+		expect(await fs.readFile(path.join(root, 'etc/existing.txt'), 'utf8')).toBe('original\n');
+		expect((await fs.stat(path.join(root, 'etc/existing.txt'))).mode & 0o777).toBe(0o644);
+		await expect(fs.stat(path.join(root, 'etc/created.txt'))).rejects.toThrow();
+		expect(engine.getState().stages[0]?.phase).toBe('rolled-back');
+		expect(engine.getState().stages[0]?.error).toContain('apiserver did not become ready');
+		expect(await journalText()).toContain('"rolled-back"');
+	});
+
+	test('dry run previews with a diff and writes nothing', async () => {
+		const before = await tree();
+		const engine = createEngine({
+			command: 'harden',
+			host: new RecordingHost(new RealHost(root)),
+			stages: [writeStage('b', '/etc/existing.txt', 'changed\n')],
+			answers: {},
+			interactive: false,
+			discover: noFacts,
+		});
+		expect(await engine.run()).toBe(0);
+		expect(await tree()).toEqual(before);
+		const preview = engine.getState().stages[0]?.preview?.[0]?.body ?? '';
+		expect(preview).toContain('-original');
+		expect(preview).toContain('+changed');
+		expect(engine.getState().stages[0]?.phase).toBe('previewed');
+	});
+
+	test('key material never reaches previews or the journal', async () => {
+		const secret = 'c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy1sb25nIQ==';
+		const stage = writeStage('a', '/etc/enc.yaml', `keys:\n  - name: key1\n    secret: ${secret}\n`, {
+			plan: () => ({
+				changes: [{kind: 'write-file', path: '/etc/enc.yaml', content: `secret: ${secret}\n`, mode: 0o600, summary: `write key ${secret}`, secrets: [secret]}],
+			}),
+		});
+		const engine = createEngine({command: 'harden', host: new RealHost(root), stages: [stage], answers: {}, interactive: false, discover: noFacts});
+		expect(await engine.run()).toBe(0);
+		expect(JSON.stringify(engine.getState())).not.toContain(secret);
+		expect(await journalText()).not.toContain(secret);
+		expect(await fs.readFile(path.join(root, 'etc/enc.yaml'), 'utf8')).toContain(secret);
+	});
+
+	test('non-interactive run names a missing answer and an unknown one', async () => {
+		const asking = writeStage('a', '/etc/new.txt', 'x', {
+			questions: () => [{id: 'confirm-backup', kind: 'confirm', message: 'Have you stored the key elsewhere?'}],
+		});
+		const missing = createEngine({command: 'harden', host: new RealHost(root), stages: [asking], answers: {}, interactive: false, discover: noFacts});
+		expect(await missing.run()).toBe(2);
+		expect(missing.getState().result?.summary.join('\n')).toContain('missing answer "a.confirm-backup"');
+
+		const unknown = createEngine({command: 'harden', host: new RealHost(root), stages: [asking], answers: {a: {typo: 'x'}}, interactive: false, discover: noFacts});
+		expect(await unknown.run()).toBe(2);
+		expect(unknown.getState().result?.summary.join('\n')).toContain('unknown answer "a.typo"');
+	});
+
+	test('interactive: questions, esc goes back, decline writes nothing', async () => {
+		const stage = writeStage('a', '/etc/new.txt', 'x', {
+			questions: () => [
+				{id: 'provider', kind: 'select', message: 'Provider?', choices: [{value: 'secretbox', label: 'secretbox'}, {value: 'aesgcm', label: 'aesgcm'}], default: 'secretbox'},
+				{id: 'name', kind: 'text', message: 'Name?', default: 'n', validate: value => (value === 'bad' ? 'no bad names' : undefined)},
+			],
+		});
+		const engine = createEngine({command: 'harden', host: new RealHost(root), stages: [stage], answers: {}, interactive: true, discover: noFacts});
+		const seen: string[] = [];
+		engine.subscribe(() => {
+			const prompt = engine.getState().prompt;
+			if (!prompt) return;
+			const key = prompt.type === 'question' ? `${prompt.question.id}${prompt.error ? '!' : ''}` : 'confirm';
+			if (seen.at(-1) === key) return;
+			seen.push(key);
+			queueMicrotask(() => {
+				if (key === 'provider' && !seen.includes('name')) engine.answer('aesgcm');
+				else if (key === 'name' && seen.filter(k => k === 'name').length === 1) engine.back();
+				else if (key === 'provider') engine.answer('secretbox');
+				else if (key === 'name') engine.answer('bad');
+				else if (key === 'name!') engine.answer('good');
+				else if (key === 'confirm') engine.confirm(false);
+			});
+		});
+		expect(await engine.run()).toBe(3);
+		expect(seen).toEqual(['provider', 'name', 'provider', 'name', 'name!', 'confirm']);
+		await expect(fs.stat(path.join(root, 'etc/new.txt'))).rejects.toThrow();
+		expect(engine.getState().stages[0]?.phase).toBe('skipped');
+	});
+
+	test('a live lock from another process refuses the run; a stale one is taken over', async () => {
+		await fs.mkdir(path.dirname(path.join(root, LOCK_PATH)), {recursive: true});
+		await fs.writeFile(path.join(root, LOCK_PATH), `${process.pid}\n`);
+		const blocked = createEngine({command: 'harden', host: new RealHost(root), stages: [writeStage('a', '/etc/new.txt', 'x')], answers: {}, interactive: false, discover: noFacts, pid: 1_000_000});
+		expect(await blocked.run()).toBe(2);
+		expect(blocked.getState().result?.summary.join('\n')).toContain(`pid ${process.pid}`);
+
+		await fs.writeFile(path.join(root, LOCK_PATH), '999999999\n');
+		const taken = createEngine({command: 'harden', host: new RealHost(root), stages: [writeStage('a', '/etc/new.txt', 'x')], answers: {}, interactive: false, discover: noFacts});
+		expect(await taken.run()).toBe(0);
+	});
+
+	test('abort while applying undoes the stage', async () => {
+		let engineRef: ReturnType<typeof createEngine> | undefined;
+		const tasks: TaskRegistry = {
+			slow: {
+				run: async (_params, context) => {
+					engineRef?.abort();
+					await new Promise(resolve => setTimeout(resolve, 10));
+					if (context.signal.aborted) throw new Error('aborted');
+				},
+			},
+		};
+		const stage = writeStage('a', '/etc/existing.txt', 'x', {
+			plan: () => ({
+				changes: [
+					{kind: 'write-file', path: '/etc/existing.txt', content: 'changed\n', mode: 0o600, summary: 'rewrite'},
+					{kind: 'task', task: 'slow', params: {}, summary: 'slow'},
+				],
+			}),
+		});
+		engineRef = createEngine({command: 'harden', host: new RealHost(root), stages: [stage], answers: {}, interactive: false, discover: noFacts, tasks});
+		expect(await engineRef.run()).toBe(3);
+		expect(await fs.readFile(path.join(root, 'etc/existing.txt'), 'utf8')).toBe('original\n');
+		const leftovers = (await fs.readdir(path.join(root, 'etc'))).filter(name => name.startsWith('.'));
+		expect(leftovers).toEqual([]);
+	});
+});
