@@ -1,0 +1,256 @@
+/**
+ * Pure formatting shared by both frontends (Ink and plain), so a phase, a check, a
+ * progress line or a diff looks the same in either. Nothing here reads the terminal or
+ * the environment; callers pass widths and decide on colour.
+ */
+import type {EngineState, PreviewItem, Progress, StagePhase, StageView} from '../engine/state.js';
+import type {AnswerValue, Check, CheckStatus, Question} from '../engine/types.js';
+
+/** A colour intent; each frontend maps it to its own styling (or none). */
+export type Tone = 'plain' | 'muted' | 'active' | 'success' | 'warn' | 'error' | 'add' | 'remove' | 'hunk' | 'meta';
+
+export type Styled = {text: string; tone: Tone};
+
+const phaseInfo: Record<StagePhase, {symbol: string; label: string; tone: Tone}> = {
+	pending: {symbol: '·', label: 'pending', tone: 'muted'},
+	asking: {symbol: '?', label: 'asking', tone: 'active'},
+	planning: {symbol: '…', label: 'planning', tone: 'active'},
+	previewing: {symbol: '?', label: 'preview', tone: 'active'},
+	applying: {symbol: '›', label: 'applying', tone: 'active'},
+	verifying: {symbol: '…', label: 'verifying', tone: 'active'},
+	done: {symbol: '✔', label: 'done', tone: 'success'},
+	unchanged: {symbol: '=', label: 'unchanged', tone: 'success'},
+	previewed: {symbol: '◇', label: 'previewed (dry run)', tone: 'success'},
+	skipped: {symbol: '-', label: 'skipped', tone: 'muted'},
+	failed: {symbol: '✖', label: 'failed', tone: 'error'},
+	'rolled-back': {symbol: '↺', label: 'rolled back', tone: 'warn'},
+};
+
+export function phaseSymbol(phase: StagePhase): string {
+	return phaseInfo[phase].symbol;
+}
+
+export function phaseLabel(phase: StagePhase): string {
+	return phaseInfo[phase].label;
+}
+
+export function phaseTone(phase: StagePhase): Tone {
+	return phaseInfo[phase].tone;
+}
+
+/** Phases after which the stage will not change again in this run. */
+export function isFinished(phase: StagePhase): boolean {
+	return (
+		phase === 'done' ||
+		phase === 'unchanged' ||
+		phase === 'previewed' ||
+		phase === 'skipped' ||
+		phase === 'failed' ||
+		phase === 'rolled-back'
+	);
+}
+
+/** Phases where the engine works without waiting for the operator (a spinner may run). */
+export function isBusy(phase: StagePhase): boolean {
+	return phase === 'planning' || phase === 'applying' || phase === 'verifying';
+}
+
+/** "[2/11] Encryption config" */
+export function stageHeading(state: EngineState, index: number): string {
+	const stage = state.stages[index];
+	if (!stage) return '';
+	return `[${index + 1}/${state.stages.length}] ${stage.title}`;
+}
+
+/** One line of the stage list: "✔ Encryption config  done". */
+export function stageLine(stage: StageView): string {
+	return `${phaseSymbol(stage.phase)} ${stage.title}  ${phaseLabel(stage.phase)}`;
+}
+
+const checkInfo: Record<CheckStatus, {label: string; tone: Tone}> = {
+	pass: {label: 'PASS', tone: 'success'},
+	fail: {label: 'FAIL', tone: 'error'},
+	warn: {label: 'WARN', tone: 'warn'},
+};
+
+export function checkLabel(status: CheckStatus): string {
+	return checkInfo[status].label;
+}
+
+export function checkTone(status: CheckStatus): Tone {
+	return checkInfo[status].tone;
+}
+
+/**
+ * A check as lines: "PASS  title: actual", then "      fix: remediation" for fail/warn.
+ * The first line carries the status tone; the fix line is plain.
+ */
+export function checkLines(check: Check): Styled[] {
+	const head = `${checkLabel(check.status)}  ${check.title}${check.actual ? `: ${check.actual}` : ''}`;
+	const lines: Styled[] = [{text: head, tone: checkTone(check.status)}];
+	if (check.status !== 'pass' && check.remediation) {
+		lines.push({text: `      fix: ${check.remediation}`, tone: 'plain'});
+	}
+	return lines;
+}
+
+/** 65 -> "1m05s", 7 -> "7s", 3700 -> "1h01m". */
+export function formatDuration(seconds: number): string {
+	const s = Math.max(0, Math.round(seconds));
+	if (s < 60) return `${s}s`;
+	const m = Math.floor(s / 60);
+	if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+	return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+/** 1234.5 -> "1235/s", 2.25 -> "2.3/s". */
+export function formatRate(rate: number): string {
+	return rate >= 100 ? `${Math.round(rate)}/s` : `${Math.round(rate * 10) / 10}/s`;
+}
+
+/** "[#####.....]" with `width` cells between the brackets. */
+export function progressBar(done: number, total: number, width: number): string {
+	const cells = Math.max(1, width);
+	const ratio = total > 0 ? Math.min(1, Math.max(0, done / total)) : 0;
+	const full = Math.round(ratio * cells);
+	return `[${'#'.repeat(full)}${'.'.repeat(cells - full)}]`;
+}
+
+/**
+ * The progress figures after the label: "[####......] 120/300 40%  300/s  ETA 1s".
+ * Parts the engine did not give are left out.
+ */
+export function progressFigures(progress: Progress, barWidth = 20): string {
+	const parts: string[] = [];
+	const {done, total} = progress;
+	if (done !== undefined && total !== undefined) {
+		const percent = total > 0 ? Math.floor((Math.min(done, total) / total) * 100) : 100;
+		parts.push(`${progressBar(done, total, barWidth)} ${done}/${total} ${percent}%`);
+	} else if (done !== undefined) {
+		parts.push(`${done} done`);
+	}
+	if (progress.rate !== undefined) parts.push(formatRate(progress.rate));
+	if (progress.etaSeconds !== undefined) parts.push(`ETA ${formatDuration(progress.etaSeconds)}`);
+	return parts.join('  ');
+}
+
+/** The whole progress as one line, for plain mode and logs. */
+export function progressLine(progress: Progress, barWidth = 20): string {
+	const figures = progressFigures(progress, barWidth);
+	return figures ? `${progress.label}  ${figures}` : progress.label;
+}
+
+/** The last `count` lines of a command's output. */
+export function tailLines(tail: string[] | undefined, count = 5): string[] {
+	if (!tail || tail.length === 0) return [];
+	return tail.slice(-count);
+}
+
+/** The colour of one line of a unified diff. */
+export function diffLineTone(line: string): Tone {
+	if (line.startsWith('+++') || line.startsWith('---')) return 'meta';
+	if (line.startsWith('@@')) return 'hunk';
+	if (line.startsWith('+')) return 'add';
+	if (line.startsWith('-')) return 'remove';
+	if (line.startsWith('\\')) return 'muted';
+	return 'plain';
+}
+
+const previewKindLabel: Record<PreviewItem['kind'], string> = {
+	'write-file': 'write',
+	run: 'run',
+	task: 'task',
+};
+
+/**
+ * A preview item as styled lines: a heading, then the diff (coloured +/-), the command
+ * ("$ argv"), or the task's detail lines.
+ */
+export function previewLines(item: PreviewItem): Styled[] {
+	const lines: Styled[] = [{text: `${previewKindLabel[item.kind]}: ${item.summary}`, tone: 'active'}];
+	const body = item.body.replace(/\n$/, '');
+	if (body === '') return lines;
+	for (const line of body.split('\n')) {
+		if (item.kind === 'write-file') lines.push({text: line, tone: diffLineTone(line)});
+		else if (item.kind === 'run') lines.push({text: `  $ ${line}`, tone: 'plain'});
+		else lines.push({text: `  ${line}`, tone: 'muted'});
+	}
+	return lines;
+}
+
+/** Enter on a preview confirm applies: the operator has just read what will change. */
+export const confirmDefault = true;
+
+/** "(Y/n)", "(y/N)" or "(y/n)" when there is no default. */
+export function yesNoHint(defaultValue: boolean | undefined): string {
+	if (defaultValue === true) return '(Y/n)';
+	if (defaultValue === false) return '(y/N)';
+	return '(y/n)';
+}
+
+/** "2 of 3" for a question prompt; empty when the stage has a single question. */
+export function questionCounter(index: number, total: number): string {
+	return total > 1 ? `${index + 1} of ${total}` : '';
+}
+
+/** How a default is shown next to a text question (passwords never show theirs). */
+export function defaultHint(question: Question): string {
+	const value = question.default;
+	if (value === undefined || question.kind === 'password') return '';
+	return `(${formatAnswer(value)})`;
+}
+
+export function formatAnswer(value: AnswerValue): string {
+	if (Array.isArray(value)) return value.join(', ');
+	if (typeof value === 'boolean') return value ? 'yes' : 'no';
+	return value;
+}
+
+export function outcomeLabel(exitCode: number): string {
+	switch (exitCode) {
+		case 0:
+			return 'Done';
+		case 1:
+			return 'Finished with failed checks';
+		case 2:
+			return 'Stopped: bad input';
+		case 3:
+			return 'Aborted; the current stage was rolled back';
+		default:
+			return `Exited with code ${exitCode}`;
+	}
+}
+
+export function outcomeTone(exitCode: number): Tone {
+	if (exitCode === 0) return 'success';
+	if (exitCode === 3) return 'warn';
+	return 'error';
+}
+
+export function logTone(level: 'info' | 'warn' | 'error' | 'success'): Tone {
+	return level === 'info' ? 'plain' : level;
+}
+
+export function logPrefix(level: 'info' | 'warn' | 'error' | 'success'): string {
+	switch (level) {
+		case 'warn':
+			return '! ';
+		case 'error':
+			return '✖ ';
+		case 'success':
+			return '✔ ';
+		default:
+			return '  ';
+	}
+}
+
+/** CI set (and not "0"/"false") means: no animation, deterministic output. */
+export function isCi(env: NodeJS.ProcessEnv): boolean {
+	const on = (key: string) => {
+		const value = env[key];
+		return value !== undefined && value !== '0' && value !== 'false';
+	};
+	return on('CI') || on('CONTINUOUS_INTEGRATION');
+}
+
+export const spinnerFrames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'] as const;
