@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Provision the real components the e2e tests, benchmarks and the playground need.
+#
+# Idempotent: installs only missing Debian packages, and builds kube-apiserver 1.20.2 from Debian's
+# `kubernetes` source package once per machine, caching the binary outside the repository.
+# Quick (seconds) when everything is already present. Non-interactive (works with CI=true, no stdin).
+#
+# Environment:
+#   ETCD_HARDEN_CACHE   cache directory (default /var/cache/etcd-harden)
+#   PROVISION_CHECK=1   only check; exit 0 if everything is present, 1 otherwise (no changes)
+set -euo pipefail
+
+CACHE="${ETCD_HARDEN_CACHE:-/var/cache/etcd-harden}"
+KUBE_VERSION="1.20.2"
+APISERVER_BIN="$CACHE/bin/kube-apiserver-$KUBE_VERSION"
+SRC_LIST=/etc/apt/sources.list.d/etcd-harden-deb-src.sources
+PACKAGES=(etcd-server etcd-client golang-go rsync openssl iptables nftables iproute2 tmux age dpkg-dev util-linux)
+
+START=$(date +%s)
+log() { printf '[provision %4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
+
+missing_packages() {
+	local p
+	for p in "${PACKAGES[@]}"; do
+		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+			printf '%s\n' "$p"
+		fi
+	done
+}
+
+if [[ "${PROVISION_CHECK:-}" == 1 ]]; then
+	missing=$(missing_packages)
+	if [[ -z "$missing" && -x "$APISERVER_BIN" ]]; then exit 0; fi
+	[[ -n "$missing" ]] && echo "missing packages: $(echo $missing)" >&2
+	[[ -x "$APISERVER_BIN" ]] || echo "missing $APISERVER_BIN" >&2
+	exit 1
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "provision.sh must run as root (it installs Debian packages and builds into $CACHE)" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+APT_OPTS=(-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+
+# ---------------------------------------------------------------- packages
+mapfile -t MISSING < <(missing_packages)
+if (( ${#MISSING[@]} > 0 )); then
+	log "installing missing packages: ${MISSING[*]}"
+	# Keep the etcd package from starting a system etcd on 2379: deny service starts during install.
+	POLICY=/usr/sbin/policy-rc.d
+	created_policy=0
+	if [[ ! -e "$POLICY" ]]; then
+		printf '#!/bin/sh\nexit 101\n' >"$POLICY"
+		chmod 0755 "$POLICY"
+		created_policy=1
+	fi
+	trap '[[ $created_policy == 1 ]] && rm -f "$POLICY"' EXIT
+	if ! apt-get install "${APT_OPTS[@]}" --no-install-recommends "${MISSING[@]}" </dev/null; then
+		log "install failed; refreshing package lists and retrying"
+		apt-get update -q </dev/null
+		apt-get install "${APT_OPTS[@]}" --no-install-recommends "${MISSING[@]}" </dev/null
+	fi
+	if [[ $created_policy == 1 ]]; then rm -f "$POLICY"; fi
+	trap - EXIT
+	log "packages installed"
+else
+	log "all packages present"
+fi
+
+# A system etcd service must not hold 2379 (tests run their own etcd inside namespaces, but the
+# playground and operators expect the host port free).
+if command -v systemctl >/dev/null 2>&1; then
+	if [[ -d /run/systemd/system ]] && systemctl is-active --quiet etcd 2>/dev/null; then
+		log "stopping the system etcd service"
+		systemctl stop etcd >/dev/null 2>&1 || true
+	fi
+	# `disable` also works without a running systemd (it only removes the wants/ symlinks).
+	if systemctl is-enabled --quiet etcd 2>/dev/null; then
+		log "disabling the system etcd service"
+		systemctl disable etcd >/dev/null 2>&1 || true
+	fi
+fi
+if [[ -x /etc/init.d/etcd ]] && /etc/init.d/etcd status >/dev/null 2>&1; then
+	log "stopping the system etcd service (sysv)"
+	/etc/init.d/etcd stop >/dev/null 2>&1 || true
+	command -v update-rc.d >/dev/null && update-rc.d etcd disable >/dev/null 2>&1 || true
+fi
+
+# ---------------------------------------------------------------- kube-apiserver
+if [[ -x "$APISERVER_BIN" ]]; then
+	log "kube-apiserver $KUBE_VERSION cached at $APISERVER_BIN"
+	log "done in $(( $(date +%s) - START ))s"
+	exit 0
+fi
+
+mkdir -p "$CACHE/bin" "$CACHE/src"
+
+have_deb_src() {
+	grep -rqsE '^\s*deb-src\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null && return 0
+	grep -rqsE '^\s*Types:.*\bdeb-src\b' /etc/apt/sources.list.d/*.sources 2>/dev/null && return 0
+	return 1
+}
+
+# Derive deb-src entries from the machine's own apt sources (no host name is hard-coded anywhere).
+derive_deb_src() {
+	local tmp
+	tmp=$(mktemp)
+	local f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[[ -f "$f" && "$f" != "$SRC_LIST" ]] || continue
+		# deb822: copy every stanza whose Types include "deb", with Types rewritten to deb-src.
+		awk '
+			function flush() {
+				if (n > 0 && keep && !disabled) { for (i = 1; i <= n; i++) print buf[i]; print "" }
+				n = 0; keep = 0; disabled = 0
+			}
+			/^[[:space:]]*$/ { flush(); next }
+			/^[[:space:]]*#/ { next }
+			/^Enabled:[[:space:]]*no/ { disabled = 1 }
+			/^Types:/ {
+				if ($0 ~ /[[:space:]]deb([[:space:]]|$)/) keep = 1
+				buf[++n] = "Types: deb-src"; next
+			}
+			{ buf[++n] = $0 }
+			END { flush() }
+		' "$f" >>"$tmp"
+	done
+	local legacy=()
+	[[ -f /etc/apt/sources.list ]] && legacy+=(/etc/apt/sources.list)
+	for f in /etc/apt/sources.list.d/*.list; do [[ -f "$f" ]] && legacy+=("$f"); done
+	if (( ${#legacy[@]} > 0 )); then
+		# one-line format: "deb [opts] URI suite components" -> deb822 stanzas
+		sed -nE 's/^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]]+([^[:space:]]+)[[:space:]]+(.*)$/Types: deb-src\nURIs: \2\nSuites: \3\nComponents: \4\n/p' \
+			"${legacy[@]}" >>"$tmp"
+	fi
+	if [[ ! -s "$tmp" ]]; then
+		rm -f "$tmp"
+		echo "could not derive deb-src entries from the apt sources on this machine" >&2
+		exit 1
+	fi
+	install -m 0644 "$tmp" "$SRC_LIST"
+	rm -f "$tmp"
+	log "wrote deb-src entries derived from the apt sources to $SRC_LIST"
+}
+
+SRC_DIR=$(find "$CACHE/src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' 2>/dev/null | head -n1 || true)
+if [[ -z "$SRC_DIR" || ! -f "$SRC_DIR/.etcd-harden-extracted" ]]; then
+	[[ -n "$SRC_DIR" ]] && rm -rf "$SRC_DIR"
+	if ! apt-cache showsrc kubernetes >/dev/null 2>&1 || ! apt-cache showsrc kubernetes 2>/dev/null | grep -q '^Package:'; then
+		have_deb_src || derive_deb_src
+		log "apt-get update (source indexes)"
+		apt-get update -q </dev/null
+	fi
+	log "downloading and unpacking Debian's kubernetes source package (several hundred MB)"
+	(cd "$CACHE/src" && apt-get source -q kubernetes </dev/null)
+	SRC_DIR=$(find "$CACHE/src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -n1)
+	[[ -n "$SRC_DIR" ]] || { echo "apt-get source kubernetes produced no source tree" >&2; exit 1; }
+	touch "$SRC_DIR/.etcd-harden-extracted"
+	rm -f "$CACHE"/src/*.tar.* "$CACHE"/src/*.dsc
+	log "source tree at $SRC_DIR"
+else
+	log "reusing source tree $SRC_DIR"
+fi
+
+log "building kube-apiserver $KUBE_VERSION (make WHAT=cmd/kube-apiserver, CGO_ENABLED=0; ~4 min on 2 cores)"
+GOPATH_DIR="$SRC_DIR/.go"
+mkdir -p "$GOPATH_DIR/src/k8s.io"
+ln -sfn "$SRC_DIR" "$GOPATH_DIR/src/k8s.io/kubernetes"
+BUILD_START=$(date +%s)
+(
+	cd "$GOPATH_DIR/src/k8s.io/kubernetes"
+	export GOPATH="$GOPATH_DIR" CGO_ENABLED=0 GOCACHE="$CACHE/go-build"
+	export KUBE_GIT_VERSION="v$KUBE_VERSION" KUBE_GIT_TREE_STATE=clean KUBE_GIT_COMMIT=debian
+	# Progress: the build is quiet for minutes; print a heartbeat.
+	( while sleep 30; do log "  ...still building ($(( $(date +%s) - BUILD_START ))s)"; done ) &
+	hb=$!
+	trap 'kill $hb 2>/dev/null || true' EXIT
+	make WHAT=cmd/kube-apiserver </dev/null
+)
+BUILT=$(find "$SRC_DIR/_output" -type f -name kube-apiserver -perm -u+x 2>/dev/null | head -n1)
+[[ -n "$BUILT" ]] || { echo "build finished but no kube-apiserver binary found under $SRC_DIR/_output" >&2; exit 1; }
+install -m 0755 "$BUILT" "$APISERVER_BIN.tmp"
+mv -f "$APISERVER_BIN.tmp" "$APISERVER_BIN"
+log "built kube-apiserver in $(( $(date +%s) - BUILD_START ))s -> $APISERVER_BIN"
+"$APISERVER_BIN" --version >&2 || true
+log "done in $(( $(date +%s) - START ))s"
