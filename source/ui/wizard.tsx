@@ -69,11 +69,23 @@ function FinishedStage({stage}: {stage: StageView}) {
 					<Text color="red">{stage.error}</Text>
 				</Box>
 			) : null}
+			{stage.phase === 'previewed'
+				? stage.notes.map((note, i) => (
+						<Box key={`n${i}`} marginLeft={2}>
+							<Text dimColor>• {note}</Text>
+						</Box>
+					))
+				: null}
 			{stage.warnings.map((w, i) => (
-				<Box key={i} marginLeft={2}>
+				<Box key={`w${i}`} marginLeft={2}>
 					<Text color="yellow">! {w}</Text>
 				</Box>
 			))}
+			{stage.phase === 'previewed' && stage.preview ? (
+				<Box flexDirection="column" marginLeft={2}>
+					{stage.preview.flatMap((p, i) => previewLines(p).map((line, j) => <Line key={`${i}-${j}`} line={line} />))}
+				</Box>
+			) : null}
 			{stage.checks.length > 0 ? <Checks checks={stage.checks} /> : null}
 		</Box>
 	);

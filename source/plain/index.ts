@@ -1,0 +1,1 @@
+export {runPlain, type PlainIo} from './plain.js';
