@@ -6,6 +6,7 @@ import {defineConfig} from 'vitest/config';
 //  e2e:  real etcd, real kube-apiserver, real kubectl, iptables/nft in namespaces the tests create.
 export default defineConfig({
 	test: {
+		reporters: ['default', './test/summary-reporter.ts'],
 		projects: [
 			{
 				test: {
