@@ -3,7 +3,7 @@ import * as fs from 'node:fs/promises';
 import * as https from 'node:https';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import {randomBytes} from 'node:crypto';
+import {createHash, randomBytes} from 'node:crypto';
 import {setTimeout as delay} from 'node:timers/promises';
 import {execa} from 'execa';
 import type {Arg, FileStat, Host, HttpRequest, HttpResponse, RunOptions, RunResult} from './types.js';
@@ -190,20 +190,39 @@ export class RealHost implements Host {
 		};
 	}
 
+	/** Keep-alive agents by protocol and TLS identity (a hash of CA, certificate and key). */
+	private readonly agents = new Map<string, http.Agent>();
+
+	private agentFor(protocol: string, ca?: Buffer | string, cert?: Buffer | string, key?: Buffer | string): http.Agent {
+		const hash = createHash('sha256').update(protocol);
+		for (const part of [ca, cert, key]) hash.update('\0').update(part ?? '');
+		const id = hash.digest('hex');
+		let agent = this.agents.get(id);
+		if (agent === undefined) {
+			// Idle sockets are unref'd by the agent, so a cached agent never keeps the process alive.
+			const options = {keepAlive: true, keepAliveMsecs: 10_000, maxFreeSockets: 128, scheduling: 'lifo' as const};
+			agent = protocol === 'https:' ? new https.Agent({...options, ca, cert, key}) : new http.Agent(options);
+			this.agents.set(id, agent);
+		}
+		return agent;
+	}
+
 	async request(request: HttpRequest): Promise<HttpResponse> {
 		const [ca, cert, key] = await Promise.all([
-			request.caFile ? fs.readFile(this.resolve(request.caFile)) : undefined,
-			request.certFile ? fs.readFile(this.resolve(request.certFile)) : undefined,
-			request.keyFile ? fs.readFile(this.resolve(request.keyFile)) : undefined,
+			request.caFile ? fs.readFile(this.resolve(request.caFile)) : request.ca,
+			request.certFile ? fs.readFile(this.resolve(request.certFile)) : request.cert,
+			request.keyFile ? fs.readFile(this.resolve(request.keyFile)) : request.key,
 		]);
 		const url = new URL(request.url);
 		const client = url.protocol === 'https:' ? https : http;
+		const agent = this.agentFor(url.protocol, ca, cert, key);
 		return new Promise<HttpResponse>((resolve, reject) => {
 			const outgoing = client.request(
 				url,
 				{
 					method: request.method ?? 'GET',
 					headers: request.headers,
+					agent,
 					ca,
 					cert,
 					key,

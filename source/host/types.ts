@@ -53,6 +53,13 @@ export type HttpRequest = {
 	caFile?: string;
 	certFile?: string;
 	keyFile?: string;
+	/**
+	 * Inline PEM text instead of files (e.g. a kubeconfig's `*-data`), used when the
+	 * matching `*File` is not given. Never logged or recorded.
+	 */
+	ca?: string;
+	cert?: string;
+	key?: string;
 	timeoutMs?: number;
 	signal?: AbortSignal;
 };
@@ -92,7 +99,11 @@ export interface Host {
 	/** Run a command (execa, no shell). Does not throw on a non-zero exit. */
 	run(argv: Arg[], options?: RunOptions): Promise<RunResult>;
 
-	/** HTTPS/HTTP request, e.g. the apiserver's /readyz with client certificates. */
+	/**
+	 * HTTPS/HTTP request, e.g. the apiserver's /readyz with client certificates. Connections
+	 * are kept alive and reused per TLS identity (CA, client certificate and key), so many
+	 * requests in flight do not each pay a TLS handshake.
+	 */
 	request(request: HttpRequest): Promise<HttpResponse>;
 
 	sleep(ms: number, signal?: AbortSignal): Promise<void>;
