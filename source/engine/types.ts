@@ -94,6 +94,18 @@ export type StagePlan = {
 export type PlanContext = {
 	randomBytes(size: number): Buffer;
 	now: Date;
+	/**
+	 * Answers of the stages run so far (this one included), by stage id. Lets a stage follow
+	 * an earlier stage's choice (apiserver-manifest uses encryption-config's path).
+	 */
+	answers?: Readonly<Answers>;
+	/**
+	 * Plans of the earlier stages of this run, by stage id, in run order. A stage that builds
+	 * on what an earlier one will write reads it here, so the plan is the same in --dry-run
+	 * (nothing applied) and in a real run (apiserver-manifest hashes the config that
+	 * encryption-config will write).
+	 */
+	planned?: Readonly<Record<string, StagePlan>>;
 };
 
 export type Stage = {

@@ -1,0 +1,174 @@
+/**
+ * Stage apiserver-manifest: point kube-apiserver at the encryption config. Adds the flag,
+ * a read-only hostPath mount of the config's directory (so a rewritten file is seen by the
+ * running pod), automatic reload from 1.26, and an annotation with the config's sha256 so
+ * the kubelet restarts the static pod whenever the config changes. Pure text patching with
+ * the yaml Document API; the engine backs the manifest up into its run directory.
+ */
+import {posix} from 'node:path';
+import {configDigest} from '../kube/encryption-config.js';
+import {containerPathFor, patchManifest, ManifestError, versionAtLeast, type ManifestPatch} from '../kube/manifest.js';
+import {InputError, type Check, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
+import {apiserverContainer, encryptionFlag} from './discover.js';
+import {encryptionConfigStageId} from './encryption-config.js';
+import type {Facts} from './facts.js';
+
+export const apiserverManifestStageId = 'apiserver-manifest';
+export const reloadFlag = 'encryption-provider-config-automatic-reload';
+export const digestAnnotation = 'etcd-harden.io/encryption-config-sha256';
+export const volumeName = 'etcd-harden-encryption';
+/** First kube-apiserver release with --encryption-provider-config-automatic-reload. */
+export const reloadSince = '1.26';
+
+export type ConfigTarget = {path: string; content: string; source: 'planned' | 'node'};
+
+/**
+ * The config the apiserver will run with: what the encryption-config stage plans to write
+ * in this run (context.planned), else the file already on the node at the chosen path.
+ */
+export function configTarget(facts: Facts, context: Pick<PlanContext, 'answers' | 'planned'>): ConfigTarget {
+	const planned = context.planned?.[encryptionConfigStageId]?.changes.find(change => change.kind === 'write-file');
+	if (planned?.kind === 'write-file') return {path: planned.path, content: planned.content, source: 'planned'};
+	const answered = context.answers?.[encryptionConfigStageId]?.['path'];
+	const path = typeof answered === 'string' ? answered : facts.encryption.path;
+	const enc = facts.encryption;
+	if (enc.path === path && enc.errors.length > 0) throw new InputError(enc.errors.join('\n'));
+	if (enc.path === path && enc.exists && enc.text !== undefined) return {path, content: enc.text, source: 'node'};
+	throw new InputError(
+		`${path}: no encryption config to point kube-apiserver at (the file does not exist and this run does not write it). ` +
+			`Fix: run the ${encryptionConfigStageId} stage too (drop --skip ${encryptionConfigStageId} or add it to --only).`,
+	);
+}
+
+/** The patch this stage applies for a config at `path` with `content`. */
+export function manifestPatch(facts: Facts, target: {path: string; content: string}): ManifestPatch {
+	const dir = posix.dirname(target.path);
+	const flags: Record<string, string> = {[encryptionFlag]: target.path};
+	if (versionAtLeast(facts.apiserver.version, reloadSince)) flags[reloadFlag] = 'true';
+	return {
+		flags,
+		mounts: [{name: volumeName, hostPath: dir, mountPath: dir, type: 'DirectoryOrCreate', readOnly: true}],
+		annotations: {[digestAnnotation]: configDigest(target.content)},
+	};
+}
+
+function usableManifest(facts: Facts): string {
+	const m = facts.apiserver;
+	if (!m.exists) {
+		throw new InputError(
+			`${m.path}: not found. Fix: run etcd-harden on a kubeadm control-plane node (or pass --root with a copy of one).`,
+		);
+	}
+	if (m.error) throw new InputError(m.error);
+	if (m.text === undefined) throw new InputError(`${m.path}: could not be read. Fix: run etcd-harden as root.`);
+	return m.text;
+}
+
+function plan(facts: Facts, _answers: StageAnswers, context: PlanContext): StagePlan {
+	const text = usableManifest(facts);
+	const target = configTarget(facts, context);
+	const m = facts.apiserver;
+	const notes: string[] = [];
+	const warnings: string[] = [];
+	if (!m.version) {
+		warnings.push(`Cannot tell the kube-apiserver version from image ${m.image ?? '(none)'}: --${reloadFlag} is not added.`);
+	} else if (!versionAtLeast(m.version, reloadSince)) {
+		notes.push(`kube-apiserver ${m.version} has no --${reloadFlag} (added in ${reloadSince}); the pod restarts when the config changes.`);
+	}
+	let patched: string;
+	try {
+		patched = patchManifest(text, m.path, apiserverContainer, manifestPatch(facts, target));
+	} catch (error) {
+		if (error instanceof ManifestError) throw new InputError(error.message);
+		throw error;
+	}
+	if (patched === text) {
+		notes.push(`${m.path} already points at ${target.path} with the current config digest.`);
+		return {changes: [], notes, warnings};
+	}
+	notes.push('The kubelet restarts kube-apiserver when its manifest changes; the API is unavailable until it is ready again.');
+	return {
+		changes: [
+			{
+				kind: 'write-file',
+				path: m.path,
+				content: patched,
+				mode: m.mode ?? 0o600,
+				summary: `Point kube-apiserver at ${target.path}: --${encryptionFlag}, read-only mount of ${posix.dirname(target.path)}, config sha256 annotation`,
+			},
+		],
+		notes,
+		warnings,
+	};
+}
+
+/** strict (verify): a missing digest annotation fails instead of warning. */
+function checks(facts: Facts, strict: boolean): Check[] {
+	const m = facts.apiserver;
+	if (!m.exists || m.error) {
+		return [
+			{
+				id: 'manifest',
+				title: 'kube-apiserver manifest is readable',
+				status: 'fail',
+				actual: m.error ?? `${m.path} not found`,
+				remediation: 'Run on a kubeadm control-plane node, or restore the manifest.',
+			},
+		];
+	}
+	const enc = facts.encryption;
+	const flag = m.flags[encryptionFlag];
+	const out: Check[] = [];
+	const flagOk = flag !== undefined;
+	out.push({
+		id: 'flag',
+		title: `kube-apiserver has --${encryptionFlag}`,
+		status: flagOk ? 'pass' : 'fail',
+		actual: flag ?? 'not set',
+		...(flagOk ? {} : {remediation: 'Run etcd-harden (stage apiserver-manifest).'}),
+	});
+	if (flag === undefined) return out;
+	out.push({
+		id: 'mounted',
+		title: 'The encryption config is mounted into the apiserver pod',
+		status: enc.mountedInPod ? 'pass' : 'fail',
+		actual: enc.mountedInPod ? `${posix.dirname(enc.path)} -> ${containerPathFor(m, enc.path)}` : `${flag} is not under any hostPath volumeMount`,
+		...(enc.mountedInPod ? {} : {remediation: `Mount ${posix.dirname(enc.path)} read-only into the pod: run etcd-harden (stage apiserver-manifest).`}),
+	});
+	if (enc.text !== undefined) {
+		const digest = configDigest(enc.text);
+		const current = m.annotations[digestAnnotation];
+		const same = current === digest;
+		out.push({
+			id: 'digest',
+			title: 'The pod runs the current config (sha256 annotation)',
+			status: same ? 'pass' : current === undefined && !strict ? 'warn' : 'fail',
+			actual: current === undefined ? 'no annotation' : same ? digest : `annotation ${current}, file ${digest}`,
+			...(same ? {} : {remediation: 'Run etcd-harden (stage apiserver-manifest) so the pod restarts with the current config.'}),
+		});
+	}
+	if (versionAtLeast(m.version, reloadSince)) {
+		const reload = m.flags[reloadFlag] === 'true';
+		out.push({
+			id: 'reload',
+			title: `--${reloadFlag} is on`,
+			status: reload ? 'pass' : 'warn',
+			actual: m.flags[reloadFlag] ?? 'not set',
+			...(reload ? {} : {remediation: 'Run etcd-harden (stage apiserver-manifest) so key rotation needs no restart.'}),
+		});
+	}
+	return out;
+}
+
+export const apiserverManifestStage: Stage = {
+	id: apiserverManifestStageId,
+	title: 'kube-apiserver manifest',
+	explain:
+		'Points kube-apiserver at the encryption config: the --encryption-provider-config flag, a read-only mount of the ' +
+		"config's directory, and an annotation with the config's sha256 so the kubelet restarts the static pod when the " +
+		'config changes. Comments, key order and every other flag stay exactly as they are.',
+	questions: () => [],
+	plan,
+	verify: (facts, _answers) => checks(facts, true),
+	status: facts => checks(facts, false),
+};

@@ -1,0 +1,139 @@
+/**
+ * Discovery: read the node (through the host's read methods only) into Facts. Not a
+ * Stage; every stage plans from what this returns. Bad input (malformed manifests, an
+ * invalid encryption config, a file that cannot be read) is recorded as an error string
+ * that names the file, the problem and the fix; only unexpected I/O errors throw.
+ */
+import {posix} from 'node:path';
+import type {Host} from '../host/types.js';
+import {defaultConfigPath, parseEncryptionConfig} from '../kube/encryption-config.js';
+import {containerPathFor, hostPathFor, inspectManifest, ManifestError, stripUndefined} from '../kube/manifest.js';
+import type {EncryptionFacts, Facts, ManifestFacts, PkiFacts} from './facts.js';
+
+export const defaultManifestsDir = '/etc/kubernetes/manifests';
+export const defaultPkiDir = '/etc/kubernetes/pki';
+export const apiserverContainer = 'kube-apiserver';
+export const etcdContainer = 'etcd';
+export const encryptionFlag = 'encryption-provider-config';
+
+export type DiscoverOptions = {
+	/** Node path of the static pod manifests (default /etc/kubernetes/manifests). */
+	manifestsDir?: string;
+	/**
+	 * Node path of the encryption config to read instead of the one the apiserver's flag
+	 * names (the engine passes the path the operator chose, so verification after writing
+	 * a new config sees it before the manifest points at it). `flagPath` still reports the flag.
+	 */
+	encryptionConfigPath?: string;
+	/** Node path of the PKI directory (default /etc/kubernetes/pki). */
+	pkiDir?: string;
+};
+
+export async function discover(host: Host, options: DiscoverOptions = {}): Promise<Facts> {
+	const manifestsDir = options.manifestsDir ?? defaultManifestsDir;
+	const apiserver = await readManifest(host, posix.join(manifestsDir, 'kube-apiserver.yaml'), apiserverContainer);
+	const etcd = await readManifest(host, posix.join(manifestsDir, 'etcd.yaml'), etcdContainer);
+	const encryption = await readEncryption(host, apiserver, options.encryptionConfigPath);
+	const pki = await readPki(host, options.pkiDir ?? defaultPkiDir, [apiserver, etcd]);
+	return {root: host.root, isRoot: host.isRoot(), apiserver, etcd, encryption, pki};
+}
+
+/** Read and inspect one static pod manifest. */
+export async function readManifest(host: Host, path: string, containerName: string): Promise<ManifestFacts> {
+	const empty: ManifestFacts = {path, exists: false, command: [], flags: {}, volumes: [], volumeMounts: [], annotations: {}};
+	const read = await readTextOrProblem(host, path);
+	if (read.missing) return empty;
+	const stat = await host.stat(path);
+	const facts: ManifestFacts = {...empty, exists: true, mode: stat?.mode};
+	if (read.problem !== undefined) return stripUndefined({...facts, error: read.problem});
+	facts.text = read.text;
+	try {
+		return stripUndefined({...facts, ...inspectManifest(read.text, path, containerName)});
+	} catch (error) {
+		if (error instanceof ManifestError) return stripUndefined({...facts, error: error.message});
+		throw error;
+	}
+}
+
+async function readEncryption(host: Host, apiserver: ManifestFacts, override: string | undefined): Promise<EncryptionFacts> {
+	const flagPath = apiserver.flags[encryptionFlag];
+	// The flag names a path inside the pod; the file on the node is behind its hostPath mount.
+	const path = override ?? (flagPath ? (hostPathFor(apiserver, flagPath) ?? flagPath) : defaultConfigPath);
+	const podPath = flagPath ?? path;
+	const mountedInPod = containerPathFor(apiserver, path) === podPath;
+	const base: EncryptionFacts = stripUndefined({flagPath, path, exists: false, errors: [], mountedInPod});
+
+	const read = await readTextOrProblem(host, path);
+	if (read.missing) return base;
+	const stat = await host.stat(path);
+	const facts: EncryptionFacts = stripUndefined({...base, exists: true, mode: stat?.mode});
+	if (read.problem !== undefined) return {...facts, errors: [read.problem]};
+	const check = parseEncryptionConfig(read.text, path);
+	return stripUndefined({...facts, text: read.text, config: check.config, errors: check.errors});
+}
+
+async function readPki(host: Host, dir: string, manifests: ManifestFacts[]): Promise<PkiFacts> {
+	const paths = new Set<string>();
+	for (const manifest of manifests) {
+		for (const [flag, value] of Object.entries(manifest.flags)) {
+			if (isPkiFlag(flag, value)) paths.add(value);
+		}
+	}
+	for (const sub of [dir, posix.join(dir, 'etcd')]) {
+		for (const name of (await listDirOrEmpty(host, sub)).sort()) {
+			if (/\.(crt|key|pem|pub)$/.test(name)) paths.add(posix.join(sub, name));
+		}
+	}
+	const files: PkiFacts['files'] = {};
+	for (const path of [...paths].sort()) {
+		const stat = await statOrUndefined(host, path);
+		files[path] = stat ? {exists: stat.isFile, mode: stat.mode} : {exists: false};
+	}
+	return {dir, files};
+}
+
+/** Flags whose value is a certificate or key file. */
+function isPkiFlag(flag: string, value: string): boolean {
+	if (!value.startsWith('/')) return false;
+	if (/\.(crt|key|pem|pub)$/.test(value)) return true;
+	return /(cert-file|key-file|ca-file|cafile|certfile|keyfile|client-certificate|client-key)$/.test(flag);
+}
+
+type ReadOutcome = {missing: true} | {missing: false; text: string; problem?: undefined} | {missing: false; problem: string; text?: undefined};
+
+/** Read a file; permission and type problems become a message naming the file and the fix. */
+async function readTextOrProblem(host: Host, path: string): Promise<ReadOutcome> {
+	try {
+		const text = await host.readText(path);
+		return text === undefined ? {missing: true} : {missing: false, text};
+	} catch (error) {
+		const code = (error as NodeJS.ErrnoException).code;
+		if (code === 'EACCES' || code === 'EPERM') {
+			return {missing: false, problem: `${path}: cannot be read (permission denied). Fix: run etcd-harden as root, or pass --root for a copied tree.`};
+		}
+		if (code === 'EISDIR') {
+			return {missing: false, problem: `${path}: is a directory, expected a file. Fix: move the directory away or point the flag at the file.`};
+		}
+		throw error;
+	}
+}
+
+async function listDirOrEmpty(host: Host, path: string): Promise<string[]> {
+	try {
+		return (await host.listDir(path)) ?? [];
+	} catch (error) {
+		const code = (error as NodeJS.ErrnoException).code;
+		if (code === 'EACCES' || code === 'EPERM' || code === 'ENOTDIR') return [];
+		throw error;
+	}
+}
+
+async function statOrUndefined(host: Host, path: string) {
+	try {
+		return await host.stat(path);
+	} catch (error) {
+		const code = (error as NodeJS.ErrnoException).code;
+		if (code === 'EACCES' || code === 'EPERM' || code === 'ENOTDIR') return undefined;
+		throw error;
+	}
+}

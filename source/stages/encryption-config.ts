@@ -1,0 +1,346 @@
+/**
+ * Stage encryption-config: write (or merge into) the apiserver's EncryptionConfiguration
+ * with a fresh 32-byte key. Pure: the key comes from context.randomBytes.
+ */
+import {posix} from 'node:path';
+import {
+	defaultConfigPath,
+	ensureEncryption,
+	generateKeySecret,
+	keyedProviders,
+	nextKeyName,
+	primaryProviderFor,
+	resourceNameProblem,
+	ruleIndexFor,
+	secretsInText,
+	secretsOfConfig,
+} from '../kube/encryption-config.js';
+import {isUnder, versionAtLeast} from '../kube/manifest.js';
+import {InputError, type AnswerValue, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
+import {defaultManifestsDir} from './discover.js';
+import type {Facts, KeyedProviderType} from './facts.js';
+
+export const encryptionConfigStageId = 'encryption-config';
+export const configMode = 0o600;
+
+export const providerWarnings: Record<KeyedProviderType, string | undefined> = {
+	secretbox: undefined,
+	aesgcm: 'aesgcm must be rotated every 200,000 writes (nonce reuse breaks it); prefer secretbox unless you rotate keys automatically.',
+	aescbc: 'aescbc is weak: padding oracle; use only for compatibility.',
+};
+
+const customChoice = 'custom';
+
+/** The answers this stage understands, normalised. */
+export type EncryptionAnswers = {
+	provider: KeyedProviderType;
+	resources: string[];
+	path: string;
+	/** Undefined: the default (primary for a new config, not primary when merging). */
+	primary?: boolean;
+};
+
+export function defaultPathFor(facts: Facts): string {
+	return facts.encryption.flagPath ? facts.encryption.path : defaultConfigPath;
+}
+
+/** Read and check this stage's answers; bad ones throw InputError naming the answer and the fix. */
+export function readAnswers(facts: Facts, answers: StageAnswers): EncryptionAnswers {
+	const provider = answers['provider'] ?? 'secretbox';
+	if (typeof provider !== 'string' || !keyedProviders.includes(provider as KeyedProviderType)) {
+		throw new InputError(`${encryptionConfigStageId}.provider: ${JSON.stringify(provider)} is not a provider; use one of ${keyedProviders.join(', ')}.`);
+	}
+	const resources = resourceList(answers['resources'] ?? ['secrets'], answers['customResources']);
+	const resourceProblem = resourcesProblem(resources, facts);
+	if (resourceProblem) throw new InputError(`${encryptionConfigStageId}.resources: ${resourceProblem}`);
+	const path = answers['path'] ?? defaultPathFor(facts);
+	const pathError = typeof path === 'string' ? pathProblem(path) : 'must be a path';
+	if (pathError || typeof path !== 'string') throw new InputError(`${encryptionConfigStageId}.path: ${pathError}`);
+	const primary = answers['primary'];
+	if (primary !== undefined && typeof primary !== 'boolean') {
+		throw new InputError(`${encryptionConfigStageId}.primary: must be true or false.`);
+	}
+	return {provider: provider as KeyedProviderType, resources, path, primary};
+}
+
+/** resources answer (list or comma-separated text) plus the custom list, without "custom". */
+function resourceList(value: AnswerValue, custom: AnswerValue | undefined): string[] {
+	const split = (v: AnswerValue | undefined): string[] =>
+		v === undefined || typeof v === 'boolean' ? [] : (Array.isArray(v) ? v : v.split(',')).map(s => s.trim()).filter(Boolean);
+	const list = split(value);
+	const all = list.includes(customChoice) ? [...list.filter(r => r !== customChoice), ...split(custom)] : list;
+	return [...new Set(all)];
+}
+
+function hasCustom(value: AnswerValue | undefined): boolean {
+	if (Array.isArray(value)) return value.includes(customChoice);
+	return typeof value === 'string' && value.split(',').map(s => s.trim()).includes(customChoice);
+}
+
+function resourcesProblem(resources: string[], facts: Facts): string | undefined {
+	if (resources.length === 0) return 'choose at least one resource (secrets is the usual choice).';
+	for (const resource of resources) {
+		const problem = resourceNameProblem(resource);
+		if (problem) return `${JSON.stringify(resource)}: ${problem}. Fix the resource name.`;
+		if (resource.startsWith('*.') && !versionAtLeast(facts.apiserver.version, '1.27')) {
+			return `${JSON.stringify(resource)}: wildcard resources need kube-apiserver 1.27 or newer (this node runs ${facts.apiserver.version ?? 'an unknown version'}). List the resources by name.`;
+		}
+	}
+	return undefined;
+}
+
+function pathProblem(path: string): string | undefined {
+	if (!path.startsWith('/')) return `${JSON.stringify(path)} is not an absolute path; use for example ${defaultConfigPath}.`;
+	if (path.endsWith('/')) return `${JSON.stringify(path)} names a directory; give a file name such as ${defaultConfigPath}.`;
+	if (posix.normalize(path) !== path) return `${JSON.stringify(path)} is not a normalised path; write it as ${posix.normalize(path)}.`;
+	if (isUnder(path, defaultManifestsDir)) {
+		return `${path} is inside ${defaultManifestsDir}, where the kubelet runs every file as a static pod; use for example ${defaultConfigPath}.`;
+	}
+	return undefined;
+}
+
+function questions(facts: Facts, _answers: StageAnswers): Question[] {
+	const merging = facts.encryption.config !== undefined;
+	return [
+		{
+			id: 'provider',
+			kind: 'select',
+			message: 'Encryption provider for new writes',
+			help: 'secretbox (XSalsa20-Poly1305, 32-byte key) is the recommended local provider. KMS v2 is the production recommendation where a KMS exists.',
+			choices: [
+				{value: 'secretbox', label: 'secretbox', hint: 'recommended'},
+				{value: 'aesgcm', label: 'aesgcm', hint: 'must be rotated every 200,000 writes'},
+				{value: 'aescbc', label: 'aescbc', hint: 'weak: padding oracle; use only for compatibility'},
+			],
+			default: 'secretbox',
+		},
+		{
+			id: 'resources',
+			kind: 'multiselect',
+			message: 'Resources to encrypt',
+			help: 'Secrets hold credentials and should always be encrypted. Choose "other" to list more resources (for example leases.coordination.k8s.io).',
+			choices: [
+				{value: 'secrets', label: 'secrets'},
+				{value: 'configmaps', label: 'configmaps'},
+				{value: customChoice, label: 'other resources…'},
+			],
+			default: ['secrets'],
+			validate: value => {
+				const list = resourceList(value, undefined);
+				if (list.length === 0 && hasCustom(value)) return undefined; // the custom list is checked next
+				return resourcesProblem(list, facts);
+			},
+		},
+		{
+			id: 'customResources',
+			kind: 'text',
+			message: 'Other resources (comma-separated, e.g. leases.coordination.k8s.io)',
+			when: answers => hasCustom(answers['resources']),
+			validate: (value, answers) => resourcesProblem(resourceList(answers['resources'] ?? [], value), facts),
+		},
+		{
+			id: 'path',
+			kind: 'text',
+			message: 'Where to write the EncryptionConfiguration',
+			help: 'Its directory is mounted read-only into the apiserver pod. The file is written mode 0600.',
+			default: defaultPathFor(facts),
+			validate: value => (typeof value === 'string' ? pathProblem(value) : 'Enter an absolute file path.'),
+		},
+		{
+			id: 'primary',
+			kind: 'confirm',
+			message: 'Make the new key primary (encrypt new writes with it) now?',
+			help:
+				'An encryption config already exists. On a cluster with several control-plane nodes, answer no on every node first ' +
+				'(every apiserver can then decrypt with the key), then run again and answer yes.',
+			default: false,
+			when: () => merging,
+		},
+	];
+}
+
+function plan(facts: Facts, answers: StageAnswers, context: {randomBytes(size: number): Buffer}): StagePlan {
+	const choice = readAnswers(facts, answers);
+	const enc = facts.encryption;
+	if (enc.errors.length > 0) throw new InputError(enc.errors.join('\n'));
+
+	const warnings: string[] = [];
+	const notes: string[] = [];
+	const providerWarning = providerWarnings[choice.provider];
+	if (providerWarning) warnings.push(providerWarning);
+	if (enc.flagPath && !enc.exists) {
+		warnings.push(
+			`kube-apiserver's --encryption-provider-config names ${enc.flagPath}, but ${enc.path} does not exist: objects encrypted with its keys cannot be read. Restore it from a backup if you have one; this run writes a new config.`,
+		);
+	}
+
+	const existing = enc.config && enc.text !== undefined ? {text: enc.text, config: enc.config, path: enc.path} : undefined;
+	const makePrimary = choice.primary ?? existing === undefined;
+	const keyName = nextKeyName(existing?.config);
+	const result = ensureEncryption(existing, {
+		provider: choice.provider,
+		resources: choice.resources,
+		makePrimary,
+		keyName,
+		newSecret: () => generateKeySecret(size => context.randomBytes(size)),
+	});
+	notes.push(...result.notes);
+	warnings.push(...result.warnings);
+
+	const samePath = enc.path === choice.path;
+	if (samePath && !result.changed && enc.mode === configMode) return {changes: [], notes, warnings};
+
+	let summary: string;
+	if (!samePath && existing) {
+		summary = `Write ${choice.path}: the existing config from ${enc.path} (all its keys)${result.added ? ` plus ${choice.provider} key ${result.added.name}` : ''}, mode 0600`;
+		notes.push(`${enc.path} is left in place; remove it once the apiserver runs with ${choice.path}.`);
+	} else if (result.added) {
+		summary = `${existing ? 'Add' : 'Write'} ${choice.provider} key ${result.added.name} ${existing ? `to ${choice.path}` : `in a new ${choice.path}`}, mode 0600`;
+	} else if (result.changed) {
+		summary = `Update ${choice.path}: ${choice.provider} becomes the primary provider, mode 0600`;
+	} else {
+		summary = `Set mode 0600 on ${choice.path} (it is ${formatMode(enc.mode)}): the file holds key material`;
+	}
+	if (result.added) {
+		notes.push(`Back up ${choice.path} somewhere safe before objects are encrypted with key ${result.added.name}: a lost key is lost data.`);
+	}
+	const secrets = [...new Set([...secretsInText(result.text), ...secretsInText(enc.text), ...secretsOfConfig(enc.config), ...(result.added ? [result.added.secret] : [])])];
+	return {
+		changes: [{kind: 'write-file', path: choice.path, content: result.text, mode: configMode, summary, secrets}],
+		notes,
+		warnings,
+	};
+}
+
+function verify(facts: Facts, answers: StageAnswers): Check[] {
+	const choice = readAnswers(facts, answers);
+	const enc = facts.encryption;
+	const checks: Check[] = [];
+	if (enc.path !== choice.path) {
+		checks.push({
+			id: 'config-read',
+			title: `Encryption config at ${choice.path}`,
+			status: 'fail',
+			actual: `discovery read ${enc.path}`,
+			remediation: `Point kube-apiserver's --encryption-provider-config at ${choice.path} (stage apiserver-manifest).`,
+		});
+		return checks;
+	}
+	checks.push(validityCheck(facts));
+	if (!enc.config) return checks;
+	checks.push(modeCheck(facts));
+	const wantPrimary = choice.primary !== false;
+	for (const resource of choice.resources) {
+		const primary = primaryProviderFor(enc.config, resource);
+		const index = ruleIndexFor(enc.config, resource);
+		const present = index !== -1 && enc.config.resources[index]!.providers.some(p => p.type === choice.provider);
+		const ok = wantPrimary ? primary.type === choice.provider : present;
+		const check: Check = {
+			id: `provider-${resource}`,
+			title: wantPrimary ? `${resource}: ${choice.provider} encrypts new writes` : `${resource}: ${choice.provider} key configured`,
+			status: ok ? 'pass' : 'fail',
+			actual: `first provider: ${primary.type}`,
+		};
+		if (!ok) check.remediation = `Run etcd-harden again; check ${choice.path} by hand if it keeps failing.`;
+		checks.push(check);
+	}
+	return checks;
+}
+
+function status(facts: Facts): Check[] {
+	const enc = facts.encryption;
+	const checks: Check[] = [];
+	if (!enc.flagPath) {
+		checks.push({
+			id: 'encryption-enabled',
+			title: 'Encryption at rest is configured',
+			status: 'fail',
+			actual: 'kube-apiserver has no --encryption-provider-config: Secrets are stored in etcd in plaintext',
+			remediation: 'Run etcd-harden (stages encryption-config and apiserver-manifest).',
+		});
+	} else {
+		checks.push({id: 'encryption-enabled', title: 'Encryption at rest is configured', status: 'pass', actual: `--encryption-provider-config=${enc.flagPath}`});
+	}
+	if (!enc.exists) {
+		if (enc.flagPath) {
+			checks.push({
+				id: 'config-valid',
+				title: 'Encryption config is readable and valid',
+				status: 'fail',
+				actual: `${enc.path} does not exist; the apiserver cannot start with this flag`,
+				remediation: `Restore ${enc.path} from a backup, or run etcd-harden to write a new one.`,
+			});
+		}
+		return checks;
+	}
+	checks.push(validityCheck(facts));
+	if (!enc.config) return checks;
+	checks.push(modeCheck(facts));
+	const primary = primaryProviderFor(enc.config, 'secrets');
+	const secretsCheck: Check = {id: 'secrets-provider', title: 'Secrets are encrypted with a strong provider', status: 'pass', actual: `first provider for secrets: ${primary.type}`};
+	if (primary.type === 'identity') {
+		Object.assign(secretsCheck, {status: 'fail', remediation: 'Run etcd-harden to put secretbox first for secrets.'});
+	} else if (primary.type === 'aescbc') {
+		Object.assign(secretsCheck, {status: 'warn', actual: `${secretsCheck.actual} (weak: padding oracle)`, remediation: 'Rotate to secretbox: run etcd-harden with provider secretbox.'});
+	} else if (primary.type === 'aesgcm') {
+		Object.assign(secretsCheck, {status: 'warn', actual: `${secretsCheck.actual} (must be rotated every 200,000 writes)`, remediation: 'Rotate keys regularly, or move to secretbox.'});
+	} else if (primary.type === 'kms' && primary.apiVersion !== 'v2') {
+		Object.assign(secretsCheck, {status: 'warn', actual: `${secretsCheck.actual} v1 (deprecated)`, remediation: 'Move to KMS v2 (stable since 1.29).'});
+	}
+	checks.push(secretsCheck);
+	const middle = enc.config.resources.findIndex(rule => rule.providers.some((p, i) => p.type === 'identity' && i !== 0 && i !== rule.providers.length - 1));
+	checks.push(
+		middle === -1
+			? {id: 'identity-position', title: 'identity is first or last in every rule', status: 'pass'}
+			: {
+					id: 'identity-position',
+					title: 'identity is first or last in every rule',
+					status: 'warn',
+					actual: `resources[${middle}] has identity between encrypting providers`,
+					remediation: `Move identity last in ${enc.path}.`,
+				},
+	);
+	return checks;
+}
+
+function validityCheck(facts: Facts): Check {
+	const enc = facts.encryption;
+	if (!enc.exists) {
+		return {id: 'config-valid', title: 'Encryption config is readable and valid', status: 'fail', actual: `${enc.path} does not exist`, remediation: 'Run etcd-harden to write it.'};
+	}
+	if (enc.errors.length > 0) {
+		return {id: 'config-valid', title: 'Encryption config is readable and valid', status: 'fail', actual: enc.errors.join('\n'), remediation: `Restore ${enc.path} from a backup or fix it as the message says.`};
+	}
+	return {id: 'config-valid', title: 'Encryption config is readable and valid', status: 'pass', actual: enc.path};
+}
+
+function modeCheck(facts: Facts): Check {
+	const mode = facts.encryption.mode;
+	const ok = mode !== undefined && (mode & 0o077) === 0;
+	return ok
+		? {id: 'config-mode', title: 'Encryption config is private (mode 0600)', status: 'pass', actual: formatMode(mode)}
+		: {
+				id: 'config-mode',
+				title: 'Encryption config is private (mode 0600)',
+				status: 'fail',
+				actual: `mode ${formatMode(mode)}: other users can read the keys`,
+				remediation: `chmod 600 ${facts.encryption.path} (or run etcd-harden).`,
+			};
+}
+
+export function formatMode(mode: number | undefined): string {
+	return mode === undefined ? 'unknown' : `0${mode.toString(8).padStart(3, '0')}`;
+}
+
+export const encryptionConfigStage: Stage = {
+	id: encryptionConfigStageId,
+	title: 'Encryption config',
+	explain:
+		'Kubernetes stores Secrets in etcd in plaintext unless the apiserver has an EncryptionConfiguration. ' +
+		'This stage generates a 32-byte key and writes the configuration (mode 0600). An existing configuration ' +
+		'is merged, never replaced: its keys stay, so everything already encrypted stays readable.',
+	questions,
+	plan,
+	verify,
+	status,
+};
