@@ -23,6 +23,7 @@ import {
 	progressLine,
 	questionCounter,
 	stageHeading,
+	stageTally,
 	tailLines,
 	type Styled,
 	type Tone,
@@ -39,6 +40,8 @@ export type PlainIo = {
 	progressIntervalMs?: number;
 	/** Clock for throttling (tests). */
 	now?: () => number;
+	/** Also print result.summary (default false: the CLI prints it on stdout). */
+	summaryLines?: boolean;
 };
 
 const ansi: Record<Tone, [string, string] | undefined> = {
@@ -71,6 +74,7 @@ class Printer {
 		private readonly color: boolean,
 		private readonly progressIntervalMs: number,
 		private readonly now: () => number,
+		private readonly summaryLines: boolean,
 	) {}
 
 	line(text: string, tone: Tone = 'plain'): void {
@@ -116,7 +120,8 @@ class Printer {
 		if (state.result && !previous?.result) {
 			this.line('');
 			this.line(`${outcomeLabel(state.result.exitCode)} (exit ${state.result.exitCode})`, outcomeTone(state.result.exitCode));
-			for (const text of state.result.summary) this.line(text);
+			this.line(stageTally(state.stages));
+			if (this.summaryLines) for (const text of state.result.summary) this.line(text);
 		}
 	}
 
@@ -169,7 +174,7 @@ export async function runPlain(control: EngineControl, io: PlainIo = {}): Promis
 	const inputStream = io.input ?? process.stdin;
 	const output = io.output ?? process.stderr;
 	const color = io.color ?? (Boolean((output as {isTTY?: boolean}).isTTY) && process.env.NO_COLOR === undefined);
-	const printer = new Printer(text => output.write(text), color, io.progressIntervalMs ?? 1000, io.now ?? Date.now);
+	const printer = new Printer(text => output.write(text), color, io.progressIntervalMs ?? 1000, io.now ?? Date.now, io.summaryLines ?? false);
 
 	let wake: (() => void) | undefined;
 	const unsubscribe = control.subscribe(() => {

@@ -215,10 +215,18 @@ export function outcomeLabel(exitCode: number): string {
 		case 2:
 			return 'Stopped: bad input';
 		case 3:
-			return 'Aborted; the current stage was rolled back';
+			return 'Aborted';
 		default:
 			return `Exited with code ${exitCode}`;
 	}
+}
+
+/** "3 stages: 1 done, 1 unchanged, 1 skipped" (phases in the order stages reach them). */
+export function stageTally(stages: StageView[]): string {
+	const counts = new Map<string, number>();
+	for (const stage of stages) counts.set(phaseLabel(stage.phase), (counts.get(phaseLabel(stage.phase)) ?? 0) + 1);
+	const parts = [...counts].map(([label, count]) => `${count} ${label}`);
+	return `${stages.length} stage${stages.length === 1 ? '' : 's'}: ${parts.join(', ')}`;
 }
 
 export function outcomeTone(exitCode: number): Tone {

@@ -10,6 +10,8 @@ import {defaultHint, yesNoHint} from './format.js';
 
 type InputProps = {
 	question: Question;
+	/** What this operator answered last time (after esc went back); else the default. */
+	initial?: AnswerValue;
 	isActive: boolean;
 	onSubmit: (value: AnswerValue) => void;
 };
@@ -20,9 +22,9 @@ function choiceIndex(choices: Choice[], value: AnswerValue | undefined): number 
 	return index === -1 ? 0 : index;
 }
 
-export function SelectInput({question, isActive, onSubmit}: InputProps) {
+export function SelectInput({question, initial, isActive, onSubmit}: InputProps) {
 	const choices = question.choices ?? [];
-	const [cursor, setCursor] = useState(() => choiceIndex(choices, question.default));
+	const [cursor, setCursor] = useState(() => choiceIndex(choices, initial ?? question.default));
 	useInput(
 		(_input, key) => {
 			if (choices.length === 0) return;
@@ -48,12 +50,13 @@ export function SelectInput({question, isActive, onSubmit}: InputProps) {
 	);
 }
 
-export function MultiSelectInput({question, isActive, onSubmit}: InputProps) {
+export function MultiSelectInput({question, initial, isActive, onSubmit}: InputProps) {
 	const choices = question.choices ?? [];
 	const [cursor, setCursor] = useState(0);
-	const [picked, setPicked] = useState<ReadonlySet<string>>(
-		() => new Set(Array.isArray(question.default) ? question.default : []),
-	);
+	const [picked, setPicked] = useState<ReadonlySet<string>>(() => {
+		const start = initial ?? question.default;
+		return new Set(Array.isArray(start) ? start : []);
+	});
 	useInput(
 		(input, key) => {
 			if (choices.length === 0) return;
@@ -96,9 +99,10 @@ function printable(input: string): string {
 	return input.replace(/[\u0000-\u001f\u007f]/g, '');
 }
 
-export function TextInput({question, isActive, onSubmit}: InputProps) {
-	const [value, setValue] = useState('');
+export function TextInput({question, initial, isActive, onSubmit}: InputProps) {
 	const masked = question.kind === 'password';
+	// A password is never put back on screen, even masked.
+	const [value, setValue] = useState(() => (!masked && typeof initial === 'string' ? initial : ''));
 	useInput(
 		(input, key) => {
 			if (key.return) {

@@ -17,6 +17,8 @@ export type InkIo = {
 	stderr?: NodeJS.WriteStream;
 	/** Stops rendering (for a CLI whose engine failed before setting a result). */
 	signal?: AbortSignal;
+	/** Also show result.summary (default false: the CLI prints it on stdout). */
+	summaryLines?: boolean;
 };
 
 export class RawModeUnavailableError extends Error {
@@ -42,7 +44,7 @@ export async function runInk(control: EngineControl, io: InkIo = {}): Promise<vo
 		);
 	}
 	const animate = Boolean(stderr.isTTY) && !isCi(process.env);
-	const instance = render(<Wizard control={control} animate={animate} />, {
+	const instance = render(<Wizard control={control} animate={animate} summaryLines={io.summaryLines} />, {
 		stdout: stderr,
 		stderr,
 		stdin,

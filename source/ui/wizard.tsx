@@ -20,6 +20,7 @@ import {
 	phaseTone,
 	previewLines,
 	progressFigures,
+	stageTally,
 	questionCounter,
 	spinnerFrames,
 	tailLines,
@@ -146,11 +147,13 @@ function ProgressView({progress}: {progress: Progress}) {
 function PromptView({
 	prompt,
 	isActive,
+	remembered,
 	onAnswer,
 	onConfirm,
 }: {
 	prompt: Prompt;
 	isActive: boolean;
+	remembered: ReadonlyMap<string, AnswerValue>;
 	onAnswer: (value: AnswerValue) => void;
 	onConfirm: (yes: boolean) => void;
 }) {
@@ -175,6 +178,7 @@ function PromptView({
 			<QuestionInput
 				key={`${prompt.stageId}/${question.id}`}
 				question={question}
+				initial={remembered.get(`${prompt.stageId}/${question.id}`)}
 				isActive={isActive}
 				onSubmit={onAnswer}
 			/>
@@ -198,15 +202,20 @@ function keyHints(prompt: Prompt | undefined): string {
 	}
 }
 
-function Summary({result}: {result: NonNullable<EngineState['result']>}) {
+function Summary({state, lines}: {state: EngineState; lines: boolean}) {
+	const result = state.result;
+	if (!result) return null;
 	return (
 		<Box flexDirection="column" marginTop={1}>
 			<Text bold color={toneColor[outcomeTone(result.exitCode)]}>
 				{outcomeLabel(result.exitCode)} (exit {result.exitCode})
 			</Text>
-			{result.summary.map((line, i) => (
-				<Text key={i}>{line}</Text>
-			))}
+			<Text>{stageTally(state.stages)}</Text>
+			{lines
+				? result.summary.map((line, i) => (
+						<Text key={i}>{line}</Text>
+					))
+				: null}
 		</Box>
 	);
 }
@@ -225,9 +234,14 @@ export type WizardProps = {
 	control: EngineControl;
 	/** Spinner animation; off for tests, CI and non-TTY output. */
 	animate?: boolean;
+	/**
+	 * Also render result.summary under the outcome. Off by default: the CLI prints the
+	 * summary on stdout itself, and the same lines twice on one terminal read badly.
+	 */
+	summaryLines?: boolean;
 };
 
-export function Wizard({control, animate = false}: WizardProps) {
+export function Wizard({control, animate = false, summaryLines = false}: WizardProps) {
 	const state = useSyncExternalStore(control.subscribe, control.getState, control.getState);
 	const {exit} = useApp();
 	const {isRawModeSupported} = useStdin();
@@ -236,6 +250,8 @@ export function Wizard({control, animate = false}: WizardProps) {
 	const [answered, setAnswered] = useState<Prompt | undefined>(undefined);
 
 	const feedRef = useRef<Feed>(emptyFeed);
+	// Answers given in this session, so going back with esc starts from them.
+	const remembered = useRef(new Map<string, AnswerValue>());
 	feedRef.current = advanceFeed(feedRef.current, state);
 
 	const prompt = state.result ? undefined : state.prompt;
@@ -280,6 +296,9 @@ export function Wizard({control, animate = false}: WizardProps) {
 
 	const onAnswer = (value: AnswerValue) => {
 		if (!prompt) return;
+		if (prompt.type === 'question' && prompt.question.kind !== 'password') {
+			remembered.current.set(`${prompt.stageId}/${prompt.question.id}`, value);
+		}
 		setAnswered(prompt);
 		control.answer(value);
 	};
@@ -319,7 +338,13 @@ export function Wizard({control, animate = false}: WizardProps) {
 				) : null}
 				{prompt && !aborting ? (
 					<Box marginTop={1}>
-						<PromptView prompt={prompt} isActive={promptActive} onAnswer={onAnswer} onConfirm={onConfirm} />
+						<PromptView
+							prompt={prompt}
+							isActive={promptActive}
+							remembered={remembered.current}
+							onAnswer={onAnswer}
+							onConfirm={onConfirm}
+						/>
 					</Box>
 				) : null}
 				{state.progress && !state.result ? (
@@ -330,7 +355,7 @@ export function Wizard({control, animate = false}: WizardProps) {
 				{aborting && !state.result ? (
 					<Text color="yellow">Aborting: undoing the current stage's changes…</Text>
 				) : null}
-				{state.result ? <Summary result={state.result} /> : null}
+				{state.result ? <Summary state={state} lines={summaryLines} /> : null}
 				{!state.result && !aborting ? <Text dimColor>{keyHints(prompt)}</Text> : null}
 			</Box>
 		</>

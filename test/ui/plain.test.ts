@@ -161,7 +161,8 @@ describe('plain frontend', () => {
 		expect(out).toContain('FAIL  Flag set: missing');
 		expect(out).toContain('fix: Rerun apiserver-manifest.');
 		expect(out).toContain('Finished with failed checks (exit 1)');
-		expect(out).toContain('1 check failed');
+		expect(out).toContain('3 stages: 1 done, 1 failed, 1 skipped');
+		expect(out).not.toContain('1 check failed'); // the CLI prints the summary on stdout
 	});
 
 	it('prints the validation error and asks again', async () => {
@@ -209,7 +210,7 @@ describe('plain frontend', () => {
 		await ui.waitFor('Encryption provider');
 		engine.update({prompt: undefined, result: {exitCode: 3, summary: ['Interrupted by SIGTERM.']}});
 		await ui.done;
-		expect(ui.screen()).toContain('Interrupted by SIGTERM.');
+		expect(ui.screen()).toContain('Aborted (exit 3)');
 		expect(engine.calls).toEqual([]);
 	});
 

@@ -11,6 +11,9 @@ import {cleanup} from 'ink-testing-library';
 import type {Question} from '../../source/engine/types.js';
 import {ask, baseState, FakeEngine, stage} from './fake-engine.js';
 import {keys, renderWizard} from './ink-harness.js';
+import {Wizard} from '../../source/ui/wizard.js';
+import {render} from 'ink-testing-library';
+import React from 'react';
 
 afterEach(() => cleanup());
 
@@ -226,6 +229,19 @@ describe('questions', () => {
 });
 
 describe('esc, q and Ctrl-C', () => {
+	it('going back starts from the answer given before, not the default', async () => {
+		const engine = new FakeEngine(baseState({prompt: ask(provider, {index: 0, total: 2})}));
+		engine.onAnswer = () => engine.update({prompt: ask(configPath, {index: 1, total: 2})});
+		engine.onBack = () => engine.update({prompt: ask(provider, {index: 0, total: 2})});
+		const ui = renderWizard(engine);
+		await ui.press(keys.down);
+		let frame = await ui.press(keys.enter);
+		expect(frame).toContain('Where to write the config');
+		frame = await ui.press(keys.escape);
+		expect(frame).toContain('❯ aesgcm');
+		expect(engine.calls).toEqual([{type: 'answer', value: 'aesgcm'}, {type: 'back'}]);
+	});
+
 	it('esc asks the engine to go back, and the previous question is shown again', async () => {
 		const engine = new FakeEngine(baseState({prompt: ask(resources, {index: 1, total: 2})}));
 		engine.onBack = () => engine.update({prompt: ask(provider, {index: 0, total: 2})});
@@ -268,7 +284,7 @@ describe('esc, q and Ctrl-C', () => {
 		}));
 		await ui.waitFor(f => f.includes('exit 3'), 'the summary');
 		frame = ui.frame();
-		expect(frame).toContain('Aborted; the current stage was rolled back (exit 3)');
+		expect(frame).toContain('Aborted (exit 3)');
 		expect(frame).toContain('↺ Encryption config: rolled back');
 		expect(frame).toContain('Aborted by the operator.');
 		expect(frame).not.toContain('Aborting:');
@@ -432,7 +448,9 @@ describe('progress, checks and summary', () => {
 		expect(frame).toContain('fix: Switch to secretbox.');
 		expect(frame).toContain('= Apiserver manifest: unchanged');
 		expect(frame).toContain('Finished with failed checks (exit 1)');
-		expect(frame).toContain('Run etcd-harden status for details.');
+		expect(frame).toContain('3 stages: 1 done, 1 failed, 1 unchanged');
+		// The summary lines are the CLI's to print on stdout.
+		expect(frame).not.toContain('Run etcd-harden status for details.');
 		// A passing check has no fix line.
 		expect(frame.match(/fix:/g)).toHaveLength(2);
 		// Each finished stage is printed once, even after the wizard exits.
@@ -441,5 +459,16 @@ describe('progress, checks and summary', () => {
 		// Finished: no current marker, no prompt, no key hints.
 		expect(frame).not.toContain('❯');
 		expect(frame).not.toContain('q quit');
+	});
+});
+
+describe('summary lines', () => {
+	it('are shown when asked for (a host that does not print the result itself)', () => {
+		const engine = new FakeEngine(baseState({result: {exitCode: 0, summary: ['All stages applied.']}}));
+		const shown = render(<Wizard control={engine} summaryLines />);
+		expect(shown.lastFrame()).toContain('All stages applied.');
+		const hidden = render(<Wizard control={engine} />);
+		expect(hidden.lastFrame()).not.toContain('All stages applied.');
+		expect(hidden.lastFrame()).toContain('Done (exit 0)');
 	});
 });
