@@ -1,0 +1,166 @@
+/**
+ * The age payload: STREAM over ChaCha20-Poly1305 in 64 KiB chunks (c2sp.org/age, "Payload").
+ *
+ * PayloadSealer and PayloadOpener are synchronous and allocation-light: the caller hands them an
+ * input block of at most MAX_FEED bytes and an output buffer of at least OUTPUT_ROOM bytes, and
+ * they return how many output bytes they wrote. Drivers (streams, file loops) decide how buffers
+ * are allocated or reused.
+ */
+import {createCipheriv, createDecipheriv} from 'node:crypto';
+import {AgeError} from './age-header.js';
+
+/** Plaintext bytes per chunk. */
+export const CHUNK_SIZE = 64 * 1024;
+export const TAG_BYTES = 16;
+export const SEALED_CHUNK_SIZE = CHUNK_SIZE + TAG_BYTES;
+export const PAYLOAD_NONCE_BYTES = 16;
+/** Chunks per feed: a feed never completes more than this many chunks. */
+const CHUNKS_PER_FEED = 16;
+/** Largest input block for one feed() call, for either direction. */
+export const MAX_FEED = CHUNKS_PER_FEED * CHUNK_SIZE;
+/** Output room one feed() or finish() call may need. */
+export const OUTPUT_ROOM = CHUNKS_PER_FEED * SEALED_CHUNK_SIZE;
+
+function chunkNonce(nonce: Buffer, counter: number, last: boolean): Buffer {
+	// 11-byte big-endian counter then the last-chunk flag. Bytes 0..4 stay zero: 2^48 chunks
+	// (16 EiB) is far beyond any file.
+	nonce.writeUIntBE(counter, 5, 6);
+	nonce[11] = last ? 1 : 0;
+	return nonce;
+}
+
+function checkFeed(block: Buffer, maxBlock: number, out: Buffer, offset: number): void {
+	if (block.length > maxBlock || out.length - offset < OUTPUT_ROOM) {
+		throw new RangeError('payload feed: block too large or output buffer too small');
+	}
+}
+
+/**
+ * Encrypts plaintext blocks into sealed chunks. A full chunk is only known to be non-final once
+ * another byte arrives, so the sealer always holds back the last (up to 64 KiB) bytes until more
+ * data or finish().
+ */
+export class PayloadSealer {
+	readonly #key: Buffer;
+	readonly #nonce = Buffer.alloc(12);
+	readonly #pending = Buffer.allocUnsafe(CHUNK_SIZE);
+	#fill = 0;
+	#counter = 0;
+	#finished = false;
+
+	constructor(payloadKey: Buffer) {
+		this.#key = payloadKey;
+	}
+
+	#seal(plaintext: Buffer, last: boolean, out: Buffer, offset: number): number {
+		const cipher = createCipheriv('chacha20-poly1305', this.#key, chunkNonce(this.#nonce, this.#counter++, last), {
+			authTagLength: TAG_BYTES,
+		});
+		let at = offset + cipher.update(plaintext).copy(out, offset);
+		cipher.final();
+		at += cipher.getAuthTag().copy(out, at);
+		return at;
+	}
+
+	/** Consume `block` (≤ MAX_FEED bytes); writes sealed chunks to `out` at `offset`, returns the new offset. */
+	feed(block: Buffer, out: Buffer, offset = 0): number {
+		checkFeed(block, MAX_FEED, out, offset);
+		let at = offset;
+		let read = 0;
+		while (read < block.length) {
+			if (this.#fill === CHUNK_SIZE) {
+				at = this.#seal(this.#pending, false, out, at);
+				this.#fill = 0;
+			} else if (this.#fill === 0 && block.length - read > CHUNK_SIZE) {
+				// A whole chunk with more data after it: seal straight from the input.
+				at = this.#seal(block.subarray(read, read + CHUNK_SIZE), false, out, at);
+				read += CHUNK_SIZE;
+			} else {
+				const n = Math.min(CHUNK_SIZE - this.#fill, block.length - read);
+				block.copy(this.#pending, this.#fill, read, read + n);
+				this.#fill += n;
+				read += n;
+			}
+		}
+		return at;
+	}
+
+	/** Seal the final chunk (empty only if the whole payload is empty). */
+	finish(out: Buffer, offset = 0): number {
+		if (this.#finished) throw new Error('payload sealer already finished');
+		this.#finished = true;
+		return this.#seal(this.#pending.subarray(0, this.#fill), true, out, offset);
+	}
+}
+
+/**
+ * Decrypts sealed chunks. Each chunk's tag is verified before its plaintext is copied to the
+ * output, so output never contains unauthenticated bytes.
+ */
+export class PayloadOpener {
+	readonly #key: Buffer;
+	readonly #nonce = Buffer.alloc(12);
+	readonly #pending = Buffer.allocUnsafe(SEALED_CHUNK_SIZE);
+	#fill = 0;
+	#counter = 0;
+	#finished = false;
+
+	constructor(payloadKey: Buffer) {
+		this.#key = payloadKey;
+	}
+
+	#open(sealed: Buffer, last: boolean, out: Buffer, offset: number): number {
+		const decipher = createDecipheriv('chacha20-poly1305', this.#key, chunkNonce(this.#nonce, this.#counter, last), {
+			authTagLength: TAG_BYTES,
+		});
+		decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+		const plaintext = decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES));
+		try {
+			decipher.final();
+		} catch {
+			throw new AgeError('CHUNK_AUTH', `chunk ${this.#counter} failed authentication: file is truncated or tampered`);
+		}
+		this.#counter++;
+		return offset + plaintext.copy(out, offset);
+	}
+
+	/** Consume `block` (≤ OUTPUT_ROOM bytes); writes authenticated plaintext to `out`, returns the new offset. */
+	feed(block: Buffer, out: Buffer, offset = 0): number {
+		checkFeed(block, OUTPUT_ROOM, out, offset);
+		let at = offset;
+		let read = 0;
+		while (read < block.length) {
+			if (this.#fill === SEALED_CHUNK_SIZE) {
+				at = this.#open(this.#pending, false, out, at);
+				this.#fill = 0;
+			} else if (this.#fill === 0 && block.length - read > SEALED_CHUNK_SIZE) {
+				at = this.#open(block.subarray(read, read + SEALED_CHUNK_SIZE), false, out, at);
+				read += SEALED_CHUNK_SIZE;
+			} else {
+				const n = Math.min(SEALED_CHUNK_SIZE - this.#fill, block.length - read);
+				block.copy(this.#pending, this.#fill, read, read + n);
+				this.#fill += n;
+				read += n;
+			}
+		}
+		return at;
+	}
+
+	/** The input ended: the held-back chunk must authenticate as the final one. */
+	finish(out: Buffer, offset = 0): number {
+		if (this.#finished) throw new Error('payload opener already finished');
+		this.#finished = true;
+		if (this.#fill < TAG_BYTES) {
+			throw new AgeError(
+				'TRUNCATED',
+				this.#counter === 0 && this.#fill === 0
+					? 'file is truncated: the payload has no chunks'
+					: `chunk ${this.#counter} is incomplete: file is truncated`,
+			);
+		}
+		if (this.#fill === TAG_BYTES && this.#counter > 0) {
+			throw new AgeError('CHUNK_AUTH', `chunk ${this.#counter} is an empty final chunk: file is malformed`);
+		}
+		return this.#open(this.#pending.subarray(0, this.#fill), true, out, offset);
+	}
+}
