@@ -64,11 +64,7 @@ export function editYaml(text: string, edit: (doc: Document.Parsed) => void): st
 	const after = doc.toString(options);
 	if (after === before) return text;
 
-	const original = splitLines(text);
-	const beforeLines = splitLines(before);
-	// The line merge needs a 1:1 line mapping between the original and its reprint.
-	if (original.length !== beforeLines.length) return after;
-	return mergeLines(original, beforeLines, splitLines(after)).join('\n');
+	return mergeLines(splitLines(text), splitLines(before), splitLines(after)).join('\n');
 }
 
 function splitLines(text: string): string[] {
@@ -81,36 +77,107 @@ function sameLines(a: string[], b: string[]): number {
 	return same;
 }
 
-/**
- * Lines common to `before` and `after` (longest common subsequence) are taken from
- * `original` (same index as in `before`); all other lines come from `after`.
- */
-function mergeLines(original: string[], before: string[], after: string[]): string[] {
-	const n = before.length;
-	const m = after.length;
-	// LCS table; manifests and configs are a few hundred lines at most.
+type Op = {kind: 'keep'; j: number; k: number} | {kind: 'del'; j: number} | {kind: 'ins'; k: number};
+
+/** Longest-common-subsequence alignment of two line lists, as [i, j] pairs in order. */
+function lcsPairs(a: readonly string[], b: readonly string[]): Array<[number, number]> {
+	const n = a.length;
+	const m = b.length;
+	// Manifests and configs are a few hundred lines at most.
 	const table: Uint32Array[] = [];
 	for (let i = 0; i <= n; i++) table.push(new Uint32Array(m + 1));
 	for (let i = n - 1; i >= 0; i--) {
 		for (let j = m - 1; j >= 0; j--) {
-			table[i]![j] = before[i] === after[j] ? table[i + 1]![j + 1]! + 1 : Math.max(table[i + 1]![j]!, table[i]![j + 1]!);
+			table[i]![j] = a[i] === b[j] ? table[i + 1]![j + 1]! + 1 : Math.max(table[i + 1]![j]!, table[i]![j + 1]!);
 		}
 	}
-	const out: string[] = [];
+	const pairs: Array<[number, number]> = [];
 	let i = 0;
 	let j = 0;
 	while (i < n && j < m) {
-		if (before[i] === after[j]) {
-			out.push(original[i]!);
+		if (a[i] === b[j]) {
+			pairs.push([i, j]);
 			i++;
 			j++;
-		} else if (table[i + 1]![j]! >= table[i]![j + 1]!) {
-			i++; // line removed by the edit
-		} else {
-			out.push(after[j]!);
-			j++;
+		} else if (table[i + 1]![j]! >= table[i]![j + 1]!) i++;
+		else j++;
+	}
+	return pairs;
+}
+
+/**
+ * Three-way line merge. `before` is the original reprinted, `after` the edited document
+ * reprinted. The original and `before` are aligned into blocks (equal lines, and runs the
+ * printer reformatted); every block the edit does not touch is copied from the original,
+ * touched blocks come from `after`.
+ */
+function mergeLines(original: string[], before: string[], after: string[]): string[] {
+	// Edit script before -> after.
+	const ops: Op[] = [];
+	{
+		let j = 0;
+		let k = 0;
+		for (const [pj, pk] of [...lcsPairs(before, after), [before.length, after.length] as [number, number]]) {
+			while (j < pj) ops.push({kind: 'del', j: j++});
+			while (k < pk) ops.push({kind: 'ins', k: k++});
+			if (pj < before.length) ops.push({kind: 'keep', j: j++, k: k++});
 		}
 	}
-	while (j < m) out.push(after[j++]!);
+
+	// Blocks aligning original and before.
+	type Block = {origStart: number; origEnd: number; beforeStart: number; beforeEnd: number};
+	const blocks: Block[] = [];
+	{
+		let i = 0;
+		let j = 0;
+		for (const [pi, pj] of [...lcsPairs(original, before), [original.length, before.length] as [number, number]]) {
+			if (pi > i || pj > j) blocks.push({origStart: i, origEnd: pi, beforeStart: j, beforeEnd: pj});
+			if (pi < original.length) blocks.push({origStart: pi, origEnd: pi + 1, beforeStart: pj, beforeEnd: pj + 1});
+			i = pi + 1;
+			j = pj + 1;
+		}
+	}
+	const blockOf = new Int32Array(before.length).fill(-1);
+	blocks.forEach((block, b) => {
+		for (let j = block.beforeStart; j < block.beforeEnd; j++) blockOf[j] = b;
+	});
+	/** Blocks with original lines only (the printer dropped them), by before position. */
+	const origOnlyAt = new Map<number, Block[]>();
+	for (const block of blocks) {
+		if (block.beforeStart === block.beforeEnd) origOnlyAt.set(block.beforeStart, [...(origOnlyAt.get(block.beforeStart) ?? []), block]);
+	}
+
+	// A block is touched when the edit deletes one of its lines or inserts inside it.
+	const touched = new Set<number>();
+	{
+		let position = 0; // before lines consumed so far
+		for (const op of ops) {
+			if (op.kind === 'ins') {
+				if (position > 0 && position < before.length && blockOf[position - 1] === blockOf[position]) touched.add(blockOf[position]!);
+				continue;
+			}
+			if (op.kind === 'del') touched.add(blockOf[op.j]!);
+			position = op.j + 1;
+		}
+	}
+
+	const out: string[] = [];
+	const emitOriginal = (block: Block) => {
+		for (let i = block.origStart; i < block.origEnd; i++) out.push(original[i]!);
+	};
+	for (const op of ops) {
+		if (op.kind === 'ins') {
+			out.push(after[op.k]!);
+			continue;
+		}
+		const b = blockOf[op.j]!;
+		const block = blocks[b]!;
+		if (op.j === block.beforeStart) {
+			for (const dropped of origOnlyAt.get(op.j) ?? []) emitOriginal(dropped);
+			if (!touched.has(b)) emitOriginal(block);
+		}
+		if (touched.has(b) && op.kind === 'keep') out.push(after[op.k]!);
+	}
+	for (const dropped of origOnlyAt.get(before.length) ?? []) emitOriginal(dropped);
 	return out;
 }

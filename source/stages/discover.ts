@@ -16,6 +16,9 @@ export const apiserverContainer = 'kube-apiserver';
 export const etcdContainer = 'etcd';
 export const encryptionFlag = 'encryption-provider-config';
 
+/** What discovery uses of a Host: its read methods only. Any Host satisfies it. */
+export type ReadHost = Pick<Host, 'root' | 'readText' | 'stat' | 'listDir' | 'isRoot'>;
+
 export type DiscoverOptions = {
 	/** Node path of the static pod manifests (default /etc/kubernetes/manifests). */
 	manifestsDir?: string;
@@ -29,7 +32,7 @@ export type DiscoverOptions = {
 	pkiDir?: string;
 };
 
-export async function discover(host: Host, options: DiscoverOptions = {}): Promise<Facts> {
+export async function discover(host: ReadHost, options: DiscoverOptions = {}): Promise<Facts> {
 	const manifestsDir = options.manifestsDir ?? defaultManifestsDir;
 	const apiserver = await readManifest(host, posix.join(manifestsDir, 'kube-apiserver.yaml'), apiserverContainer);
 	const etcd = await readManifest(host, posix.join(manifestsDir, 'etcd.yaml'), etcdContainer);
@@ -39,7 +42,7 @@ export async function discover(host: Host, options: DiscoverOptions = {}): Promi
 }
 
 /** Read and inspect one static pod manifest. */
-export async function readManifest(host: Host, path: string, containerName: string): Promise<ManifestFacts> {
+export async function readManifest(host: ReadHost, path: string, containerName: string): Promise<ManifestFacts> {
 	const empty: ManifestFacts = {path, exists: false, command: [], flags: {}, volumes: [], volumeMounts: [], annotations: {}};
 	const read = await readTextOrProblem(host, path);
 	if (read.missing) return empty;
@@ -55,7 +58,7 @@ export async function readManifest(host: Host, path: string, containerName: stri
 	}
 }
 
-async function readEncryption(host: Host, apiserver: ManifestFacts, override: string | undefined): Promise<EncryptionFacts> {
+async function readEncryption(host: ReadHost, apiserver: ManifestFacts, override: string | undefined): Promise<EncryptionFacts> {
 	const flagPath = apiserver.flags[encryptionFlag];
 	// The flag names a path inside the pod; the file on the node is behind its hostPath mount.
 	const path = override ?? (flagPath ? (hostPathFor(apiserver, flagPath) ?? flagPath) : defaultConfigPath);
@@ -72,7 +75,7 @@ async function readEncryption(host: Host, apiserver: ManifestFacts, override: st
 	return stripUndefined({...facts, text: read.text, config: check.config, errors: check.errors});
 }
 
-async function readPki(host: Host, dir: string, manifests: ManifestFacts[]): Promise<PkiFacts> {
+async function readPki(host: ReadHost, dir: string, manifests: ManifestFacts[]): Promise<PkiFacts> {
 	const paths = new Set<string>();
 	for (const manifest of manifests) {
 		for (const [flag, value] of Object.entries(manifest.flags)) {
@@ -102,7 +105,7 @@ function isPkiFlag(flag: string, value: string): boolean {
 type ReadOutcome = {missing: true} | {missing: false; text: string; problem?: undefined} | {missing: false; problem: string; text?: undefined};
 
 /** Read a file; permission and type problems become a message naming the file and the fix. */
-async function readTextOrProblem(host: Host, path: string): Promise<ReadOutcome> {
+async function readTextOrProblem(host: ReadHost, path: string): Promise<ReadOutcome> {
 	try {
 		const text = await host.readText(path);
 		return text === undefined ? {missing: true} : {missing: false, text};
@@ -118,7 +121,7 @@ async function readTextOrProblem(host: Host, path: string): Promise<ReadOutcome>
 	}
 }
 
-async function listDirOrEmpty(host: Host, path: string): Promise<string[]> {
+async function listDirOrEmpty(host: ReadHost, path: string): Promise<string[]> {
 	try {
 		return (await host.listDir(path)) ?? [];
 	} catch (error) {
@@ -128,7 +131,7 @@ async function listDirOrEmpty(host: Host, path: string): Promise<string[]> {
 	}
 }
 
-async function statOrUndefined(host: Host, path: string) {
+async function statOrUndefined(host: ReadHost, path: string) {
 	try {
 		return await host.stat(path);
 	} catch (error) {

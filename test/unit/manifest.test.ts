@@ -32,7 +32,7 @@ spec:
     - '--secure-port=6443'
     image: "example.invalid:5000/kube-apiserver:v1.25.4"
     name: kube-apiserver
-    volumeMounts:
+    volumeMounts:   # the printer would move this comment to its own line
     - mountPath: /etc/kubernetes/pki
       name: k8s-certs
       readOnly: true

@@ -1,14 +1,15 @@
 /**
- * An in-memory Host for unit tests of discovery and planning (a fake, so unit tier only).
- * Node paths map to entries; writes and commands are recorded, never executed.
+ * An in-memory host for unit tests of discovery and planning (a fake, so unit tier only):
+ * the read methods discovery uses, plus writeFileAtomic to apply a plan's file writes.
  */
 import {readdirSync, readFileSync, statSync} from 'node:fs';
 import {join, posix} from 'node:path';
-import type {Arg, FileStat, Host, HttpRequest, HttpResponse, RunResult} from '../../../source/host/types.js';
+import type {FileStat} from '../../../source/host/types.js';
+import type {ReadHost} from '../../../source/stages/discover.js';
 
 type Entry = {data: Buffer; mode: number} | {error: string};
 
-export class MemoryHost implements Host {
+export class MemoryHost implements ReadHost {
 	readonly root = '/memory';
 	readonly dryRun = false;
 	readonly files = new Map<string, Entry>();
@@ -86,21 +87,9 @@ export class MemoryHost implements Host {
 		this.writes.push({path: nodePath, mode});
 	}
 
-	async mkdir(): Promise<void> {}
-
 	async remove(nodePath: string): Promise<void> {
 		this.files.delete(nodePath);
 	}
-
-	async run(_argv: Arg[]): Promise<RunResult> {
-		throw new Error('MemoryHost does not run commands');
-	}
-
-	async request(_request: HttpRequest): Promise<HttpResponse> {
-		throw new Error('MemoryHost does not make requests');
-	}
-
-	async sleep(): Promise<void> {}
 
 	now(): Date {
 		return new Date('2024-01-01T00:00:00Z');
