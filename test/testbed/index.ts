@@ -74,8 +74,12 @@ export interface Testbed {
 	readonly timings: Record<string, number>;
 	/** Host-side path of a path inside the namespace (/proc/<pid>/root/...). */
 	hostPath(p: string): string;
-	/** argv prefix that runs a command inside the namespaces (for tools that spawn themselves). */
-	nsenterArgv(argv: string[], cwd?: string): string[];
+	/**
+	 * The nsenter argv that runs `argv` inside the namespaces. With pidNamespace: false (default true)
+	 * nsenter execs the command directly (no intermediate process), so signals and exit status are
+	 * the command's own; the process then stays in the host PID namespace.
+	 */
+	nsenterArgv(argv: string[], opts?: {cwd?: string; pidNamespace?: boolean}): string[];
 	/** Run a command inside the namespaces (execa; rejects on non-zero exit unless reject: false). */
 	exec(argv: string[], opts?: ExecOptions): ResultPromise;
 	kubectl(args: string[], opts?: ExecOptions): ResultPromise;
@@ -195,10 +199,20 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
 	let stopped: Promise<StopReport> | undefined;
 	let nsIds = {mnt: '', net: '', pid: ''};
 
-	const nsenterArgv = (argv: string[], cwd = '/') => ['nsenter', '-t', String(holderPid), '-m', '-n', '-p', `--wd=${cwd}`, '--', ...argv];
+	const nsenterArgv = (argv: string[], o: {cwd?: string; pidNamespace?: boolean} = {}) => [
+		'nsenter',
+		'-t',
+		String(holderPid),
+		'-m',
+		'-n',
+		...(o.pidNamespace === false ? [] : ['-p']),
+		`--wd=${o.cwd ?? '/'}`,
+		'--',
+		...argv,
+	];
 	const exec = (argv: string[], o: ExecOptions = {}): ResultPromise => {
 		const {cwd, ...rest} = o;
-		const [cmd, ...args] = nsenterArgv(argv, cwd ?? '/');
+		const [cmd, ...args] = nsenterArgv(argv, {cwd: cwd ?? '/'});
 		return execa(cmd!, args, {cwd: '/', ...rest} as ExecaOptions) as unknown as ResultPromise;
 	};
 	const hostPath = (p: string) => `/proc/${holderPid}/root${path.posix.resolve('/', p)}`;
