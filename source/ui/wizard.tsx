@@ -43,9 +43,10 @@ const toneColor: Record<Tone, string | undefined> = {
 	meta: 'gray',
 };
 
+/** A finished line: wrapped, never cut (a diff or a check must be read whole). */
 function Line({line}: {line: Styled}) {
 	return (
-		<Text color={toneColor[line.tone]} wrap="truncate-end">
+		<Text color={toneColor[line.tone]} wrap="wrap">
 			{line.text}
 		</Text>
 	);
