@@ -1,0 +1,358 @@
+/**
+ * Raw scan of the values the apiserver stored in etcd, page by page through etcdctl, so that
+ * tens of thousands of keys never sit in memory more than one page at a time. Each value is
+ * classified by its prefix (format.ts); optionally a sample (or every value, `deep`) is
+ * decrypted with the EncryptionConfiguration (decrypt.ts).
+ *
+ * Resource -> etcd key prefix (kube-apiserver 1.20, pkg/kubeapiserver/default_storage_factory_builder.go,
+ * k8s.io/apiserver/pkg/server/storage/storage_factory.go ResourcePrefix, and
+ * k8s.io/apiserver/pkg/server/options/etcd.go SimpleRestOptionsFactory):
+ * - Built-in resources (core group and the built-in API groups such as apps, batch,
+ *   rbac.authorization.k8s.io) live under `<etcd-prefix>/<resource>/`, whatever their group:
+ *   `secrets` -> /registry/secrets/, `configmaps` -> /registry/configmaps/,
+ *   `deployments.apps` -> /registry/deployments/. Exceptions compiled into the apiserver
+ *   (SpecialDefaultResourcePrefixes): services -> services/specs, endpoints ->
+ *   services/endpoints, nodes -> minions, replicationcontrollers -> controllers, ingresses ->
+ *   ingress, podsecuritypolicies -> podsecuritypolicy.
+ * - Custom resources (any other group), and the apiextensions/apiregistration objects served by
+ *   their own servers, live under `<etcd-prefix>/<group>/<resource>/` (the CRD REST options'
+ *   ResourcePrefix is `group + "/" + resource`).
+ * Not handled: `--etcd-servers-overrides` (a resource stored in another etcd cluster) and
+ * wildcard resources (`*.*`): scan concrete resource names.
+ * The part after the prefix is `<namespace>/<name>` for namespaced resources and `<name>` for
+ * cluster-scoped ones.
+ */
+import type {Host} from '../host/types.js';
+import type {EncryptionConfig} from '../stages/facts.js';
+import type {EtcdConnection} from './connection.js';
+import {DEFAULT_ETCD_PREFIX, normalizeEtcdPrefix} from './connection.js';
+import {EtcdctlError, etcdctlJson} from './etcdctl.js';
+import type {Primary, VerifyReport} from './decrypt.js';
+import {emptyVerifyReport, parseGroupResource, primaryFor, primaryLabel, ruleFor, storedPrefix, verifyInto} from './decrypt.js';
+import {classifyValue, valueLabel} from './format.js';
+
+export {classifyValue, valueLabel, isKubernetesObject} from './format.js';
+export type {ValueClass, EncryptedProvider} from './format.js';
+
+/** Built-in API groups of kube-apiserver 1.20 whose resources are stored without the group. */
+const BUILT_IN_GROUPS = new Set([
+	'',
+	'admissionregistration.k8s.io',
+	'apps',
+	'authentication.k8s.io',
+	'authorization.k8s.io',
+	'autoscaling',
+	'batch',
+	'certificates.k8s.io',
+	'coordination.k8s.io',
+	'discovery.k8s.io',
+	'events.k8s.io',
+	'extensions',
+	'flowcontrol.apiserver.k8s.io',
+	'internal.apiserver.k8s.io',
+	'networking.k8s.io',
+	'node.k8s.io',
+	'policy',
+	'rbac.authorization.k8s.io',
+	'scheduling.k8s.io',
+	'storage.k8s.io',
+]);
+
+const SPECIAL_PREFIXES: Record<string, string> = {
+	'/replicationcontrollers': 'controllers',
+	'/endpoints': 'services/endpoints',
+	'/nodes': 'minions',
+	'/services': 'services/specs',
+	'extensions/ingresses': 'ingress',
+	'networking.k8s.io/ingresses': 'ingress',
+	'extensions/podsecuritypolicies': 'podsecuritypolicy',
+	'policy/podsecuritypolicies': 'podsecuritypolicy',
+};
+
+/** The etcd key prefix (with trailing slash) under which the apiserver stores a resource. */
+export function etcdPrefixForResource(resource: string, etcdPrefix: string = DEFAULT_ETCD_PREFIX): string {
+	const {group, resource: name} = parseGroupResource(resource);
+	if (name === '' || name === '*' || name.includes('/')) throw new Error(`cannot map resource "${resource}" to an etcd prefix`);
+	const base = normalizeEtcdPrefix(etcdPrefix);
+	const special = SPECIAL_PREFIXES[`${group}/${name}`];
+	if (special !== undefined) return `${base}/${special}/`;
+	if (BUILT_IN_GROUPS.has(group)) return `${base}/${name}/`;
+	return `${base}/${group}/${name}/`;
+}
+
+/**
+ * The smallest key greater than every key with this prefix (etcd's prefix range end). Only for
+ * prefixes ending in an ASCII character below DEL, which every resource prefix does (they end
+ * in '/'): the end travels through argv, which cannot carry arbitrary bytes.
+ */
+export function prefixRangeEnd(prefix: string): string {
+	const last = prefix.charCodeAt(prefix.length - 1);
+	if (prefix === '' || last >= 0x7f) throw new Error(`internal: cannot compute a range end for ${JSON.stringify(prefix)}`);
+	return prefix.slice(0, -1) + String.fromCharCode(last + 1);
+}
+
+export type ObjectRef = {
+	/** The full etcd key. */
+	key: string;
+	/** Absent for cluster-scoped resources. */
+	namespace?: string;
+	name: string;
+};
+
+/** `/registry/secrets/ns/name` -> {namespace: 'ns', name: 'name'}; `/registry/<r>/name` -> {name}. */
+export function objectRefFromKey(prefix: string, key: string): ObjectRef {
+	const rest = key.startsWith(prefix) ? key.slice(prefix.length) : key;
+	const slash = rest.indexOf('/');
+	if (slash === -1) return {key, name: rest};
+	return {key, namespace: rest.slice(0, slash), name: rest.slice(slash + 1)};
+}
+
+export type ScanOptions = {
+	/** Keys per etcdctl request. Default 1000. */
+	pageSize?: number;
+	/** The apiserver's --etcd-prefix. Default /registry. */
+	etcdPrefix?: string;
+	/**
+	 * The expected primary (write) provider. Default: derived per resource from `config`.
+	 * Without either, no not-on-primary list is produced.
+	 */
+	primary?: Primary | ((resource: string) => Primary | undefined);
+	/** The EncryptionConfiguration the apiserver runs: enables key checks and decryption. */
+	config?: EncryptionConfig;
+	/** Decrypt values with `config`: a sample per stored key, or every value with deep. */
+	verify?: {deep?: boolean; samplePerKey?: number; maxFailures?: number};
+	/** Cap on listed unknown keys and key-not-in-config keys per resource. Default 1000. */
+	maxListed?: number;
+	/** Called after each page. */
+	onProgress?: (progress: {resource: string; scanned: number; total: number}) => void;
+	signal?: AbortSignal;
+	/** Per etcdctl call. Default 120 s. */
+	timeoutMs?: number;
+};
+
+export type ResourceScan = {
+	resource: string;
+	prefix: string;
+	/** Keys scanned. */
+	total: number;
+	/** Counts per stored key: `secretbox:key1`, `aesgcm:key2`, `kms:<name>`, `kms-v2:<name>`. */
+	byKey: Record<string, number>;
+	plaintext: number;
+	unknown: number;
+	/** etcd keys whose value is neither plaintext nor a known k8s:enc: format (capped). */
+	unknownKeys: string[];
+	/** Present with a config: values encrypted with a provider/key the resource's rule lacks. */
+	keyNotInConfig?: number;
+	keyNotInConfigKeys?: string[];
+	/** The expected primary, as a label like `secretbox:key1`, when known. */
+	primary?: string;
+	/** Objects whose stored value is not on the primary (targeted re-encryption). */
+	notOnPrimary?: ObjectRef[];
+	/** The etcd revision the scan read at. */
+	revision: number;
+	/** False when the pinned revision was compacted mid-scan and later pages read newer data. */
+	consistent: boolean;
+	verification?: VerifyReport;
+};
+
+export type ScanReport = {resources: ResourceScan[]; keysScanned: number; elapsedMs: number};
+
+type RangeResponse = {
+	header?: {revision?: number | string};
+	kvs?: Array<{key: string; value?: string}>;
+	more?: boolean;
+	count?: number | string;
+};
+
+type Page = {revision: number; count: number; more: boolean; kvs: Array<{key: string; value?: string}>};
+
+function isCompacted(error: unknown): boolean {
+	return error instanceof EtcdctlError && /compacted/i.test(error.stderr);
+}
+
+/**
+ * Read `[start, end)` at most `limit` keys, pinned to `revision` when given. With `after`, the
+ * first key is `after` itself (already seen) and is dropped: etcdctl takes keys on argv, which
+ * cannot carry the NUL byte that "the next key after" would need.
+ */
+async function readPage(
+	host: Host,
+	connection: EtcdConnection,
+	start: string,
+	end: string,
+	limit: number,
+	revision: number | undefined,
+	options: ScanOptions,
+): Promise<Page> {
+	const args = ['get', start, end, `--limit=${limit}`];
+	if (revision !== undefined) args.push(`--rev=${revision}`);
+	const response = await etcdctlJson<RangeResponse>(host, connection, args, {
+		readOnly: true,
+		timeoutMs: options.timeoutMs ?? 120_000,
+		...(options.signal === undefined ? {} : {signal: options.signal}),
+	});
+	return {
+		revision: Number(response.header?.revision ?? 0),
+		count: Number(response.count ?? 0),
+		more: response.more === true,
+		kvs: response.kvs ?? [],
+	};
+}
+
+type Reservoir = {seen: number; items: Array<{key: string; value: Buffer}>};
+
+/** Scan one resource's prefix. */
+export async function scanResource(host: Host, connection: EtcdConnection, resource: string, options: ScanOptions = {}): Promise<ResourceScan> {
+	const pageSize = options.pageSize ?? 1000;
+	if (!Number.isInteger(pageSize) || pageSize < 1) throw new Error(`page size must be a positive integer, got ${pageSize}`);
+	const maxListed = options.maxListed ?? 1000;
+	const prefix = etcdPrefixForResource(resource, options.etcdPrefix);
+	const end = prefixRangeEnd(prefix);
+	const config = options.config;
+	const primary =
+		typeof options.primary === 'function'
+			? options.primary(resource)
+			: (options.primary ?? (config === undefined ? undefined : primaryFor(config, resource)));
+	const primaryPrefix = primary === undefined ? undefined : Buffer.from(storedPrefix(primary), 'utf8');
+	const rule = config === undefined ? undefined : ruleFor(config, resource);
+	const readable = new Set<string>();
+	if (config !== undefined) {
+		for (const provider of rule?.providers ?? [{type: 'identity' as const}]) {
+			if (provider.type === 'identity') readable.add('identity');
+			else if (provider.type === 'kms') readable.add(`${provider.apiVersion === 'v2' ? 'kms-v2' : 'kms'}:${provider.name}`);
+			else for (const key of provider.keys) readable.add(`${provider.type}:${key.name}`);
+		}
+	}
+	const verify = config !== undefined && options.verify !== undefined ? options.verify : undefined;
+	const samplePerKey = verify?.samplePerKey ?? 20;
+	const reservoirs = new Map<string, Reservoir>();
+	const verification = verify === undefined ? undefined : emptyVerifyReport();
+
+	const result: ResourceScan = {
+		resource,
+		prefix,
+		total: 0,
+		byKey: {},
+		plaintext: 0,
+		unknown: 0,
+		unknownKeys: [],
+		revision: 0,
+		consistent: true,
+	};
+	if (config !== undefined) {
+		result.keyNotInConfig = 0;
+		result.keyNotInConfigKeys = [];
+	}
+	if (primary !== undefined) {
+		result.primary = primaryLabel(primary);
+		result.notOnPrimary = [];
+	}
+
+	let revision: number | undefined;
+	let after: string | undefined;
+	let total = 0;
+	const fetch = (start: string, skipFirst: boolean): Promise<Page> =>
+		readPage(host, connection, start, end, skipFirst ? pageSize + 1 : pageSize, revision, options).catch(async error => {
+			if (revision === undefined || !isCompacted(error)) throw error;
+			// The apiserver compacts old revisions every few minutes; continue at the current one.
+			revision = undefined;
+			result.consistent = false;
+			return readPage(host, connection, start, end, skipFirst ? pageSize + 1 : pageSize, undefined, options);
+		});
+
+	let pending: Promise<Page> | undefined = fetch(prefix, false);
+	while (pending !== undefined) {
+		const page: Page = await pending;
+		pending = undefined;
+		if (revision === undefined && result.consistent) {
+			revision = page.revision;
+			result.revision = page.revision;
+			total = page.count;
+		}
+		let kvs = page.kvs;
+		if (after !== undefined && kvs.length > 0 && Buffer.from(kvs[0]!.key, 'base64').toString('utf8') === after) kvs = kvs.slice(1);
+		const last = kvs.at(-1);
+		if (page.more) {
+			if (last === undefined) throw new Error(`etcd paging under ${prefix} made no progress after ${JSON.stringify(after)}`);
+			const nextBytes = Buffer.from(last.key, 'base64');
+			const next = nextBytes.toString('utf8');
+			if (after !== undefined && Buffer.compare(nextBytes, Buffer.from(after, 'utf8')) <= 0) throw new Error(`etcd paging under ${prefix} went backwards at ${JSON.stringify(next)}`);
+			after = next;
+			// Fetch the next page while this one is classified.
+			pending = fetch(next, true);
+			pending.catch(() => undefined); // handled when awaited
+		}
+		for (const kv of kvs) {
+			const value = Buffer.from(kv.value ?? '', 'base64');
+			result.total++;
+			const kind = classifyValue(value);
+			const label = valueLabel(kind);
+			let key: string | undefined;
+			const keyString = (): string => (key ??= Buffer.from(kv.key, 'base64').toString('utf8'));
+			if (kind.kind === 'plaintext') result.plaintext++;
+			else if (kind.kind === 'unknown') {
+				result.unknown++;
+				if (result.unknownKeys.length < maxListed) result.unknownKeys.push(keyString());
+			} else result.byKey[label] = (result.byKey[label] ?? 0) + 1;
+			if (config !== undefined && kind.kind !== 'unknown' && !readable.has(label)) {
+				result.keyNotInConfig!++;
+				if (result.keyNotInConfigKeys!.length < maxListed) result.keyNotInConfigKeys!.push(keyString());
+			}
+			if (primaryPrefix !== undefined) {
+				const onPrimary =
+					primaryPrefix.length === 0 ? kind.kind === 'plaintext' : value.subarray(0, primaryPrefix.length).equals(primaryPrefix);
+				if (!onPrimary) result.notOnPrimary!.push(objectRefFromKey(prefix, keyString()));
+			}
+			if (verification !== undefined) {
+				if (verify!.deep) verifyInto(verification, config!, resource, {key: keyString(), value}, verify!.maxFailures);
+				else if (kind.kind === 'encrypted') {
+					// Reservoir sample per stored key, so every key in use is exercised.
+					let reservoir = reservoirs.get(label);
+					if (reservoir === undefined) reservoirs.set(label, (reservoir = {seen: 0, items: []}));
+					reservoir.seen++;
+					if (reservoir.items.length < samplePerKey) reservoir.items.push({key: keyString(), value});
+					else {
+						const slot = Math.floor(Math.random() * reservoir.seen);
+						if (slot < samplePerKey) reservoir.items[slot] = {key: keyString(), value};
+					}
+				}
+			}
+		}
+		options.onProgress?.({resource, scanned: result.total, total: Math.max(total, result.total)});
+	}
+	if (verification !== undefined && !verify!.deep) {
+		for (const reservoir of reservoirs.values()) {
+			for (const item of reservoir.items) verifyInto(verification, config!, resource, item, verify!.maxFailures);
+		}
+	}
+	if (verification !== undefined) result.verification = verification;
+	return result;
+}
+
+/** Scan several resources, one after another. */
+export async function scanResources(
+	host: Host,
+	connection: EtcdConnection,
+	resources: readonly string[],
+	options: ScanOptions = {},
+): Promise<ScanReport> {
+	const started = Date.now();
+	const results: ResourceScan[] = [];
+	for (const resource of resources) results.push(await scanResource(host, connection, resource, options));
+	return {resources: results, keysScanned: results.reduce((sum, scan) => sum + scan.total, 0), elapsedMs: Date.now() - started};
+}
+
+/**
+ * Whether a scan proves the resource fully on its primary and readable: no plaintext (unless
+ * the primary is identity), no unknown values, no value under a key the config lacks, nothing
+ * off the primary, no failed decryption. False means exit 1.
+ */
+export function scanIsClean(scan: ResourceScan): boolean {
+	return (
+		(scan.plaintext === 0 || scan.primary === 'identity') &&
+		scan.unknown === 0 &&
+		(scan.keyNotInConfig ?? 0) === 0 &&
+		(scan.notOnPrimary?.length ?? 0) === 0 &&
+		(scan.verification?.failed ?? 0) === 0
+	);
+}
