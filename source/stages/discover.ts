@@ -32,6 +32,17 @@ export type DiscoverOptions = {
 	pkiDir?: string;
 };
 
+/**
+ * Options for re-discovering after a stage applied (verification): read the config at the
+ * path the operator chose, which the apiserver's flag names only once apiserver-manifest has
+ * run. Planning should discover without it, so an existing config the flag names is the one
+ * merged.
+ */
+export function verifyDiscoveryOptions(answers: Readonly<Record<string, Readonly<Record<string, unknown>>>>): DiscoverOptions {
+	const path = answers['encryption-config']?.['path'];
+	return typeof path === 'string' ? {encryptionConfigPath: path} : {};
+}
+
 export async function discover(host: ReadHost, options: DiscoverOptions = {}): Promise<Facts> {
 	const manifestsDir = options.manifestsDir ?? defaultManifestsDir;
 	const apiserver = await readManifest(host, posix.join(manifestsDir, 'kube-apiserver.yaml'), apiserverContainer);

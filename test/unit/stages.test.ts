@@ -4,7 +4,7 @@ import {InputError, type Answers, type PlanContext, type StagePlan, type WriteFi
 import {configDigest, parseEncryptionConfig} from '../../source/kube/encryption-config.js';
 import {inspectManifest} from '../../source/kube/manifest.js';
 import {apiserverManifestStage, digestAnnotation, reloadFlag} from '../../source/stages/apiserver-manifest.js';
-import {discover} from '../../source/stages/discover.js';
+import {discover, verifyDiscoveryOptions} from '../../source/stages/discover.js';
 import {encryptionConfigStage} from '../../source/stages/encryption-config.js';
 import type {Facts} from '../../source/stages/facts.js';
 import {stageIds, stages} from '../../source/stages/index.js';
@@ -154,8 +154,12 @@ describe('answers', () => {
 		expect(info.flags['encryption-provider-config']).toBe('/etc/kubernetes/encryption/config.yaml');
 		expect(info.volumeMounts).toContainEqual({name: 'etcd-harden-encryption', mountPath: '/etc/kubernetes/encryption', readOnly: true});
 
-		// after apply, the flag points at the custom path and a rerun changes nothing
+		// verification right after writing the config (before the manifest names it)
 		await apply(host, encPlan);
+		const verifyFacts = await discover(host, verifyDiscoveryOptions(answers));
+		expect(encryptionConfigStage.verify(verifyFacts, answers['encryption-config']!).filter(c => c.status !== 'pass')).toEqual([]);
+		expect(encryptionConfigStage.verify(await discover(host), answers['encryption-config']!)[0]).toMatchObject({id: 'config-read', status: 'fail'});
+		// after apply, the flag points at the custom path and a rerun changes nothing
 		await apply(host, manifestPlan);
 		const second = await planRun(host, answers);
 		expect(second.encPlan.changes).toEqual([]);
