@@ -1,7 +1,254 @@
-import type {TaskRegistry} from './engine.js';
+import type {TaskContext, TaskExecutor, TaskRegistry} from './engine.js';
+import type {Host} from '../host/types.js';
+import {KubeApi} from '../kube/api.js';
+import {loadKubeconfig} from '../kube/kubeconfig.js';
+import {readClusterConfiguration, patchClusterConfiguration, updateClusterConfiguration, type ExtraVolume} from '../kube/kubeadm-config.js';
+import {findResumableState, reencrypt, statePathIn, type ObjectTarget} from '../kube/reencrypt.js';
+import {DEFAULT_APISERVER_LOGS, readStartTime, waitForRestart} from '../kube/restart-gate.js';
 
 /**
- * Executors for TaskChanges, by task name. Stages plan tasks as data; the engine runs
- * them here, through the host. (The file-level stages plan no tasks yet.)
+ * Executors for TaskChanges, by task name. Stages plan tasks as data (node paths, URLs,
+ * names; never key material); the engine runs them here, through the host.
+ *
+ * apiserver-restart-gate — params:
+ *   phase: 'before' | 'after' (default 'after')
+ *   kubeconfig?: node path (default /etc/kubernetes/admin.conf)
+ *   url?: the LOCAL apiserver, e.g. https://10.0.0.10:6443 (default: the kubeconfig's server)
+ *   manifestPath?: node path (default /etc/kubernetes/manifests/kube-apiserver.yaml)
+ *   timeoutSeconds?: default 180; pollMs?: default 1000
+ *   logPaths?: node paths / patterns of the apiserver's log (default /var/log/pods/kube-system_kube-apiserver-*)
+ *  Plan it twice in the stage that patches the manifest: phase 'before' as the stage's
+ *  FIRST change (its run records the running apiserver's start time; its undo runs LAST,
+ *  after the engine restored the stage's files, and waits until the apiserver is ready
+ *  again), and phase 'after' after the file writes (waits for the restart and /readyz;
+ *  throws with the log's last lines on timeout or crash loop, which undoes the stage).
+ *
+ * reencrypt — params: kubeconfig?, url?, resources: string[], concurrency? (16), rate?
+ *   (objects/s), pageSize? (500), method? ('patch'), fingerprint? (a hash identifying the
+ *   config; enables resuming an interrupted run's progress), targets?: [{resource, namespace?, name}]
+ *   (targeted mode: exactly these objects).
+ *
+ * kubeadm-config — params: kubeconfig?, url?, extraArgs: {flag: value}, extraVolumes:
+ *   [{name, hostPath, mountPath, readOnly?, pathType?}]. Undo restores the previous
+ *   ClusterConfiguration text byte for byte (saved in the run directory).
  */
-export const tasks: TaskRegistry = {};
+
+const DEFAULT_KUBECONFIG = '/etc/kubernetes/admin.conf';
+const DEFAULT_MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml';
+
+function str(params: Record<string, unknown>, name: string): string | undefined {
+	const value = params[name];
+	if (value === undefined || value === null) return undefined;
+	if (typeof value !== 'string') throw new Error(`internal: task param ${name} must be a string`);
+	return value;
+}
+
+function num(params: Record<string, unknown>, name: string): number | undefined {
+	const value = params[name];
+	if (value === undefined || value === null) return undefined;
+	if (typeof value !== 'number' || !Number.isFinite(value)) throw new Error(`internal: task param ${name} must be a number`);
+	return value;
+}
+
+function strings(params: Record<string, unknown>, name: string): string[] | undefined {
+	const value = params[name];
+	if (value === undefined || value === null) return undefined;
+	if (!Array.isArray(value) || value.some(item => typeof item !== 'string')) throw new Error(`internal: task param ${name} must be a list of strings`);
+	return value as string[];
+}
+
+/** An API client for the task's kubeconfig (and local apiserver URL). */
+export async function apiFor(host: Host, params: Record<string, unknown>): Promise<KubeApi> {
+	const connection = await loadKubeconfig(host, str(params, 'kubeconfig') ?? DEFAULT_KUBECONFIG, {server: str(params, 'url')});
+	return new KubeApi(host, connection);
+}
+
+// ---- apiserver-restart-gate ----
+
+type GateRecord = Record<string, {before?: number}>;
+
+function gateRecordPath(context: TaskContext): string | undefined {
+	return context.runDir ? `${context.runDir.dir}/apiserver-gate.json` : undefined;
+}
+
+async function readGateRecord(context: TaskContext): Promise<GateRecord> {
+	const file = gateRecordPath(context);
+	const text = file ? await context.host.readText(file) : undefined;
+	if (!text) return {};
+	try {
+		return JSON.parse(text) as GateRecord;
+	} catch {
+		return {};
+	}
+}
+
+function gateOptions(params: Record<string, unknown>, context: TaskContext, label: string) {
+	const timeoutSeconds = num(params, 'timeoutSeconds') ?? 180;
+	return {
+		timeoutMs: timeoutSeconds * 1000,
+		pollMs: num(params, 'pollMs') ?? 1000,
+		logPaths: strings(params, 'logPaths') ?? DEFAULT_APISERVER_LOGS,
+		signal: context.signal,
+		onStatus: (status: {state: string; elapsedSeconds: number; detail?: string}) =>
+			context.progress({
+				label: `${label} (${status.state.replaceAll('-', ' ')}${status.detail ? `: ${status.detail.slice(0, 80)}` : ''})`,
+				done: Math.round(status.elapsedSeconds),
+				total: timeoutSeconds,
+			}),
+	};
+}
+
+export const apiserverRestartGate: TaskExecutor = {
+	async run(params, context) {
+		const api = await apiFor(context.host, params);
+		const manifestPath = str(params, 'manifestPath') ?? DEFAULT_MANIFEST;
+		const phase = str(params, 'phase') ?? 'after';
+		if (phase === 'before') {
+			const before = await readStartTime(api, context.signal);
+			const file = gateRecordPath(context);
+			if (file) {
+				const record = await readGateRecord(context);
+				record[manifestPath] = {before};
+				await context.host.writeFileAtomic(file, `${JSON.stringify(record)}\n`, 0o600);
+			}
+			if (before === undefined) context.log({level: 'warn', text: 'kube-apiserver did not answer before the change; its restart is judged by the manifest time.'});
+			return;
+		}
+		const before = (await readGateRecord(context))[manifestPath]?.before;
+		const result = await waitForRestart(api, {
+			...gateOptions(params, context, 'waiting for kube-apiserver to restart and pass /readyz'),
+			before,
+			manifestPath,
+		});
+		context.log({level: 'success', text: `kube-apiserver restarted and is ready (${result.seconds.toFixed(1)} s).`});
+	},
+	async undo(params, context) {
+		// Only the 'before' mark waits: the engine undoes in reverse order, so it runs after
+		// every file of the stage has been restored.
+		if ((str(params, 'phase') ?? 'after') !== 'before') return;
+		const api = await apiFor(context.host, params);
+		const manifestPath = str(params, 'manifestPath') ?? DEFAULT_MANIFEST;
+		const before = (await readGateRecord(context))[manifestPath]?.before;
+		const stat = await context.host.stat(manifestPath);
+		const result = await waitForRestart(api, {
+			...gateOptions(params, context, 'waiting for kube-apiserver to be ready with the restored files'),
+			before,
+			notBefore: stat ? stat.mtimeMs / 1000 - 1 : undefined,
+			acceptUnchanged: true,
+		});
+		context.log({
+			level: 'info',
+			text: result.restarted
+				? `kube-apiserver restarted with the restored files and is ready (${result.seconds.toFixed(1)} s).`
+				: 'kube-apiserver is ready; it never left the earlier process.',
+		});
+	},
+};
+
+// ---- reencrypt ----
+
+function targetsParam(params: Record<string, unknown>): ObjectTarget[] | undefined {
+	const value = params['targets'];
+	if (value === undefined || value === null) return undefined;
+	if (!Array.isArray(value)) throw new Error('internal: task param targets must be a list');
+	return value.map(item => {
+		const target = item as Partial<ObjectTarget>;
+		if (typeof target.resource !== 'string' || typeof target.name !== 'string') throw new Error('internal: a target needs resource and name');
+		return {resource: target.resource, namespace: typeof target.namespace === 'string' ? target.namespace : undefined, name: target.name};
+	});
+}
+
+export const reencryptTask: TaskExecutor = {
+	async run(params, context) {
+		const api = await apiFor(context.host, params);
+		const resources = strings(params, 'resources') ?? ['secrets'];
+		const targets = targetsParam(params);
+		const fingerprint = str(params, 'fingerprint');
+		const statePath = context.runDir ? statePathIn(context.runDir.dir) : undefined;
+		const resumeFrom =
+			targets === undefined && fingerprint !== undefined
+				? await findResumableState(context.host, {fingerprint, resources, exclude: context.runDir?.dir})
+				: undefined;
+		if (resumeFrom) context.log({level: 'info', text: 'Continuing the re-encryption an earlier run left unfinished.'});
+		const method = str(params, 'method');
+		const result = await reencrypt(api, {
+			resources,
+			targets,
+			concurrency: num(params, 'concurrency'),
+			rate: num(params, 'rate'),
+			pageSize: num(params, 'pageSize'),
+			method: method === 'put' ? 'put' : 'patch',
+			fingerprint,
+			statePath,
+			resumeFrom,
+			signal: context.signal,
+			onProgress: progress =>
+				context.progress({
+					label: `re-encrypting ${progress.resource}`,
+					done: progress.done,
+					total: progress.total,
+					rate: progress.rate,
+					etaSeconds: progress.etaSeconds,
+				}),
+		});
+		const parts = Object.entries(result.byResource).map(([resource, count]) => `${count} ${resource}`);
+		context.log({
+			level: 'success',
+			text: `Re-encrypted ${parts.join(', ') || 'nothing'} in ${result.seconds.toFixed(1)} s${result.notFound ? ` (${result.notFound} deleted meanwhile)` : ''}.`,
+		});
+	},
+};
+
+// ---- kubeadm-config ----
+
+function kubeadmBackupPath(context: TaskContext): string | undefined {
+	return context.runDir ? context.runDir.backupPath('/kube-system/kubeadm-config/ClusterConfiguration') : undefined;
+}
+
+function volumesParam(params: Record<string, unknown>): ExtraVolume[] {
+	const value = params['extraVolumes'];
+	if (value === undefined || value === null) return [];
+	if (!Array.isArray(value)) throw new Error('internal: task param extraVolumes must be a list');
+	return value as ExtraVolume[];
+}
+
+function argsParam(params: Record<string, unknown>): Record<string, string> {
+	const value = params['extraArgs'];
+	if (value === undefined || value === null) return {};
+	if (typeof value !== 'object' || Array.isArray(value)) throw new Error('internal: task param extraArgs must be a map');
+	return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([name, v]) => [name, String(v)]));
+}
+
+export const kubeadmConfigTask: TaskExecutor = {
+	async run(params, context) {
+		const api = await apiFor(context.host, params);
+		const patch = {extraArgs: argsParam(params), extraVolumes: volumesParam(params)};
+		const backup = kubeadmBackupPath(context);
+		const update = await updateClusterConfiguration(api, text => patchClusterConfiguration(text, patch), {signal: context.signal});
+		if (!update.changed) {
+			context.log({level: 'info', text: 'kube-system/kubeadm-config already holds the settings.'});
+			return;
+		}
+		if (backup) {
+			await context.host.writeFileAtomic(backup, update.before, 0o600);
+			await context.runDir?.journal({stage: '-', event: 'backup', path: 'kube-system/configmaps/kubeadm-config', backup});
+		}
+		context.log({level: 'success', text: 'updated kube-system/kubeadm-config ClusterConfiguration (apiServer.extraArgs, extraVolumes)'});
+	},
+	async undo(params, context) {
+		const backup = kubeadmBackupPath(context);
+		const before = backup ? await context.host.readText(backup) : undefined;
+		if (before === undefined) return; // this run changed nothing
+		const api = await apiFor(context.host, params);
+		const {text} = await readClusterConfiguration(api, context.signal);
+		if (text === before) return;
+		await updateClusterConfiguration(api, () => before, {signal: context.signal});
+		context.log({level: 'info', text: 'restored kube-system/kubeadm-config ClusterConfiguration'});
+	},
+};
+
+export const tasks: TaskRegistry = {
+	'apiserver-restart-gate': apiserverRestartGate,
+	reencrypt: reencryptTask,
+	'kubeadm-config': kubeadmConfigTask,
+};

@@ -1,0 +1,451 @@
+/**
+ * Re-encryption through the API: rewrite every object of the given resources so the
+ * apiserver stores it with the current primary key.
+ *
+ * Each object is written with an empty JSON merge patch (`{}`). The apiserver turns it into
+ * a read-modify-write of the *latest* stored object under its own optimistic concurrency
+ * (etcd3 store GuaranteedUpdate: a transaction guarded by the key's mod revision, retried
+ * on conflict), so a concurrent update is never lost: either it lands before our rewrite
+ * and is rewritten with it, or after it. GuaranteedUpdate skips the etcd write of an
+ * unchanged object unless the stored value was read with a non-primary transformer
+ * (`origState.stale`), so stale objects are rewritten and current ones cost a read only.
+ * (k8s.io/apiserver/pkg/storage/etcd3/store.go in Kubernetes 1.20.) A PUT mode (GET, then
+ * PUT with the resourceVersion, re-read and retry on 409) is kept for comparison.
+ *
+ * Lists are paginated (limit 500) and ask only for metadata. An expired continue token
+ * (410) restarts the list and skips what was already dispatched. A deleted object (404)
+ * counts as done. Progress is saved to a small JSON state file so a rerun after SIGKILL
+ * continues where the last one stopped; correctness never depends on it (a targeted rerun
+ * from a raw etcd scan rewrites whatever still uses another key).
+ */
+import type {Host} from '../host/types.js';
+import {RUNS_DIR} from '../engine/run-dir.js';
+import {ConflictError, GoneError, NotFoundError, resourcePath, type KubeApi, type KubeObject, type ListPage, type ResourceInfo} from './api.js';
+
+/** One object to rewrite (targeted mode, from the raw etcd scan). */
+export type ObjectTarget = {resource: string; namespace?: string; name: string};
+
+export type ReencryptProgress = {
+	/** The resource being rewritten now. */
+	resource: string;
+	/** Objects done (rewritten, already deleted, or done by an earlier run), all resources. */
+	done: number;
+	/** All objects to do, when known. */
+	total?: number;
+	/** Objects per second in this run. */
+	rate: number;
+	etaSeconds?: number;
+};
+
+export type ResourceState = {
+	/** Every object whose list position (`namespace/name`) is <= this has been rewritten. */
+	after?: string;
+	/** Objects done so far (this and earlier runs). */
+	done: number;
+	finished: boolean;
+};
+
+export type ReencryptState = {
+	version: 1;
+	/** Identifies the encryption config the rewrite is for (a hash, never key material). */
+	fingerprint?: string;
+	mode: 'all' | 'targeted';
+	resources: Record<string, ResourceState>;
+	updatedAt: string;
+};
+
+export type ReencryptOptions = {
+	/** EncryptionConfiguration resource names: "secrets", "configmaps", "<resource>.<group>". */
+	resources: string[];
+	/** Targeted mode: rewrite exactly these objects instead of listing the resources. */
+	targets?: ObjectTarget[];
+	/** Writes in flight (default 16). */
+	concurrency?: number;
+	/** At most this many objects per second (default: unlimited). */
+	rate?: number;
+	/** List page size (default 500). */
+	pageSize?: number;
+	/** 'patch' (default): empty merge patch; 'put': GET then PUT with resourceVersion, retried on 409. */
+	method?: 'patch' | 'put';
+	signal?: AbortSignal;
+	onProgress?: (progress: ReencryptProgress) => void;
+	/** Minimum interval between progress callbacks (default 250 ms). */
+	progressIntervalMs?: number;
+	/** Node path of the JSON state file (written atomically through the host). */
+	statePath?: string;
+	/** Continue from an earlier run's state (all mode only). */
+	resumeFrom?: ReencryptState;
+	fingerprint?: string;
+	/** How often a 409 is retried for one object before giving up (default 20). */
+	maxConflictRetries?: number;
+};
+
+export type ReencryptResult = {
+	/** Objects written by this run (PATCH/PUT answered 2xx). */
+	rewritten: number;
+	/** Objects deleted before they could be rewritten. */
+	notFound: number;
+	/** 409 answers that were retried. */
+	conflicts: number;
+	/** List restarts after an expired continue token. */
+	listRestarts: number;
+	/** Objects skipped because an earlier run had done them. */
+	resumedSkipped: number;
+	byResource: Record<string, number>;
+	seconds: number;
+};
+
+export class ReencryptAborted extends Error {
+	override name = 'ReencryptAborted';
+}
+
+const STATE_FILE = 'reencrypt-state.json';
+
+/** The state file of a run directory. */
+export function statePathIn(runDir: string): string {
+	return `${runDir}/${STATE_FILE}`;
+}
+
+export async function readState(host: Host, path: string): Promise<ReencryptState | undefined> {
+	const text = await host.readText(path);
+	if (text === undefined) return undefined;
+	try {
+		const state = JSON.parse(text) as ReencryptState;
+		if (state.version !== 1 || typeof state.resources !== 'object' || state.resources === null) return undefined;
+		return state;
+	} catch {
+		return undefined; // torn or foreign: ignore, correctness does not depend on it
+	}
+}
+
+/**
+ * The newest earlier run's unfinished all-mode state for the same fingerprint and resources,
+ * if any. `exclude` is this run's directory.
+ */
+export async function findResumableState(
+	host: Host,
+	options: {fingerprint?: string; resources: string[]; exclude?: string},
+): Promise<ReencryptState | undefined> {
+	const runs = ((await host.listDir(RUNS_DIR)) ?? []).sort().reverse();
+	for (const id of runs) {
+		const dir = `${RUNS_DIR}/${id}`;
+		if (dir === options.exclude) continue;
+		const state = await readState(host, statePathIn(dir));
+		if (state === undefined) continue;
+		if (state.mode !== 'all' || state.fingerprint !== options.fingerprint) return undefined;
+		const finished = options.resources.every(resource => state.resources[resource]?.finished);
+		return finished ? undefined : state;
+	}
+	return undefined;
+}
+
+/** List position of an object: etcd key order under /registry/<resource>/. */
+function positionOf(namespace: string | undefined, name: string): string {
+	return namespace ? `${namespace}/${name}` : name;
+}
+
+/** Tracks completion in dispatch order; the watermark is the last position with everything before it done. */
+class Watermark {
+	private readonly pending: Array<{position: string; done: boolean}> = [];
+	private readonly index = new Map<number, {position: string; done: boolean}>();
+	private next = 0;
+	value: string | undefined;
+
+	constructor(initial?: string) {
+		this.value = initial;
+	}
+
+	dispatch(position: string): number {
+		const entry = {position, done: false};
+		this.pending.push(entry);
+		const id = this.next++;
+		this.index.set(id, entry);
+		return id;
+	}
+
+	complete(id: number): void {
+		const entry = this.index.get(id);
+		if (!entry) return;
+		entry.done = true;
+		this.index.delete(id);
+		while (this.pending.length > 0 && this.pending[0]!.done) this.value = this.pending.shift()!.position;
+	}
+}
+
+type Counters = {done: number; rewritten: number; notFound: number; conflicts: number; thisRun: number};
+
+/** Rewrite every object of `options.resources` (or exactly `options.targets`). */
+export async function reencrypt(api: KubeApi, options: ReencryptOptions): Promise<ReencryptResult> {
+	const runner = new Reencryptor(api, options);
+	return runner.run();
+}
+
+class Reencryptor {
+	private readonly host: Host;
+	private readonly concurrency: number;
+	private readonly pageSize: number;
+	private readonly method: 'patch' | 'put';
+	private readonly maxConflictRetries: number;
+	private readonly started: number;
+	private readonly counters: Counters = {done: 0, rewritten: 0, notFound: 0, conflicts: 0, thisRun: 0};
+	private readonly byResource: Record<string, number> = {};
+	private readonly inflight = new Set<Promise<void>>();
+	private failure: unknown;
+	private total: number | undefined;
+	private current = '';
+	private lastProgress = 0;
+	private nextSlot = 0;
+	private lastSave = 0;
+	private listRestarts = 0;
+	private resumedSkipped = 0;
+	private readonly state: ReencryptState;
+
+	constructor(
+		private readonly api: KubeApi,
+		private readonly options: ReencryptOptions,
+	) {
+		this.host = api.host;
+		this.concurrency = Math.max(1, Math.floor(options.concurrency ?? 16));
+		this.pageSize = Math.max(1, Math.floor(options.pageSize ?? 500));
+		this.method = options.method ?? 'patch';
+		this.maxConflictRetries = options.maxConflictRetries ?? 20;
+		this.started = this.host.now().getTime();
+		const resumable = options.targets === undefined && options.resumeFrom?.mode === 'all' && options.resumeFrom.fingerprint === options.fingerprint;
+		this.state = {
+			version: 1,
+			fingerprint: options.fingerprint,
+			mode: options.targets === undefined ? 'all' : 'targeted',
+			resources: resumable ? structuredClone(options.resumeFrom!.resources) : {},
+			updatedAt: new Date(this.started).toISOString(),
+		};
+	}
+
+	async run(): Promise<ReencryptResult> {
+		try {
+			if (this.options.targets !== undefined) await this.runTargeted(this.options.targets);
+			else await this.runAll();
+		} finally {
+			await this.drain();
+			await this.saveState(true).catch(() => undefined);
+		}
+		if (this.failure !== undefined) throw this.failure;
+		this.report(true);
+		return {
+			rewritten: this.counters.rewritten,
+			notFound: this.counters.notFound,
+			conflicts: this.counters.conflicts,
+			listRestarts: this.listRestarts,
+			resumedSkipped: this.resumedSkipped,
+			byResource: this.byResource,
+			seconds: (this.host.now().getTime() - this.started) / 1000,
+		};
+	}
+
+	private checkAbort(): void {
+		if (this.options.signal?.aborted) throw new ReencryptAborted('re-encryption interrupted');
+		if (this.failure !== undefined) throw this.failure;
+	}
+
+	private async runAll(): Promise<void> {
+		const infos: Array<[string, ResourceInfo]> = [];
+		for (const name of this.options.resources) infos.push([name, await this.api.resolveResource(name)]);
+		// Count first (one object per resource), so progress has a total and an ETA.
+		let total: number | undefined = 0;
+		for (const [, info] of infos) {
+			const page = await this.api.list(resourcePath(info), {limit: 1, metadataOnly: true, signal: this.options.signal});
+			if (page.items.length === 0) continue;
+			if (page.remainingItemCount === undefined && page.continue) total = undefined;
+			else if (total !== undefined) total += page.items.length + (page.remainingItemCount ?? 0);
+		}
+		this.total = total;
+		for (const [name, info] of infos) {
+			const previous = this.state.resources[name];
+			if (previous?.finished) {
+				this.counters.done += previous.done;
+				this.resumedSkipped += previous.done;
+				continue;
+			}
+			await this.rewriteResource(name, info, previous);
+		}
+	}
+
+	private async rewriteResource(name: string, info: ResourceInfo, previous: ResourceState | undefined): Promise<void> {
+		this.current = name;
+		const resourceState: ResourceState = {after: previous?.after, done: previous?.done ?? 0, finished: false};
+		this.state.resources[name] = resourceState;
+		this.byResource[name] ??= 0;
+		const watermark = new Watermark(previous?.after);
+		// Positions <= skipThrough were done by an earlier run (counted once) or dispatched
+		// before a list restart in this run (not counted again).
+		let skipThrough = previous?.after;
+		let lastDispatched: string | undefined = skipThrough;
+		if (skipThrough !== undefined) {
+			this.counters.done += resourceState.done;
+			this.resumedSkipped += resourceState.done;
+		}
+		const collection = resourcePath(info);
+		let token: string | undefined;
+		let next: Promise<ListPage<KubeObject>> | undefined;
+		const fetch = (continueToken: string | undefined): Promise<ListPage<KubeObject>> => {
+			const promise = this.api.list<KubeObject>(collection, {limit: this.pageSize, continue: continueToken, metadataOnly: true, signal: this.options.signal});
+			promise.catch(() => undefined); // awaited below; avoid an unhandled rejection while prefetched
+			return promise;
+		};
+		next = fetch(undefined);
+		while (next !== undefined) {
+			this.checkAbort();
+			let page: ListPage<KubeObject>;
+			try {
+				page = await next;
+			} catch (error) {
+				if (!(error instanceof GoneError)) throw error;
+				// The continue token expired: list again from the start, skip what was dispatched.
+				this.listRestarts++;
+				skipThrough = lastDispatched;
+				token = undefined;
+				next = fetch(undefined);
+				continue;
+			}
+			token = page.continue;
+			// Prefetch the next page while this one is written: one page of lookahead.
+			next = token ? fetch(token) : undefined;
+			for (const item of page.items) {
+				const meta = item.metadata;
+				const position = positionOf(meta.namespace, meta.name);
+				if (skipThrough !== undefined && position <= skipThrough) continue;
+				this.checkAbort();
+				await this.slot();
+				lastDispatched = position;
+				const id = watermark.dispatch(position);
+				this.start(async () => {
+					await this.rewriteOne(info, meta.namespace, meta.name);
+					this.byResource[name] = (this.byResource[name] ?? 0) + 1;
+					resourceState.done++;
+					watermark.complete(id);
+					resourceState.after = watermark.value;
+				});
+			}
+		}
+		await this.drain();
+		this.checkAbort();
+		resourceState.after = watermark.value;
+		resourceState.finished = true;
+		await this.saveState(true);
+	}
+
+	private async runTargeted(targets: ObjectTarget[]): Promise<void> {
+		this.total = targets.length;
+		for (const target of targets) {
+			this.checkAbort();
+			const info = await this.api.resolveResource(target.resource);
+			this.current = target.resource;
+			const resourceState = (this.state.resources[target.resource] ??= {done: 0, finished: false});
+			await this.slot();
+			this.start(async () => {
+				await this.rewriteOne(info, target.namespace, target.name);
+				this.byResource[target.resource] = (this.byResource[target.resource] ?? 0) + 1;
+				resourceState.done++;
+			});
+		}
+		await this.drain();
+		this.checkAbort();
+		for (const resourceState of Object.values(this.state.resources)) resourceState.finished = true;
+	}
+
+	/** Wait for a free worker and for the rate limit. */
+	private async slot(): Promise<void> {
+		while (this.inflight.size >= this.concurrency) {
+			await Promise.race(this.inflight);
+			this.checkAbort();
+		}
+		const rate = this.options.rate;
+		if (rate !== undefined && rate > 0) {
+			const now = this.host.now().getTime();
+			const at = Math.max(now, this.nextSlot);
+			this.nextSlot = at + 1000 / rate;
+			if (at > now) await this.host.sleep(at - now, this.options.signal);
+		}
+	}
+
+	private start(work: () => Promise<void>): void {
+		const promise: Promise<void> = work()
+			.then(
+				() => {
+					this.counters.done++;
+					this.counters.thisRun++;
+					this.report(false);
+					return this.saveState(false);
+				},
+				(error: unknown) => {
+					this.failure ??= error;
+				},
+			)
+			.catch((error: unknown) => {
+				this.failure ??= error;
+			})
+			.finally(() => this.inflight.delete(promise));
+		this.inflight.add(promise);
+	}
+
+	private async drain(): Promise<void> {
+		while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+	}
+
+	private async rewriteOne(info: ResourceInfo, namespace: string | undefined, name: string): Promise<void> {
+		const path = resourcePath(info, namespace, name);
+		const signal = this.options.signal;
+		for (let attempt = 0; ; attempt++) {
+			try {
+				if (this.method === 'patch') {
+					await this.api.request('PATCH', path, {body: '{}', contentType: 'application/merge-patch+json', signal});
+				} else {
+					const latest = await this.api.get(path, {signal});
+					await this.api.request('PUT', path, {body: latest, signal});
+				}
+				this.counters.rewritten++;
+				return;
+			} catch (error) {
+				if (error instanceof NotFoundError) {
+					this.counters.notFound++;
+					return;
+				}
+				if (error instanceof ConflictError && attempt < this.maxConflictRetries) {
+					// Someone wrote the object meanwhile: re-read (PUT) or re-issue (PATCH) and retry.
+					this.counters.conflicts++;
+					continue;
+				}
+				throw error;
+			}
+		}
+	}
+
+	private report(final: boolean): void {
+		const onProgress = this.options.onProgress;
+		if (!onProgress) return;
+		const now = this.host.now().getTime();
+		if (!final && now - this.lastProgress < (this.options.progressIntervalMs ?? 250)) return;
+		this.lastProgress = now;
+		const seconds = Math.max((now - this.started) / 1000, 0.001);
+		const rate = this.counters.thisRun / seconds;
+		const total = this.total === undefined ? undefined : Math.max(this.total, this.counters.done);
+		const remaining = total === undefined ? undefined : total - this.counters.done;
+		onProgress({
+			resource: this.current,
+			done: this.counters.done,
+			total,
+			rate,
+			etaSeconds: remaining === undefined || rate <= 0 ? undefined : remaining / rate,
+		});
+	}
+
+	/** Save the state file at most every 2 s (and at the end); failures to save never stop the work. */
+	private async saveState(force: boolean): Promise<void> {
+		const path = this.options.statePath;
+		if (path === undefined) return;
+		const now = this.host.now().getTime();
+		if (!force && now - this.lastSave < 2000) return;
+		this.lastSave = now;
+		this.state.updatedAt = new Date(now).toISOString();
+		await this.host.writeFileAtomic(path, `${JSON.stringify(this.state)}\n`, 0o600).catch(() => undefined);
+	}
+}
