@@ -6,7 +6,7 @@ import {prepareDemoTree, packageDirectory} from '../host/demo.js';
 import {RealHost} from '../host/real.js';
 import {RecordingHost} from '../host/recording.js';
 import type {Host} from '../host/types.js';
-import {discover} from '../stages/discover.js';
+import {discover, verifyDiscoveryOptions} from '../stages/discover.js';
 import {stages as allStages} from '../stages/index.js';
 import {tasks} from '../engine/tasks.js';
 import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
@@ -103,21 +103,24 @@ async function run(argv: string[], io: Io): Promise<number> {
 		skipped,
 		answers,
 		interactive,
-		discover: nodeHost => discover(nodeHost),
+		discover: (nodeHost, runAnswers) => discover(nodeHost, runAnswers ? verifyDiscoveryOptions(runAnswers) : {}),
 		tasks,
 	});
 
 	const onSignal = (): void => engine.abort();
+	// Stops the frontend (and gives the terminal back) if the engine throws without a result.
+	const frontendStop = new AbortController();
 	if (io.handleSignals) {
 		process.on('SIGINT', onSignal);
 		process.on('SIGTERM', onSignal);
 	}
 	try {
-		const useInk = interactive && !options.plain && Boolean(io.stderr.isTTY);
+		// Ink only draws the final frame when CI is set, so CI gets the plain frontend.
+		const useInk = interactive && !options.plain && Boolean(io.stderr.isTTY) && !process.env['CI'];
 		let frontend: Promise<void>;
 		if (useInk) {
 			const {runInk} = await import('../ui/index.js');
-			frontend = runInk(engine, {stdin: io.stdin, stdout: io.stderr, stderr: io.stderr});
+			frontend = runInk(engine, {stdin: io.stdin, stdout: io.stderr, stderr: io.stderr, signal: frontendStop.signal});
 		} else {
 			const {runPlain} = await import('../plain/index.js');
 			frontend = runPlain(engine, {input: io.stdin, output: io.stderr});
@@ -127,6 +130,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 		printResult(engine.getState(), options, io, root);
 		return exitCode;
 	} finally {
+		frontendStop.abort();
 		if (io.handleSignals) {
 			process.off('SIGINT', onSignal);
 			process.off('SIGTERM', onSignal);

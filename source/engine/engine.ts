@@ -47,7 +47,11 @@ export type EngineOptions = {
 	answers: Answers;
 	/** False with --yes: never prompt; a question without a default and without an answer fails. */
 	interactive: boolean;
-	discover(host: Host): Promise<Facts>;
+	/**
+	 * Read the node. For verification the engine passes the run's answers, so discovery can
+	 * look where this run wrote (a config path the apiserver flag does not name yet).
+	 */
+	discover(host: Host, answers?: Answers): Promise<Facts>;
 	tasks?: TaskRegistry;
 	randomBytes?: (size: number) => Buffer;
 	pid?: number;
@@ -230,6 +234,8 @@ class EngineImpl implements Engine {
 	private async planAll(): Promise<Planned[] | undefined> {
 		const overlay = new RecordingHost(this.options.host);
 		const planned: Planned[] = [];
+		const answersSoFar: Answers = {};
+		const plansSoFar: Record<string, StagePlan> = {};
 		for (const [index, stage] of this.options.stages.entries()) {
 			this.update({current: index});
 			const facts = await this.discover(overlay);
@@ -237,10 +243,14 @@ class EngineImpl implements Engine {
 			const answers = await this.askQuestions(stage, facts);
 			if (answers === undefined) return undefined;
 			this.updateStage(index, {phase: 'planning'});
+			answersSoFar[stage.id] = answers;
 			const plan = stage.plan(facts, answers, {
 				randomBytes: this.options.randomBytes ?? cryptoRandomBytes,
 				now: this.options.host.now(),
+				answers: {...answersSoFar},
+				planned: {...plansSoFar},
 			});
+			plansSoFar[stage.id] = plan;
 			const preview = await previewChanges(plan.changes, overlay);
 			this.updateStage(index, {
 				phase: 'pending',
@@ -256,9 +266,9 @@ class EngineImpl implements Engine {
 		return planned;
 	}
 
-	private async discover(host: Host): Promise<Facts> {
+	private async discover(host: Host, answers?: Answers): Promise<Facts> {
 		try {
-			return await this.options.discover(host);
+			return await this.options.discover(host, answers);
 		} catch (error) {
 			const code = (error as NodeJS.ErrnoException).code;
 			const file = (error as NodeJS.ErrnoException).path;
@@ -290,7 +300,7 @@ class EngineImpl implements Engine {
 			if (question === undefined) break;
 			const position = questions.indexOf(question);
 			if (question.id in preset) {
-				const value = preset[question.id]!;
+				const value = coerceAnswer(question, preset[question.id]!);
 				const problem = checkAnswer(question, value, answers);
 				if (problem) throw new InputError(`answer "${stage.id}.${question.id}" is invalid: ${problem}`);
 				answers[question.id] = value;
@@ -334,10 +344,11 @@ class EngineImpl implements Engine {
 	}
 
 	private async applyAll(planned: Planned[], runDir: RunDir, summary: string[]): Promise<number> {
+		const allAnswers: Answers = Object.fromEntries(planned.map(item => [item.stage.id, item.answers]));
 		for (const [index, {stage, answers, plan}] of planned.entries()) {
 			this.update({current: index});
 			if (plan.changes.length === 0) {
-				const checks = stage.verify(await this.discover(this.options.host), answers);
+				const checks = stage.verify(await this.discover(this.options.host, allAnswers), answers);
 				this.updateStage(index, {phase: 'unchanged', checks});
 				await runDir.journal({stage: stage.id, event: 'stage-unchanged'});
 				summary.push(`${stage.title}: already in place, nothing changed.`);
@@ -384,7 +395,7 @@ class EngineImpl implements Engine {
 			}
 
 			this.updateStage(index, {phase: 'verifying'});
-			const checks = stage.verify(await this.discover(this.options.host), answers);
+			const checks = stage.verify(await this.discover(this.options.host, allAnswers), answers);
 			if (checks.some(check => check.status === 'fail')) {
 				this.updateStage(index, {phase: 'failed', checks});
 				await runDir.journal({stage: stage.id, event: 'stage-failed'});
@@ -497,6 +508,21 @@ class EngineImpl implements Engine {
 		}
 		return errors;
 	}
+}
+
+/** Accept the forms a flag or an answers file naturally gives: "a,b" for a list, yes/no. */
+export function coerceAnswer(question: Question, value: AnswerValue): AnswerValue {
+	if (question.kind === 'multiselect' && typeof value === 'string') {
+		return value
+			.split(',')
+			.map(item => item.trim())
+			.filter(Boolean);
+	}
+	if (question.kind === 'confirm' && typeof value === 'string') {
+		if (/^(y|yes|true)$/i.test(value)) return true;
+		if (/^(n|no|false)$/i.test(value)) return false;
+	}
+	return value;
 }
 
 /** Type and validation check for one answer; returns the problem or undefined. */
