@@ -249,10 +249,11 @@ class Reencryptor {
 	private async runAll(): Promise<void> {
 		const infos: Array<[string, ResourceInfo]> = [];
 		for (const name of this.options.resources) infos.push([name, await this.api.resolveResource(name)]);
-		// Count first (one object per resource), so progress has a total and an ETA.
+		// Count first (one object per resource), so progress has a total and an ETA. A full
+		// list: kube-apiserver 1.20 drops remainingItemCount from PartialObjectMetadataList.
 		let total: number | undefined = 0;
 		for (const [, info] of infos) {
-			const page = await this.api.list(resourcePath(info), {limit: 1, metadataOnly: true, signal: this.options.signal});
+			const page = await this.api.list(resourcePath(info), {limit: 1, signal: this.options.signal});
 			if (page.items.length === 0) continue;
 			if (page.remainingItemCount === undefined && page.continue) total = undefined;
 			else if (total !== undefined) total += page.items.length + (page.remainingItemCount ?? 0);

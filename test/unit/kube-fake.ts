@@ -150,16 +150,18 @@ export class FakeSecrets {
 				this.expireTokens.delete(token);
 				return status(410, 'Expired', 'The provided continue parameter is too old');
 			}
+			const metadataOnly = (request.headers?.['accept'] ?? '').includes('as=PartialObjectMetadataList');
 			const start = token ? Buffer.from(token, 'base64').toString('utf8') : undefined;
 			const keys = [...this.objects.keys()].sort().filter(key => start === undefined || key > start);
 			const page = keys.slice(0, limit);
 			const more = keys.length > page.length;
 			return json(200, {
-				kind: 'PartialObjectMetadataList',
+				kind: metadataOnly ? 'PartialObjectMetadataList' : 'SecretList',
 				metadata: {
 					resourceVersion: String(this.revision),
 					continue: more ? Buffer.from(page.at(-1)!).toString('base64') : undefined,
-					remainingItemCount: more ? keys.length - page.length : undefined,
+					// kube-apiserver 1.20 drops remainingItemCount from PartialObjectMetadataList.
+					remainingItemCount: more && !metadataOnly ? keys.length - page.length : undefined,
 				},
 				items: page.map(key => ({metadata: this.meta(key, this.objects.get(key)!)})),
 			});

@@ -1,0 +1,88 @@
+// Runs inside the testbed's namespaces (tb.exec + tsx), where the apiserver and etcd are
+// reachable and /etc/kubernetes is the testbed's. It drives the real task executors with
+// a RealHost on "/" and prints one JSON result line on stdout.
+//
+//   task:   run or undo a registered task executor (as the engine would)
+//   writer: update secrets in a loop until a stop file appears; report the last values written
+import {RealHost} from '../../source/host/real.js';
+import {RunDir} from '../../source/engine/run-dir.js';
+import {tasks} from '../../source/engine/tasks.js';
+import type {LogLine, Progress} from '../../source/engine/state.js';
+import {KubeApi} from '../../source/kube/api.js';
+import {loadKubeconfig} from '../../source/kube/kubeconfig.js';
+
+type TaskCommand = {op: 'task'; task: string; action?: 'run' | 'undo'; params: Record<string, unknown>; runId: string; pidFile?: string};
+type WriterCommand = {op: 'writer'; secrets: Array<{namespace: string; name: string}>; stopFile: string; workers?: number};
+type Command = TaskCommand | WriterCommand;
+
+const command = JSON.parse(process.argv[2] ?? '{}') as Command;
+const host = new RealHost('/');
+
+function emit(value: unknown): void {
+	process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+async function runTask(cmd: TaskCommand): Promise<void> {
+	if (cmd.pidFile) await host.writeFileAtomic(cmd.pidFile, `${process.pid}\n`, 0o600);
+	const executor = tasks[cmd.task];
+	if (!executor) throw new Error(`no task ${cmd.task}`);
+	// The run id is a timestamp: several driver calls share one run directory.
+	const runDir = new RunDir(host, new Date(cmd.runId));
+	const progress: Array<Omit<Progress, 'stageId'>> = [];
+	const logs: LogLine[] = [];
+	const controller = new AbortController();
+	process.on('SIGTERM', () => controller.abort());
+	const context = {
+		host,
+		signal: controller.signal,
+		runDir,
+		progress: (p: Omit<Progress, 'stageId'>) => progress.push(p),
+		log: (line: LogLine) => logs.push(line),
+	};
+	const started = Date.now();
+	const rssBefore = process.memoryUsage().rss;
+	try {
+		if ((cmd.action ?? 'run') === 'undo') await executor.undo?.(cmd.params, context);
+		else await executor.run(cmd.params, context);
+		emit({ok: true, seconds: (Date.now() - started) / 1000, logs, progressCount: progress.length, lastProgress: progress.at(-1), rssBeforeMB: rssBefore / 2 ** 20, maxRssMB: process.resourceUsage().maxRSS / 1024, runDir: runDir.dir});
+	} catch (error) {
+		emit({ok: false, error: error instanceof Error ? error.message : String(error), name: error instanceof Error ? error.name : undefined, logs, progressCount: progress.length, lastProgress: progress.at(-1), runDir: runDir.dir});
+	}
+}
+
+async function runWriter(cmd: WriterCommand): Promise<void> {
+	const api = new KubeApi(host, await loadKubeconfig(host, '/etc/kubernetes/admin.conf'));
+	const last: Record<string, string> = {};
+	let writes = 0;
+	let iteration = 0;
+	const stopped = async () => (await host.stat(cmd.stopFile)) !== undefined;
+	const workers = cmd.workers ?? 4;
+	const slices = Array.from({length: workers}, (_, w) => cmd.secrets.filter((_, i) => i % workers === w));
+	let stop = false;
+	const poller = (async () => {
+		while (!(stop = await stopped())) await host.sleep(100);
+	})();
+	await Promise.all(
+		slices.map(async slice => {
+			while (!stop) {
+				for (const secret of slice) {
+					if (stop) break;
+					const value = `writer-${iteration++}`;
+					await api.patch(`/api/v1/namespaces/${secret.namespace}/secrets/${secret.name}`, {data: {password: Buffer.from(value).toString('base64')}});
+					last[`${secret.namespace}/${secret.name}`] = value;
+					writes++;
+				}
+			}
+		}),
+	);
+	await poller;
+	emit({ok: true, writes, last});
+}
+
+try {
+	if (command.op === 'task') await runTask(command);
+	else if (command.op === 'writer') await runWriter(command);
+	else throw new Error('unknown op');
+} catch (error) {
+	emit({ok: false, error: error instanceof Error ? error.stack : String(error)});
+}
