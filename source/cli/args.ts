@@ -17,6 +17,10 @@ export type CliOptions = {
 	only?: string[];
 	skip?: string[];
 	json: boolean;
+	/** Decrypt every raw value when verifying, not a sample. */
+	deep: boolean;
+	/** The admin kubeconfig (default /etc/kubernetes/admin.conf). */
+	kubeconfig?: string;
 	help: boolean;
 	version: boolean;
 };
@@ -40,12 +44,19 @@ Flags
   --only STAGE,...      run only these stages
   --skip STAGE,...      run every stage but these
   --json                results as JSON on stdout (status, and the run summary)
+  --concurrency N       re-encryption writes in flight (default 16)
+  --rate N              re-encryption: at most N objects per second (default: no limit)
+  --deep                verify by decrypting every raw etcd value, not a sample
+  --kubeconfig FILE     admin kubeconfig (default /etc/kubernetes/admin.conf)
   --version             print the version
   -h, --help            this help
 
 Stages
   encryption-config     generate a key and write the EncryptionConfiguration (0600)
-  apiserver-manifest    point kube-apiserver at it: flag, read-only mount, hostPath volume
+  apiserver-manifest    point kube-apiserver at it: flag, read-only mount, hostPath volume,
+                        sha256 annotation; wait for the restart (undo on failure); persist
+                        in kubeadm-config
+  reencrypt             rewrite every object not yet on the primary key; verify raw etcd values
 
 Exit codes
   0 done   1 verification or status findings failed   2 bad input or usage   3 aborted or rolled back
@@ -92,6 +103,10 @@ export function parseCli(argv: string[]): CliOptions {
 				only: {type: 'string'},
 				skip: {type: 'string'},
 				json: {type: 'boolean', default: false},
+				deep: {type: 'boolean', default: false},
+				kubeconfig: {type: 'string'},
+				concurrency: {type: 'string'},
+				rate: {type: 'string'},
 				help: {type: 'boolean', short: 'h', default: false},
 				version: {type: 'boolean', default: false},
 			},
@@ -113,8 +128,13 @@ export function parseCli(argv: string[]): CliOptions {
 		const [, stage, question, raw] = match as unknown as [string, string, string, string];
 		(set[stage] ??= {})[question] = parseValue(raw);
 	}
+	// Shorthands for the reencrypt stage's answers.
+	if (values.concurrency !== undefined) (set['reencrypt'] ??= {})['concurrency'] = values.concurrency;
+	if (values.rate !== undefined) (set['reencrypt'] ??= {})['rate'] = values.rate;
 	return {
 		command,
+		deep: values.deep ?? false,
+		kubeconfig: values.kubeconfig,
 		dryRun: values['dry-run'] ?? false,
 		root: values.root,
 		yes: values.yes ?? false,

@@ -1,12 +1,13 @@
 import * as path from 'node:path';
 import {createEngine} from '../engine/engine.js';
 import type {EngineState} from '../engine/state.js';
-import {exitCodes, InputError, type Check, type Stage} from '../engine/types.js';
+import {exitCodes, InputError, type Answers, type Check, type Facts, type Stage} from '../engine/types.js';
 import {prepareDemoTree, packageDirectory} from '../host/demo.js';
 import {RealHost} from '../host/real.js';
 import {RecordingHost} from '../host/recording.js';
 import type {Host} from '../host/types.js';
 import {discover, verifyDiscoveryOptions} from '../stages/discover.js';
+import {discoverLive} from '../stages/discover-live.js';
 import {stages as allStages} from '../stages/index.js';
 import {tasks} from '../engine/tasks.js';
 import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
@@ -77,7 +78,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 	const host: Host = options.dryRun ? new RecordingHost(realHost) : realHost;
 	const {selected, skipped} = selectStages(options);
 
-	if (options.command === 'status') return status(host, selected, options, io);
+	if (options.command === 'status') return status(host, selected, options, io, root);
 
 	let answers = options.set;
 	if (options.answersFile !== undefined) {
@@ -103,7 +104,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 		skipped,
 		answers,
 		interactive,
-		discover: (nodeHost, runAnswers) => discover(nodeHost, runAnswers ? verifyDiscoveryOptions(runAnswers) : {}),
+		discover: (nodeHost, runAnswers) => discoverNode(nodeHost, options, root, runAnswers),
 		tasks,
 	});
 
@@ -138,6 +139,16 @@ async function run(argv: string[], io: Io): Promise<number> {
 	}
 }
 
+/**
+ * File facts, plus the live control plane (apiserver, kubeadm-config, raw etcd values) when
+ * etcd-harden runs on the node itself; with --root there is no live cluster to ask.
+ */
+async function discoverNode(host: Host, options: CliOptions, root: string | undefined, runAnswers?: Answers): Promise<Facts> {
+	const facts = await discover(host, runAnswers ? verifyDiscoveryOptions(runAnswers) : {});
+	if (root !== undefined) return facts;
+	return discoverLive(host, facts, {kubeconfig: options.kubeconfig, deep: options.deep});
+}
+
 function selectStages(options: CliOptions): {selected: Stage[]; skipped: Stage[]} {
 	const ids = allStages.map(stage => stage.id);
 	for (const id of [...(options.only ?? []), ...(options.skip ?? [])]) {
@@ -150,8 +161,8 @@ function selectStages(options: CliOptions): {selected: Stage[]; skipped: Stage[]
 
 type StatusRow = Check & {stage: string};
 
-async function status(host: Host, stages: Stage[], options: CliOptions, io: Io): Promise<number> {
-	const facts = await discover(host);
+async function status(host: Host, stages: Stage[], options: CliOptions, io: Io, root: string | undefined): Promise<number> {
+	const facts = await discoverNode(host, options, root);
 	const rows: StatusRow[] = stages.flatMap(stage => stage.status(facts).map(check => ({stage: stage.id, ...check})));
 	const failed = rows.some(row => row.status === 'fail');
 	if (options.json) {

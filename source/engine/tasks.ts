@@ -5,6 +5,10 @@ import {loadKubeconfig} from '../kube/kubeconfig.js';
 import {readClusterConfiguration, patchClusterConfiguration, updateClusterConfiguration, type ExtraVolume} from '../kube/kubeadm-config.js';
 import {findResumableState, reencrypt, statePathIn, type ObjectTarget} from '../kube/reencrypt.js';
 import {DEFAULT_APISERVER_LOGS, readStartTime, waitForRestart} from '../kube/restart-gate.js';
+import {parseEncryptionConfig} from '../kube/encryption-config.js';
+import {inspectManifest} from '../kube/manifest.js';
+import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
+import {scanResources} from '../etcd/scan.js';
 
 /**
  * Executors for TaskChanges, by task name. Stages plan tasks as data (node paths, URLs,
@@ -158,11 +162,38 @@ function targetsParam(params: Record<string, unknown>): ObjectTarget[] | undefin
 	});
 }
 
+/**
+ * Targeted mode with `targeted: true`: scan etcd now (not at planning time, when the config
+ * was not yet in force) for the objects not on the primary of the config at `configPath`.
+ */
+async function scanTargets(params: Record<string, unknown>, context: TaskContext, resources: string[]): Promise<ObjectTarget[]> {
+	const configPath = str(params, 'configPath');
+	const manifestPath = str(params, 'manifestPath') ?? DEFAULT_MANIFEST;
+	if (!configPath) throw new Error('internal: targeted re-encryption needs configPath');
+	const text = await context.host.readText(configPath);
+	if (text === undefined) throw new Error(`${configPath} does not exist`);
+	const {config, errors} = parseEncryptionConfig(text, configPath);
+	if (!config) throw new Error(errors.join('; '));
+	const manifest = await context.host.readText(manifestPath);
+	if (manifest === undefined) throw new Error(`${manifestPath} does not exist`);
+	const {flags} = inspectManifest(manifest, manifestPath, 'kube-apiserver');
+	context.progress({label: 'scanning etcd for objects not on the primary key'});
+	const report = await scanResources(context.host, etcdConnectionFromFlags(flags), resources, {
+		config,
+		etcdPrefix: etcdPrefixFromFlags(flags),
+		pageSize: 5000,
+		signal: context.signal,
+	});
+	return report.resources.flatMap(scan =>
+		(scan.notOnPrimary ?? []).map(ref => ({resource: scan.resource, namespace: ref.namespace, name: ref.name})),
+	);
+}
+
 export const reencryptTask: TaskExecutor = {
 	async run(params, context) {
 		const api = await apiFor(context.host, params);
 		const resources = strings(params, 'resources') ?? ['secrets'];
-		const targets = targetsParam(params);
+		const targets = params['targeted'] === true ? await scanTargets(params, context, resources) : targetsParam(params);
 		const fingerprint = str(params, 'fingerprint');
 		const statePath = context.runDir ? statePathIn(context.runDir.dir) : undefined;
 		const resumeFrom =

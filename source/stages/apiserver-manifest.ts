@@ -8,7 +8,9 @@
 import {posix} from 'node:path';
 import {configDigest} from '../kube/encryption-config.js';
 import {containerPathFor, patchManifest, ManifestError, versionAtLeast, type ManifestPatch} from '../kube/manifest.js';
-import {InputError, type Check, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
+import {createTwoFilesPatch} from 'diff';
+import {encryptionConfigVolume, KubeadmConfigError, patchClusterConfiguration, readApiServerSettings} from '../kube/kubeadm-config.js';
+import {InputError, type Change, type Check, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
 import {apiserverContainer, encryptionFlag} from './discover.js';
 import {encryptionConfigStageId} from './encryption-config.js';
 import type {Facts} from './facts.js';
@@ -82,23 +84,75 @@ function plan(facts: Facts, _answers: StageAnswers, context: PlanContext): Stage
 		if (error instanceof ManifestError) throw new InputError(error.message);
 		throw error;
 	}
+	const kubeadm = kubeadmChange(facts, target.path);
 	if (patched === text) {
 		notes.push(`${m.path} already points at ${target.path} with the current config digest.`);
-		return {changes: [], notes, warnings};
+		return {changes: kubeadm ? [kubeadm] : [], notes, warnings};
 	}
 	notes.push('The kubelet restarts kube-apiserver when its manifest changes; the API is unavailable until it is ready again.');
+	const write: Change = {
+		kind: 'write-file',
+		path: m.path,
+		content: patched,
+		mode: m.mode ?? 0o600,
+		summary: `Point kube-apiserver at ${target.path}: --${encryptionFlag}, read-only mount of ${posix.dirname(target.path)}, config sha256 annotation`,
+	};
+	const cluster = facts.cluster;
+	if (!cluster) return {changes: [write], notes, warnings};
+	if (!cluster.reachable) throw new InputError(cluster.problem ?? `kube-apiserver at ${cluster.server} does not answer.`);
+	// The restart gate brackets the write: 'before' records the running apiserver's start
+	// time (and, when the stage is undone, waits until it is ready on the restored files);
+	// 'after' waits for a new process that passes /readyz, or fails and undoes the stage.
+	const gate = {kubeconfig: cluster.kubeconfig, manifestPath: m.path, timeoutSeconds: 180, logPaths: apiserverLogPaths};
 	return {
 		changes: [
+			{kind: 'task', task: 'apiserver-restart-gate', params: {...gate, phase: 'before'}, summary: 'Record the running kube-apiserver (restored and awaited again if this stage is undone)'},
+			write,
 			{
-				kind: 'write-file',
-				path: m.path,
-				content: patched,
-				mode: m.mode ?? 0o600,
-				summary: `Point kube-apiserver at ${target.path}: --${encryptionFlag}, read-only mount of ${posix.dirname(target.path)}, config sha256 annotation`,
+				kind: 'task',
+				task: 'apiserver-restart-gate',
+				params: {...gate, phase: 'after'},
+				summary: 'Wait until kube-apiserver has restarted with the new manifest and passes /readyz',
+				detail: ['timeout 180 s; on timeout or a crash loop every file of this stage is restored byte for byte and the apiserver awaited again'],
 			},
+			...(kubeadm ? [kubeadm] : []),
 		],
 		notes,
 		warnings,
+	};
+}
+
+/** Where the apiserver's log can be read: kubelet's pod log layout, and the testbed kubelet's. */
+export const apiserverLogPaths = ['/var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log'];
+
+/**
+ * Persist the flag and the volume in kubeadm's ClusterConfiguration so `kubeadm upgrade`
+ * regenerates the manifest with them. Previewed as a diff of the ConfigMap's text.
+ */
+function kubeadmChange(facts: Facts, configPath: string): Change | undefined {
+	const text = facts.cluster?.kubeadmConfig;
+	if (text === undefined) return undefined;
+	const directory = posix.dirname(configPath);
+	const extraArgs: Record<string, string> = {[encryptionFlag]: configPath};
+	if (versionAtLeast(facts.apiserver.version, reloadSince)) extraArgs[reloadFlag] = 'true';
+	const extraVolumes = [encryptionConfigVolume(volumeName, directory)];
+	let patched: string;
+	try {
+		patched = patchClusterConfiguration(text, {extraArgs, extraVolumes});
+	} catch (error) {
+		if (error instanceof KubeadmConfigError) throw new InputError(`${error.message}. Fix the kube-system/kubeadm-config ConfigMap, then rerun.`);
+		throw error;
+	}
+	if (patched === text) return undefined;
+	const diff = createTwoFilesPatch('a/kube-system/kubeadm-config', 'b/kube-system/kubeadm-config', text, patched, undefined, undefined, {context: 2})
+		.split('\n')
+		.filter(line => !line.startsWith('====='));
+	return {
+		kind: 'task',
+		task: 'kubeadm-config',
+		params: {kubeconfig: facts.cluster?.kubeconfig, extraArgs, extraVolumes},
+		summary: 'Persist the flag and volume in kubeadm-config (ClusterConfiguration) so kubeadm upgrade keeps them',
+		detail: diff,
 	};
 }
 
@@ -145,6 +199,23 @@ function checks(facts: Facts, strict: boolean): Check[] {
 			status: same ? 'pass' : current === undefined && !strict ? 'warn' : 'fail',
 			actual: current === undefined ? 'no annotation' : same ? digest : `annotation ${current}, file ${digest}`,
 			...(same ? {} : {remediation: 'Run etcd-harden (stage apiserver-manifest) so the pod restarts with the current config.'}),
+		});
+	}
+	const kubeadmText = facts.cluster?.kubeadmConfig;
+	if (kubeadmText !== undefined) {
+		let persisted: string | undefined;
+		try {
+			persisted = readApiServerSettings(kubeadmText).extraArgs[encryptionFlag];
+		} catch {
+			persisted = undefined;
+		}
+		const ok = persisted === flag;
+		out.push({
+			id: 'kubeadm-config',
+			title: 'kubeadm-config keeps the flag for kubeadm upgrade',
+			status: ok ? 'pass' : strict ? 'fail' : 'warn',
+			actual: persisted === undefined ? 'apiServer.extraArgs has no encryption-provider-config' : `apiServer.extraArgs: ${persisted}`,
+			...(ok ? {} : {remediation: 'Run etcd-harden (stage apiserver-manifest) so kubeadm upgrade does not drop encryption.'}),
 		});
 	}
 	if (versionAtLeast(m.version, reloadSince)) {

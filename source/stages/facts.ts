@@ -81,4 +81,55 @@ export type Facts = {
 	etcd: ManifestFacts;
 	encryption: EncryptionFacts;
 	pki: PkiFacts;
+	/** Present only when discovery probed the running control plane (etcd-harden on the node). */
+	cluster?: ClusterFacts;
+	atRest?: AtRestFacts;
+};
+
+/** The running control plane, read through the API (only when etcd-harden runs on the node itself). */
+export type ClusterFacts = {
+	/** Node path of the kubeconfig used (admin.conf). */
+	kubeconfig: string;
+	server?: string;
+	/** The apiserver answered at all. */
+	reachable: boolean;
+	/** GET /readyz said ok. */
+	ready: boolean;
+	/** From /version, without the leading v: "1.20.2". */
+	version?: string;
+	/** Why the apiserver could not be used (names the problem and the fix). */
+	problem?: string;
+	/** The kubeadm-config ConfigMap's ClusterConfiguration text, when it exists. */
+	kubeadmConfig?: string;
+};
+
+/** Raw etcd values of one resource, classified (never values or keys' material). */
+export type AtRestResource = {
+	resource: string;
+	total: number;
+	/** Counts per stored key: `secretbox:key1`, `plaintext`, `unknown`. */
+	byKey: Record<string, number>;
+	plaintext: number;
+	unknown: number;
+	/** Label of the primary of the config on disk, e.g. `secretbox:key1` or `identity`. */
+	primary?: string;
+	/** How many objects are not stored with the primary. */
+	notOnPrimary: number;
+	/** Values under a provider/key the config cannot read. */
+	keyNotInConfig: number;
+	/** Sample decryption with the config: checked, failed, first failures (etcd key + reason). */
+	decrypt?: {checked: number; failed: number; failures: Array<{key: string; reason: string}>};
+	/** Every value is on the primary and readable. */
+	clean: boolean;
+};
+
+export type AtRestFacts = {
+	resources: AtRestResource[];
+	/** Set when etcd could not be scanned (names the problem and the fix). */
+	problem?: string;
+};
+
+export type LiveFacts = {
+	cluster?: ClusterFacts;
+	atRest?: AtRestFacts;
 };

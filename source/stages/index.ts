@@ -5,8 +5,9 @@
 import type {Stage} from '../engine/types.js';
 import {apiserverManifestStage} from './apiserver-manifest.js';
 import {encryptionConfigStage} from './encryption-config.js';
+import {reencryptStage} from './reencrypt.js';
 
-export const stages: Stage[] = [encryptionConfigStage, apiserverManifestStage];
+export const stages: Stage[] = [encryptionConfigStage, apiserverManifestStage, reencryptStage];
 
 /** Stage ids in run order. */
 export const stageIds: readonly string[] = stages.map(stage => stage.id);
