@@ -268,24 +268,21 @@ interface Processor {
 }
 
 /**
- * Run async-iterable pieces through a processor, yielding output in buffers of 1 to 2 MiB: few,
- * large writes downstream, and at most one such buffer held here.
+ * Run async-iterable pieces through a processor. The processor writes into one reused scratch
+ * buffer and each result is yielded as an exact-size copy: short-lived buffers that the young-
+ * generation GC reclaims, rather than large batches that get promoted while in flight (measured:
+ * 2 MiB batches pushed peak RSS to ~125 MB on 512 MiB).
  */
 async function* processPieces(pieces: AsyncIterable<Buffer>, processor: Processor, blockLimit: number) {
-	let out = Buffer.allocUnsafe(2 * OUTPUT_ROOM);
-	let at = 0;
+	const scratch = Buffer.allocUnsafe(OUTPUT_ROOM);
 	for await (const piece of pieces) {
 		for (let i = 0; i < piece.length; i += blockLimit) {
-			at = processor.feed(piece.subarray(i, i + blockLimit), out, at);
-			if (out.length - at < OUTPUT_ROOM) {
-				yield out.subarray(0, at);
-				out = Buffer.allocUnsafe(2 * OUTPUT_ROOM);
-				at = 0;
-			}
+			const length = processor.feed(piece.subarray(i, i + blockLimit), scratch);
+			if (length > 0) yield Buffer.from(scratch.subarray(0, length));
 		}
 	}
-	at = processor.finish(out, at);
-	if (at > 0) yield out.subarray(0, at);
+	const length = processor.finish(scratch);
+	if (length > 0) yield Buffer.from(scratch.subarray(0, length));
 }
 
 async function* bytesOf(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
@@ -327,7 +324,7 @@ async function* decryptPieces(source: AsyncIterable<unknown>, identities: Array<
 
 /**
  * A Duplex that takes plaintext and produces an age file encrypted to `to`. Recipient strings are
- * validated now; later errors surface as 'error' events. Output comes in buffers of 1 MiB or more.
+ * validated now; later errors surface as 'error' events. Output comes one feed (up to 1 MiB) at a time.
  */
 export function createEncryptStream(to: EncryptTo): Duplex {
 	const recipients = resolveRecipients(to);
