@@ -26,7 +26,7 @@ import type {Host} from '../host/types.js';
 import type {EncryptionConfig} from '../stages/facts.js';
 import type {EtcdConnection} from './connection.js';
 import {DEFAULT_ETCD_PREFIX, normalizeEtcdPrefix} from './connection.js';
-import {EtcdctlError, etcdctlJson} from './etcdctl.js';
+import {EtcdctlError, runEtcdctl} from './etcdctl.js';
 import type {Primary, VerifyReport} from './decrypt.js';
 import {emptyVerifyReport, parseGroupResource, primaryFor, primaryLabel, ruleFor, storedPrefix, verifyInto} from './decrypt.js';
 import {classifyValue, valueLabel} from './format.js';
@@ -108,8 +108,13 @@ export function objectRefFromKey(prefix: string, key: string): ObjectRef {
 }
 
 export type ScanOptions = {
-	/** Keys per etcdctl request. Default 1000. */
+	/**
+	 * Keys per etcdctl request. Default: adaptive, starting at 1000 keys and then sized so
+	 * each page's etcdctl output is about `pageBytes`, between 100 and 10,000 keys.
+	 */
 	pageSize?: number;
+	/** Target etcdctl output per page for the adaptive page size. Default 4 MB. */
+	pageBytes?: number;
 	/** The apiserver's --etcd-prefix. Default /registry. */
 	etcdPrefix?: string;
 	/**
@@ -164,11 +169,19 @@ type RangeResponse = {
 	count?: number | string;
 };
 
-type Page = {revision: number; count: number; more: boolean; kvs: Array<{key: string; value?: string}>};
+type Page = {revision: number; count: number; more: boolean; kvs: Array<{key: string; value?: string}>; bytes: number};
 
 function isCompacted(error: unknown): boolean {
 	return error instanceof EtcdctlError && /compacted/i.test(error.stderr);
 }
+
+/** The page was too big for a buffer on the way (execa's maxBuffer, a gRPC message limit). */
+function isTooLarge(error: unknown): boolean {
+	return error instanceof EtcdctlError && /maxBuffer|larger than max|ResourceExhausted|too large/i.test(error.stderr);
+}
+
+const MIN_ADAPTIVE_PAGE = 100;
+const MAX_ADAPTIVE_PAGE = 10_000;
 
 /**
  * Read `[start, end)` at most `limit` keys, pinned to `revision` when given. With `after`, the
@@ -186,16 +199,25 @@ async function readPage(
 ): Promise<Page> {
 	const args = ['get', start, end, `--limit=${limit}`];
 	if (revision !== undefined) args.push(`--rev=${revision}`);
-	const response = await etcdctlJson<RangeResponse>(host, connection, args, {
+	args.push('-w', 'json');
+	const result = await runEtcdctl(host, connection, args, {
 		readOnly: true,
 		timeoutMs: options.timeoutMs ?? 120_000,
 		...(options.signal === undefined ? {} : {signal: options.signal}),
 	});
+	if (result.exitCode !== 0 || result.timedOut) throw new EtcdctlError(result.command, result.exitCode, result.stderr, result.timedOut);
+	let response: RangeResponse;
+	try {
+		response = JSON.parse(result.stdout) as RangeResponse;
+	} catch {
+		throw new EtcdctlError(result.command, result.exitCode, `output is not JSON (${result.stdout.length} bytes)`, false);
+	}
 	return {
 		revision: Number(response.header?.revision ?? 0),
 		count: Number(response.count ?? 0),
 		more: response.more === true,
 		kvs: response.kvs ?? [],
+		bytes: result.stdout.length,
 	};
 }
 
@@ -203,8 +225,10 @@ type Reservoir = {seen: number; items: Array<{key: string; value: Buffer}>};
 
 /** Scan one resource's prefix. */
 export async function scanResource(host: Host, connection: EtcdConnection, resource: string, options: ScanOptions = {}): Promise<ResourceScan> {
-	const pageSize = options.pageSize ?? 1000;
+	const adaptive = options.pageSize === undefined;
+	let pageSize = options.pageSize ?? 1000;
 	if (!Number.isInteger(pageSize) || pageSize < 1) throw new Error(`page size must be a positive integer, got ${pageSize}`);
+	const pageBytes = options.pageBytes ?? 4_000_000;
 	const maxListed = options.maxListed ?? 1000;
 	const prefix = etcdPrefixForResource(resource, options.etcdPrefix);
 	const end = prefixRangeEnd(prefix);
@@ -251,14 +275,22 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 	let revision: number | undefined;
 	let after: string | undefined;
 	let total = 0;
-	const fetch = (start: string, skipFirst: boolean): Promise<Page> =>
-		readPage(host, connection, start, end, skipFirst ? pageSize + 1 : pageSize, revision, options).catch(async error => {
-			if (revision === undefined || !isCompacted(error)) throw error;
-			// The apiserver compacts old revisions every few minutes; continue at the current one.
-			revision = undefined;
-			result.consistent = false;
-			return readPage(host, connection, start, end, skipFirst ? pageSize + 1 : pageSize, undefined, options);
-		});
+	const fetch = async (start: string, skipFirst: boolean): Promise<Page> => {
+		for (;;) {
+			const limit = skipFirst ? pageSize + 1 : pageSize;
+			try {
+				return await readPage(host, connection, start, end, limit, revision, options);
+			} catch (error) {
+				if (revision !== undefined && isCompacted(error)) {
+					// The apiserver compacts old revisions every few minutes; continue at the current one.
+					revision = undefined;
+					result.consistent = false;
+				} else if (isTooLarge(error) && pageSize > 1) {
+					pageSize = Math.max(1, Math.floor(pageSize / 2));
+				} else throw error;
+			}
+		}
+	};
 
 	let pending: Promise<Page> | undefined = fetch(prefix, false);
 	while (pending !== undefined) {
@@ -268,6 +300,10 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 			revision = page.revision;
 			result.revision = page.revision;
 			total = page.count;
+		}
+		if (adaptive && page.kvs.length > 0) {
+			const perKey = page.bytes / page.kvs.length;
+			pageSize = Math.min(MAX_ADAPTIVE_PAGE, Math.max(MIN_ADAPTIVE_PAGE, Math.floor(pageBytes / perKey)));
 		}
 		let kvs = page.kvs;
 		if (after !== undefined && kvs.length > 0 && Buffer.from(kvs[0]!.key, 'base64').toString('utf8') === after) kvs = kvs.slice(1);

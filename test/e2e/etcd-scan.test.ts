@@ -191,8 +191,9 @@ describe('raw scan on a real etcd', () => {
 		process.env.ETCDCTL_ENDPOINTS = 'http://127.0.0.1:1';
 		process.env.ETCDCTL_CACERT = '/nonexistent/ca.crt';
 		try {
-			for (const pageSize of [7, 1, 62, 63, 64]) {
-				const report = await scanResources(host, connection, ['secrets', 'configmaps'], {pageSize, config});
+			for (const pageSize of [7, 1, 62, 63, 64, undefined]) {
+				const options = pageSize === undefined ? {config} : {pageSize, config}; // undefined: adaptive
+				const report = await scanResources(host, connection, ['secrets', 'configmaps'], options);
 				const [secrets, configmaps] = report.resources;
 				expect(secrets, `page size ${pageSize}`).toMatchObject({
 					prefix: '/registry/secrets/',

@@ -12,6 +12,8 @@ class FakeEtcdHost {
 	readonly dryRun = false;
 	readonly calls: Array<{argv: string[]; options?: RunOptions}> = [];
 	compactNextRev = false;
+	/** Fail like execa does when a page would be larger than its output buffer. */
+	maxLimit = Infinity;
 	constructor(
 		readonly data: Map<string, Buffer>,
 		readonly revision = 42,
@@ -24,6 +26,9 @@ class FakeEtcdHost {
 		const [start, end] = [flat[getIndex + 1]!, flat[getIndex + 2]!];
 		const limit = Number(flat.find(arg => arg.startsWith('--limit='))!.slice('--limit='.length));
 		const rev = flat.find(arg => arg.startsWith('--rev='));
+		if (limit > this.maxLimit) {
+			return {exitCode: 1, stdout: '', stderr: 'Command failed: stdout maxBuffer exceeded\n', timedOut: false};
+		}
 		if (rev !== undefined && this.compactNextRev) {
 			this.compactNextRev = false;
 			return {exitCode: 1, stdout: '', stderr: 'Error: etcdserver: mvcc: required revision has been compacted\n', timedOut: false};
@@ -160,6 +165,31 @@ describe('scanResources', () => {
 		host.compactNextRev = true;
 		const report = await scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 5});
 		expect(report.resources[0]).toMatchObject({total: 28, consistent: false});
+	});
+
+	it('sizes pages adaptively from the output per key when no page size is given', async () => {
+		const big = new Map<string, Buffer>();
+		for (let index = 0; index < 2500; index++) big.set(`/registry/secrets/ns/s${String(index).padStart(5, '0')}`, sealed('secretbox:v1:key1', `s${index}`));
+		const small = new FakeEtcdHost(big);
+		const one = await scanResources(small as unknown as Host, connection, ['secrets'], {pageBytes: 1});
+		expect(one.resources[0]!.total).toBe(2500);
+		// 1000 first, then the 100-key minimum.
+		expect(small.calls.map(call => call.argv.find(arg => arg.startsWith('--limit=')))).toEqual([
+			'--limit=1000',
+			...Array.from({length: 15}, () => '--limit=101'),
+		]);
+		const large = new FakeEtcdHost(big);
+		const two = await scanResources(large as unknown as Host, connection, ['secrets'], {pageBytes: 1e9});
+		expect(two.resources[0]!.total).toBe(2500);
+		expect(large.calls.map(call => call.argv.find(arg => arg.startsWith('--limit=')))).toEqual(['--limit=1000', '--limit=10001']);
+	});
+
+	it('halves the page when the output is too large for the buffer', async () => {
+		const host = new FakeEtcdHost(keyspace());
+		host.maxLimit = 8;
+		const report = await scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 50});
+		expect(report.resources[0]!.total).toBe(28);
+		expect(Math.max(...host.calls.map(call => Number(call.argv.find(arg => arg.startsWith('--limit='))!.slice(8))))).toBe(50);
 	});
 
 	it('is clean when every value is on the primary; identity primary lists encrypted values', async () => {
