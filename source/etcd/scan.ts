@@ -151,7 +151,10 @@ export type ResourceScan = {
 	keyNotInConfigKeys?: string[];
 	/** The expected primary, as a label like `secretbox:key1`, when known. */
 	primary?: string;
-	/** Objects whose stored value is not on the primary (targeted re-encryption). */
+	/**
+	 * Objects whose stored value is not on the primary, for targeted re-encryption: other keys,
+	 * plaintext (unless the primary is identity), and unknown values. Sorted by etcd key.
+	 */
 	notOnPrimary?: ObjectRef[];
 	/** The etcd revision the scan read at. */
 	revision: number;
@@ -247,7 +250,8 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 			else for (const key of provider.keys) readable.add(`${provider.type}:${key.name}`);
 		}
 	}
-	const verify = config !== undefined && options.verify !== undefined ? options.verify : undefined;
+	if (options.verify !== undefined && config === undefined) throw new Error('internal: scan verification needs the EncryptionConfiguration');
+	const verify = options.verify;
 	const samplePerKey = verify?.samplePerKey ?? 20;
 	const reservoirs = new Map<string, Reservoir>();
 	const verification = verify === undefined ? undefined : emptyVerifyReport();
