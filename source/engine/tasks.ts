@@ -6,6 +6,7 @@ import {readClusterConfiguration, patchClusterConfiguration, updateClusterConfig
 import {findResumableState, reencrypt, statePathIn, type ObjectTarget} from '../kube/reencrypt.js';
 import {DEFAULT_APISERVER_LOGS, readStartTime, waitForRestart} from '../kube/restart-gate.js';
 import {parseEncryptionConfig} from '../kube/encryption-config.js';
+import {decrypt as ageDecrypt, encrypt as ageEncrypt} from '../crypto/age.js';
 import {inspectManifest} from '../kube/manifest.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
 import {scanResources} from '../etcd/scan.js';
@@ -278,7 +279,35 @@ export const kubeadmConfigTask: TaskExecutor = {
 	},
 };
 
+// ---- recovery-copy ----
+
+/**
+ * Write the new config, encrypted in the age format for the operator (an X25519 recipient or
+ * a passphrase), before the key it holds is used. params: path, recipient | passphrase,
+ * secretContent (the config text: key material, held in memory only, never journaled).
+ */
+export const recoveryCopyTask: TaskExecutor = {
+	async run(params, context) {
+		const path = str(params, 'path');
+		const content = str(params, 'secretContent');
+		const recipient = str(params, 'recipient');
+		const passphrase = str(params, 'passphrase');
+		if (!path || content === undefined || (!recipient && !passphrase)) throw new Error('internal: recovery-copy needs path, content and a recipient or passphrase');
+		const ciphertext = await ageEncrypt(content, recipient ? recipient : {passphrase: passphrase!});
+		if (passphrase) {
+			// Prove the copy opens with the passphrase before the key is relied on.
+			const back = await ageDecrypt(ciphertext, {passphrase});
+			if (back.toString('utf8') !== content) throw new Error('the recovery copy did not decrypt back to the config');
+		}
+		await context.host.writeFileAtomic(path, ciphertext, 0o600);
+		context.log({level: 'success', text: `wrote the recovery copy ${path} (age-encrypted): copy it off this node now`});
+	},
+	// No undo: a recovery copy is kept even when the stage is undone (the key may already
+	// have been read by an apiserver with automatic reload).
+};
+
 export const tasks: TaskRegistry = {
+	'recovery-copy': recoveryCopyTask,
 	'apiserver-restart-gate': apiserverRestartGate,
 	reencrypt: reencryptTask,
 	'kubeadm-config': kubeadmConfigTask,

@@ -3,7 +3,9 @@
  * with a fresh 32-byte key. Pure: the key comes from context.randomBytes.
  */
 import {posix} from 'node:path';
+import {parseRecipient} from '../crypto/age.js';
 import {
+	configDigest,
 	defaultConfigPath,
 	ensureEncryption,
 	generateKeySecret,
@@ -16,7 +18,7 @@ import {
 	secretsOfConfig,
 } from '../kube/encryption-config.js';
 import {isUnder, versionAtLeast} from '../kube/manifest.js';
-import {InputError, type AnswerValue, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
+import {InputError, type AnswerValue, type Change, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
 import {defaultManifestsDir} from './discover.js';
 import type {Facts, KeyedProviderType} from './facts.js';
 
@@ -156,7 +158,105 @@ function questions(facts: Facts, _answers: StageAnswers): Question[] {
 			default: false,
 			when: () => merging,
 		},
+		{
+			id: 'recovery',
+			kind: 'select',
+			message: 'Recovery copy of the new key (a lost key is lost data)',
+			help:
+				'Before the key encrypts anything, etcd-harden writes the config encrypted in the age format to ' +
+				`${recoveryDir}/. Copy that file off the node. An age recipient (age1…) is best: the node then never holds ` +
+				'anything that can decrypt it.',
+			choices: [
+				{value: 'age-recipient', label: 'encrypt to an age recipient (age1…)', hint: 'recommended'},
+				{value: 'passphrase', label: 'encrypt with a passphrase'},
+				{value: 'stored-elsewhere', label: 'no copy: I store the config elsewhere myself'},
+			],
+			when: answers => willAddKey(facts, answers),
+		},
+		{
+			id: 'recipient',
+			kind: 'text',
+			message: 'age recipient (age1…) for the recovery copy',
+			when: answers => willAddKey(facts, answers) && answers['recovery'] === 'age-recipient',
+			validate: value => recipientProblem(value),
+		},
+		{
+			id: 'passphrase',
+			kind: 'password',
+			message: 'Passphrase for the recovery copy (at least 12 characters)',
+			when: answers => willAddKey(facts, answers) && answers['recovery'] === 'passphrase',
+			validate: value => (typeof value === 'string' && value.length >= 12 ? undefined : 'Use at least 12 characters.'),
+		},
+		{
+			id: 'storedElsewhere',
+			kind: 'confirm',
+			message: `Confirm you will copy the config (with its new key) somewhere safe off this node before it is used`,
+			when: answers => willAddKey(facts, answers) && answers['recovery'] === 'stored-elsewhere',
+			validate: value => (value === true ? undefined : 'Without a copy of the key, encrypted secrets cannot be recovered: choose a recovery copy, or confirm.'),
+		},
 	];
+}
+
+/** Where recovery copies of new keys go (age-encrypted, mode 0600). */
+export const recoveryDir = '/var/lib/etcd-harden/recovery';
+
+function recipientProblem(value: AnswerValue): string | undefined {
+	if (typeof value !== 'string') return 'Enter an age recipient such as age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p.';
+	try {
+		parseRecipient(value.trim());
+		return undefined;
+	} catch {
+		return `${JSON.stringify(value)} is not an age X25519 recipient (age1…, from age-keygen -y KEYFILE).`;
+	}
+}
+
+/** Whether this run generates a key, for the answers given so far (no randomness used). */
+function willAddKey(facts: Facts, answers: StageAnswers): boolean {
+	let choice: EncryptionAnswers;
+	try {
+		choice = readAnswers(facts, answers);
+	} catch {
+		return true;
+	}
+	const enc = facts.encryption;
+	const existing = enc.config && enc.text !== undefined ? {text: enc.text, config: enc.config, path: enc.path} : undefined;
+	const result = ensureEncryption(existing, {
+		provider: choice.provider,
+		resources: choice.resources,
+		makePrimary: choice.primary ?? existing === undefined,
+		keyName: nextKeyName(existing?.config),
+		newSecret: () => 'cHJvYmUtb25seS1ub3QtYS1rZXktMzItYnl0ZXMtLS0=',
+	});
+	return result.added !== undefined;
+}
+
+/** The task that writes the recovery copy, or nothing (confirmed stored elsewhere). */
+function recoveryChange(answers: StageAnswers, content: string, keyName: string): Change | undefined {
+	const recovery = answers['recovery'];
+	if (recovery === 'stored-elsewhere') return undefined;
+	const path = `${recoveryDir}/encryption-config.${configDigest(content).slice(0, 12)}.yaml.age`;
+	if (recovery === 'age-recipient' && typeof answers['recipient'] === 'string') {
+		return {
+			kind: 'task',
+			task: 'recovery-copy',
+			params: {path, recipient: answers['recipient'].trim(), secretContent: content},
+			summary: `Write a recovery copy of the config with key ${keyName}, encrypted to ${answers['recipient'].trim()}, to ${path} (0600)`,
+			detail: [`decrypt it with: age -d -i YOUR-AGE-IDENTITY ${path.split('/').pop()}`, 'copy it off this node'],
+		};
+	}
+	if (recovery === 'passphrase' && typeof answers['passphrase'] === 'string') {
+		return {
+			kind: 'task',
+			task: 'recovery-copy',
+			params: {path, passphrase: answers['passphrase'], secretContent: content},
+			summary: `Write a recovery copy of the config with key ${keyName}, encrypted with your passphrase, to ${path} (0600)`,
+			detail: [`decrypt it with: age -d ${path.split('/').pop()}`, 'copy it off this node'],
+		};
+	}
+	throw new InputError(
+		`${encryptionConfigStageId}.recovery: a new key needs a recovery copy: answer recovery=age-recipient with recipient=age1…, ` +
+			'recovery=passphrase with passphrase=…, or recovery=stored-elsewhere with storedElsewhere=true.',
+	);
 }
 
 function plan(facts: Facts, answers: StageAnswers, context: {randomBytes(size: number): Buffer}): StagePlan {
@@ -205,8 +305,10 @@ function plan(facts: Facts, answers: StageAnswers, context: {randomBytes(size: n
 		notes.push(`Back up ${choice.path} somewhere safe before objects are encrypted with key ${result.added.name}: a lost key is lost data.`);
 	}
 	const secrets = [...new Set([...secretsInText(result.text), ...secretsInText(enc.text), ...secretsOfConfig(enc.config), ...(result.added ? [result.added.secret] : [])])];
+	// The recovery copy is written first: the key exists off the config before anything uses it.
+	const recovery = result.added ? recoveryChange(answers, result.text, result.added.name) : undefined;
 	return {
-		changes: [{kind: 'write-file', path: choice.path, content: result.text, mode: configMode, summary, secrets}],
+		changes: [...(recovery ? [recovery] : []), {kind: 'write-file', path: choice.path, content: result.text, mode: configMode, summary, secrets}],
 		notes,
 		warnings,
 	};

@@ -45,10 +45,8 @@ export interface EtcdConnection {
 	key: string;
 }
 
-export interface ExecOptions extends Omit<ExecaOptions, 'cwd'> {
-	/** Working directory inside the namespace (default /). */
-	cwd?: string;
-}
+/** execa options; `cwd` is a directory inside the namespace (default /). */
+export type ExecOptions = ExecaOptions;
 
 export interface StopReport {
 	leftoverProcesses: number[];
@@ -81,9 +79,9 @@ export interface Testbed {
 	 */
 	nsenterArgv(argv: string[], opts?: {cwd?: string; pidNamespace?: boolean}): string[];
 	/** Run a command inside the namespaces (execa; rejects on non-zero exit unless reject: false). */
-	exec(argv: string[], opts?: ExecOptions): ResultPromise;
-	kubectl(args: string[], opts?: ExecOptions): ResultPromise;
-	etcdctl(args: string[], opts?: ExecOptions): ResultPromise;
+	exec<O extends ExecOptions = {}>(argv: string[], opts?: O): ResultPromise<O>;
+	kubectl<O extends ExecOptions = {}>(args: string[], opts?: O): ResultPromise<O>;
+	etcdctl<O extends ExecOptions = {}>(args: string[], opts?: O): ResultPromise<O>;
 	readFile(p: string): Promise<Buffer>;
 	readFile(p: string, encoding: BufferEncoding): Promise<string>;
 	/** Write a file inside the namespace; atomic (dot-file + rename) unless atomic: false. */
@@ -210,10 +208,10 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
 		'--',
 		...argv,
 	];
-	const exec = (argv: string[], o: ExecOptions = {}): ResultPromise => {
-		const {cwd, ...rest} = o;
-		const [cmd, ...args] = nsenterArgv(argv, {cwd: cwd ?? '/'});
-		return execa(cmd!, args, {cwd: '/', ...rest} as ExecaOptions) as unknown as ResultPromise;
+	const exec = <O extends ExecOptions = {}>(argv: string[], o?: O): ResultPromise<O> => {
+		const {cwd, ...rest} = (o ?? {}) as ExecOptions;
+		const [cmd, ...args] = nsenterArgv(argv, {cwd: typeof cwd === 'string' ? cwd : '/'});
+		return execa(cmd!, args, {...rest, cwd: '/'}) as unknown as ResultPromise<O>;
 	};
 	const hostPath = (p: string) => `/proc/${holderPid}/root${path.posix.resolve('/', p)}`;
 
@@ -367,11 +365,11 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
 			nsenterArgv,
 			exec,
 			kubectl: (args, o) => exec(['kubectl', '--kubeconfig', '/etc/kubernetes/admin.conf', ...args], o),
-			etcdctl: (args, o) =>
+			etcdctl: <O extends ExecOptions = {}>(args: string[], o?: O) =>
 				exec(['etcdctl', `--endpoints=${etcd.endpoints.join(',')}`, `--cacert=${etcd.cacert}`, `--cert=${etcd.cert}`, `--key=${etcd.key}`, ...args], {
 					...o,
 					env: {ETCDCTL_API: '3', ...(o?.env ?? {})},
-				}),
+				}) as unknown as ResultPromise<O>,
 			readFile: ((p: string, encoding?: BufferEncoding) => readFile(hostPath(p), encoding as BufferEncoding)) as Testbed['readFile'],
 			writeFile: async (p, data, o = {}) => {
 				const target = hostPath(p);

@@ -43,7 +43,8 @@ async function setup(options: {dryRun?: boolean; wrap?: (host: Host) => Host} = 
 		command: 'harden',
 		host,
 		stages,
-		answers: {},
+		// The recovery-copy choice for the new key is preset: these walks take every default.
+		answers: {'encryption-config': {recovery: 'stored-elsewhere', storedElsewhere: true}},
 		interactive: true,
 		discover: nodeHost => discover(nodeHost),
 		tasks,

@@ -108,7 +108,8 @@ describe('the wizard in a real terminal (tmux)', () => {
 	});
 
 	it('walks the whole dry run with enter (defaults) to exit 0, writing nothing', async () => {
-		const {root, pane} = await launch(['--dry-run']);
+		// The recovery-copy choice has no default (a new key needs an explicit answer): preset it.
+		const {root, pane} = await launch(['--dry-run', '--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true']);
 		const before = await snapshot(root);
 		for (let step = 0; step < 40 && pane.exitCode() === undefined; step++) {
 			const screen = await pane.waitFor(s => /enter|exit \d/.test(s), 'a prompt or the end').catch(() => '');

@@ -23,7 +23,9 @@ function writes(plan: StagePlan): WriteFileChange[] {
 }
 
 /** Plan both stages as the engine does: each sees the answers and the earlier plans. */
-async function planRun(host: MemoryHost, answers: Answers = {}, random = countingBytes()) {
+async function planRun(host: MemoryHost, given: Answers = {}, random = countingBytes()) {
+	// The recovery-copy choice is required for a new key; these tests are about the config.
+	const answers: Answers = {...given, 'encryption-config': {recovery: 'stored-elsewhere', storedElsewhere: true, ...given['encryption-config']}};
 	const facts = await discover(host);
 	const context: PlanContext = {randomBytes: random.randomBytes, now: new Date(0), answers};
 	const encPlan = encryptionConfigStage.plan(facts, answers['encryption-config'] ?? {}, context);
@@ -39,6 +41,33 @@ function setVersion(host: MemoryHost, version: string): void {
 function visible(plan: StagePlan): string {
 	return JSON.stringify({notes: plan.notes, warnings: plan.warnings, summaries: plan.changes.map(c => c.summary)});
 }
+
+describe('recovery copy of a new key', () => {
+	const context = () => ({randomBytes: countingBytes().randomBytes, now: new Date(0)});
+	it('is required: without an answer planning fails naming the answers to give', async () => {
+		const facts = await discover(MemoryHost.fromDir(demoDir));
+		expect(() => encryptionConfigStage.plan(facts, {}, context())).toThrow(/encryption-config\.recovery: a new key needs a recovery copy/);
+	});
+	it('with a recipient, the age-encrypted copy is written before the config, its content kept out of the summary', async () => {
+		const facts = await discover(MemoryHost.fromDir(demoDir));
+		const recipient = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
+		const plan = encryptionConfigStage.plan(facts, {recovery: 'age-recipient', recipient}, context());
+		expect(plan.changes.map(change => change.kind)).toEqual(['task', 'write-file']);
+		const task = plan.changes[0]!;
+		expect(task.kind === 'task' && task.task).toBe('recovery-copy');
+		const config = plan.changes[1]!;
+		expect(task.kind === 'task' && config.kind === 'write-file' && task.params['secretContent']).toBe(config.kind === 'write-file' && config.content);
+		expect(task.summary).toContain(recipient);
+		expect(task.summary).not.toMatch(/secret:/);
+	});
+	it('is not asked when no key is generated, and a bad recipient is refused', async () => {
+		const facts = await discover(MemoryHost.fromDir(demoDir));
+		const questions = encryptionConfigStage.questions(facts, {});
+		const recipientQuestion = questions.find(q => q.id === 'recipient')!;
+		expect(recipientQuestion.validate?.('age1nope', {})).toMatch(/not an age X25519 recipient/);
+		expect(questions.find(q => q.id === 'recovery')!.when?.({})).toBe(true);
+	});
+});
 
 describe('stage list', () => {
 	it('runs encryption-config, then apiserver-manifest', () => {
