@@ -37,6 +37,10 @@ if [[ "${PROVISION_CHECK:-}" == 1 ]]; then
 fi
 
 if [[ $(id -u) -ne 0 ]]; then
+	if [[ -z "$(missing_packages)" && -x "$APISERVER_BIN" ]]; then
+		log "everything present (kube-apiserver $KUBE_VERSION cached at $APISERVER_BIN)"
+		exit 0
+	fi
 	echo "provision.sh must run as root (it installs Debian packages and builds into $CACHE)" >&2
 	exit 1
 fi
@@ -132,8 +136,24 @@ derive_deb_src() {
 	for f in /etc/apt/sources.list.d/*.list; do [[ -f "$f" ]] && legacy+=("$f"); done
 	if (( ${#legacy[@]} > 0 )); then
 		# one-line format: "deb [opts] URI suite components" -> deb822 stanzas
-		sed -nE 's/^[[:space:]]*deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]]+([^[:space:]]+)[[:space:]]+(.*)$/Types: deb-src\nURIs: \2\nSuites: \3\nComponents: \4\n/p' \
-			"${legacy[@]}" >>"$tmp"
+		awk '
+			$1 != "deb" { next }
+			{
+				i = 2; signed = ""
+				if ($2 ~ /^\[/) {
+					while (i <= NF) {
+						if ($i ~ /^\[?signed-by=/) { signed = $i; sub(/^\[?signed-by=/, "", signed); sub(/\]$/, "", signed) }
+						if ($i ~ /\]$/) { i++; break }
+						i++
+					}
+				}
+				uri = $i; suite = $(i + 1); comps = ""
+				for (j = i + 2; j <= NF; j++) comps = comps (comps == "" ? "" : " ") $j
+				print "Types: deb-src"; print "URIs: " uri; print "Suites: " suite; print "Components: " comps
+				if (signed != "") print "Signed-By: " signed
+				print ""
+			}
+		' "${legacy[@]}" >>"$tmp"
 	fi
 	if [[ ! -s "$tmp" ]]; then
 		rm -f "$tmp"
@@ -153,7 +173,7 @@ if [[ -z "$SRC_DIR" || ! -f "$SRC_DIR/.etcd-harden-extracted" ]]; then
 		log "apt-get update (source indexes)"
 		apt-get update -q </dev/null
 	fi
-	log "downloading and unpacking Debian's kubernetes source package (several hundred MB)"
+	log "downloading and unpacking Debian's kubernetes source package (~35 MB download, ~1 GB unpacked)"
 	(cd "$CACHE/src" && apt-get source -q kubernetes </dev/null)
 	SRC_DIR=$(find "$CACHE/src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -n1)
 	[[ -n "$SRC_DIR" ]] || { echo "apt-get source kubernetes produced no source tree" >&2; exit 1; }
@@ -185,4 +205,8 @@ install -m 0755 "$BUILT" "$APISERVER_BIN.tmp"
 mv -f "$APISERVER_BIN.tmp" "$APISERVER_BIN"
 log "built kube-apiserver in $(( $(date +%s) - BUILD_START ))s -> $APISERVER_BIN"
 "$APISERVER_BIN" --version >&2 || true
+if [[ "${ETCD_HARDEN_KEEP_SOURCE:-}" != 1 ]]; then
+	log "removing the source tree and build outputs (about 2 GB; ETCD_HARDEN_KEEP_SOURCE=1 keeps them)"
+	rm -rf "$CACHE/src" "$CACHE/go-build"
+fi
 log "done in $(( $(date +%s) - START ))s"
