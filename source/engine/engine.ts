@@ -2,7 +2,7 @@ import {randomBytes as cryptoRandomBytes} from 'node:crypto';
 import type {Host} from '../host/types.js';
 import {RecordingHost} from '../host/recording.js';
 import {previewChanges, redact} from './preview.js';
-import {acquireLock, findInterruptedRun, RunDir} from './run-dir.js';
+import {acquireLock, checkLock, findInterruptedRun, RunDir} from './run-dir.js';
 import type {EngineControl, EngineState, LogLine, Progress, Prompt, StagePhase, StageView} from './state.js';
 import {
 	exitCodes,
@@ -178,8 +178,11 @@ class EngineImpl implements Engine {
 		let exitCode: number = exitCodes.ok;
 		const summary: string[] = [];
 		try {
+			const pid = this.options.pid ?? process.pid;
+			// Planning writes nothing (bad input leaves the node byte for byte as it was), so
+			// the lock is only checked here and taken once the plan stands.
 			if (!host.dryRun) {
-				release = await acquireLock(host, this.options.pid ?? process.pid);
+				await checkLock(host, pid);
 				const interrupted = await findInterruptedRun(host);
 				if (interrupted) {
 					this.addLog({
@@ -191,6 +194,8 @@ class EngineImpl implements Engine {
 
 			const planned = await this.planAll();
 			if (planned === undefined) throw new Aborted();
+			const changesAnything = planned.some(item => item.plan.changes.length > 0);
+			if (!host.dryRun && changesAnything) release = await acquireLock(host, pid);
 
 			if (host.dryRun) {
 				for (const [index, item] of planned.entries()) {
@@ -198,6 +203,9 @@ class EngineImpl implements Engine {
 					this.updateStage(index, {phase});
 				}
 				summary.push('Dry run: nothing was changed. Rerun without --dry-run to apply the changes shown.');
+			} else if (!changesAnything) {
+				// Nothing to change: verify only, and leave no run directory behind.
+				exitCode = await this.verifyOnly(planned, summary);
 			} else {
 				runDir = new RunDir(host, host.now());
 				await runDir.journal({stage: '-', event: 'run-start', detail: `${this.options.command} ${planned.map(p => p.stage.id).join(',')}`});
@@ -404,6 +412,18 @@ class EngineImpl implements Engine {
 			this.updateStage(index, {phase: 'done', checks});
 			await runDir.journal({stage: stage.id, event: 'stage-done'});
 			summary.push(`${stage.title}: applied and verified.`);
+		}
+		return exitCodes.ok;
+	}
+
+	private async verifyOnly(planned: Planned[], summary: string[]): Promise<number> {
+		const allAnswers: Answers = Object.fromEntries(planned.map(item => [item.stage.id, item.answers]));
+		const facts = await this.discover(this.options.host, allAnswers);
+		for (const [index, {stage, answers}] of planned.entries()) {
+			const checks = stage.verify(facts, answers);
+			this.updateStage(index, {phase: 'unchanged', checks});
+			summary.push(`${stage.title}: already in place, nothing changed.`);
+			if (checks.some(check => check.status === 'fail')) return this.verificationFailed(stage, summary);
 		}
 		return exitCodes.ok;
 	}

@@ -86,6 +86,17 @@ export async function findInterruptedRun(host: Host): Promise<{id: string; stage
 	return undefined;
 }
 
+/** Refuse early, without writing anything, when a live run holds the lock. */
+export async function checkLock(host: Host, pid: number): Promise<void> {
+	const holder = Number.parseInt((await host.readText(LOCK_PATH)) ?? '', 10);
+	if (Number.isInteger(holder) && holder > 0 && holder !== pid && host.processAlive(holder)) {
+		throw new InputError(
+			`another etcd-harden run (pid ${holder}) holds ${LOCK_PATH}: wait for it to finish. ` +
+				`If no such run exists, remove ${LOCK_PATH} and try again.`,
+		);
+	}
+}
+
 /** One run at a time: an O_EXCL lock file holding the pid; a dead pid's lock is taken over. */
 export async function acquireLock(host: Host, pid: number): Promise<() => Promise<void>> {
 	for (let attempt = 0; attempt < 2; attempt++) {

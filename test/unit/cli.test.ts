@@ -1,0 +1,264 @@
+// The command line, in process: main() over a temporary copy of demo/ with --root, with
+// captured stdout/stderr. Every bad input must name the file (or flag) and the fix, exit 2,
+// and leave the tree unchanged byte for byte.
+import {createHash} from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {PassThrough} from 'node:stream';
+import {fileURLToPath} from 'node:url';
+import {afterEach, describe, expect, test} from 'vitest';
+import {main, type Io} from '../../source/cli/main.js';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const manifest = 'etc/kubernetes/manifests/kube-apiserver.yaml';
+const configFile = 'etc/kubernetes/enc/encryption-config.yaml';
+const recovery = ['--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true'];
+
+const roots: string[] = [];
+afterEach(async () => {
+	for (const root of roots.splice(0)) await fs.rm(root, {recursive: true, force: true});
+});
+
+async function demoCopy(): Promise<string> {
+	const root = await fs.mkdtemp(path.join(os.tmpdir(), 'cli-test-'));
+	roots.push(root);
+	await fs.cp(path.join(repo, 'demo'), root, {recursive: true});
+	return root;
+}
+
+/** Every file under root with its sha256 and mode. */
+async function snapshot(root: string): Promise<Record<string, string>> {
+	const result: Record<string, string> = {};
+	async function walk(directory: string): Promise<void> {
+		for (const entry of await fs.readdir(directory, {withFileTypes: true})) {
+			const full = path.join(directory, entry.name);
+			const stat = await fs.lstat(full);
+			if (entry.isDirectory()) {
+				result[`${path.relative(root, full)}/`] = (stat.mode & 0o7777).toString(8);
+				await walk(full);
+			} else {
+				const hash = createHash('sha256').update(await fs.readFile(full)).digest('hex');
+				result[path.relative(root, full)] = `${(stat.mode & 0o7777).toString(8)} ${hash}`;
+			}
+		}
+	}
+	await walk(root);
+	return result;
+}
+
+type Run = {code: number; stdout: string; stderr: string};
+
+async function run(argv: string[], io: Partial<Io> = {}): Promise<Run> {
+	const stdout = new PassThrough();
+	const stderr = new PassThrough();
+	const stdin = new PassThrough();
+	let out = '';
+	let err = '';
+	stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+	stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+	const code = await main(argv, {
+		stdin: stdin as unknown as NodeJS.ReadStream,
+		stdout: stdout as unknown as NodeJS.WriteStream,
+		stderr: stderr as unknown as NodeJS.WriteStream,
+		isRoot: true,
+		handleSignals: false,
+		...io,
+	});
+	return {code, stdout: out, stderr: err};
+}
+
+async function expectRefused(root: string, argv: string[], message: RegExp, io: Partial<Io> = {}): Promise<Run> {
+	const before = await snapshot(root);
+	const result = await run(argv, io);
+	expect(result.code).toBe(2);
+	expect(result.stderr + result.stdout).toMatch(message);
+	expect(await snapshot(root)).toEqual(before);
+	return result;
+}
+
+/** Point the demo apiserver at an existing config with this content. */
+async function withExistingConfig(root: string, content: string | 'directory'): Promise<void> {
+	const file = path.join(root, configFile);
+	await fs.mkdir(path.dirname(file), {recursive: true});
+	if (content === 'directory') await fs.mkdir(file);
+	else await fs.writeFile(file, content, {mode: 0o600});
+	const text = await fs.readFile(path.join(root, manifest), 'utf8');
+	await fs.writeFile(
+		path.join(root, manifest),
+		text.replace('    - --allow-privileged=true\n', `    - --allow-privileged=true\n    - --encryption-provider-config=/${configFile}\n`),
+	);
+}
+
+const validConfig = (secret: string) => `apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - secretbox:
+          keys:
+            - name: key1
+              secret: ${secret}
+      - identity: {}
+`;
+
+describe('bad input: exit 2, a message naming the problem and the fix, the tree unchanged', () => {
+	test('malformed YAML in the apiserver manifest', async () => {
+		const root = await demoCopy();
+		await fs.appendFile(path.join(root, manifest), '  bad: [unclosed\n');
+		await expectRefused(root, ['--root', root, '--yes', ...recovery], /kube-apiserver\.yaml.*(YAML|yaml)/);
+	});
+
+	test('a manifest without the kube-apiserver container', async () => {
+		const root = await demoCopy();
+		const text = await fs.readFile(path.join(root, manifest), 'utf8');
+		await fs.writeFile(path.join(root, manifest), text.replace('    name: kube-apiserver\n', '    name: something-else\n'));
+		await expectRefused(root, ['--root', root, '--yes', ...recovery], /kube-apiserver\.yaml.*no container named kube-apiserver/);
+	});
+
+	test('an existing encryption config that is not valid YAML', async () => {
+		const root = await demoCopy();
+		await withExistingConfig(root, 'kind: EncryptionConfiguration\nresources: [\n');
+		await expectRefused(root, ['--root', root, '--yes', ...recovery], /encryption-config\.yaml: not valid YAML/);
+	});
+
+	test('an existing encryption config that cannot be read (a directory)', async () => {
+		const root = await demoCopy();
+		await withExistingConfig(root, 'directory');
+		await expectRefused(root, ['--root', root, '--yes', ...recovery], /encryption-config\.yaml/);
+	});
+
+	test('a key of the wrong length, without printing the key', async () => {
+		const root = await demoCopy();
+		const short = Buffer.from('only-sixteen-byt').toString('base64');
+		await withExistingConfig(root, validConfig(short));
+		const result = await expectRefused(root, ['--root', root, '--yes', ...recovery], /key1.*16 bytes.*32/s);
+		expect(result.stderr + result.stdout).not.toContain(short);
+	});
+
+	test('a key that is not base64', async () => {
+		const root = await demoCopy();
+		await withExistingConfig(root, validConfig('not*base64!'));
+		await expectRefused(root, ['--root', root, '--yes', ...recovery], /base64/);
+	});
+
+	test('empty providers', async () => {
+		const root = await demoCopy();
+		await withExistingConfig(root, 'apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers: []\n');
+		await expectRefused(root, ['--root', root, '--yes', ...recovery], /providers/);
+	});
+
+	test('an unknown stage name', async () => {
+		const root = await demoCopy();
+		await expectRefused(root, ['--root', root, '--yes', '--only', 'encryption-confg'], /unknown stage "encryption-confg": known stages are encryption-config, apiserver-manifest, reencrypt/);
+	});
+
+	test('not root and no --root', async () => {
+		const root = await demoCopy();
+		await expectRefused(root, ['--yes'], /run it as root .*or pass --root DIR/, {isRoot: false});
+	});
+
+	test('no terminal and no --yes', async () => {
+		const root = await demoCopy();
+		await expectRefused(root, ['--root', root], /not a terminal.*pass --yes/);
+	});
+
+	test('a missing answer in a non-interactive run is named', async () => {
+		const root = await demoCopy();
+		await expectRefused(root, ['--root', root, '--yes'], /missing answer "encryption-config\.recovery"/);
+	});
+
+	test('an answers file that is not YAML, and an unknown answer', async () => {
+		const root = await demoCopy();
+		const answers = path.join(root, '..', `${path.basename(root)}-answers.yaml`);
+		roots.push(answers);
+		await fs.writeFile(answers, 'encryption-config: [\n');
+		await expectRefused(root, ['--root', root, '--yes', '--answers', answers], /answers\.yaml is not valid YAML/);
+		await fs.writeFile(answers, 'encryption-config:\n  provder: secretbox\n');
+		await expectRefused(root, ['--root', root, '--yes', '--answers', answers], /unknown answer "encryption-config\.provder"/);
+	});
+
+	test('an unknown command and a malformed --set', async () => {
+		const root = await demoCopy();
+		await expectRefused(root, ['hardn', '--root', root], /unknown command "hardn"/);
+		await expectRefused(root, ['--root', root, '--yes', '--set', 'provider=secretbox'], /is not STAGE\.QUESTION=VALUE/);
+	});
+});
+
+describe('non-interactive run', () => {
+	test('--yes --answers writes the config 0600 and patches the manifest; no key in any output, journal or backup', async () => {
+		const root = await demoCopy();
+		const answers = path.join(root, 'answers.yaml');
+		await fs.writeFile(answers, 'encryption-config:\n  provider: secretbox\n  resources: [secrets, configmaps]\n  recovery: stored-elsewhere\n  storedElsewhere: true\n');
+		const result = await run(['--root', root, '--yes', '--answers', answers]);
+		expect(result.stderr).not.toContain('etcd-harden:');
+		expect(result.code).toBe(0);
+		expect(result.stdout).toContain('Encryption config: applied and verified.');
+		const config = await fs.readFile(path.join(root, configFile), 'utf8');
+		expect((await fs.stat(path.join(root, configFile))).mode & 0o777).toBe(0o600);
+		expect(config).toContain('- configmaps');
+		expect(await fs.readFile(path.join(root, manifest), 'utf8')).toContain(`--encryption-provider-config=/${configFile}`);
+
+		const secret = /secret: "?([A-Za-z0-9+/=]+)"?/.exec(config)![1]!;
+		const forms = [secret, Buffer.from(secret, 'base64').toString('hex'), Buffer.from(secret, 'base64').toString('base64url')];
+		const stateFiles: string[] = [];
+		async function collect(directory: string): Promise<void> {
+			for (const entry of await fs.readdir(directory, {withFileTypes: true})) {
+				const full = path.join(directory, entry.name);
+				if (entry.isDirectory()) await collect(full);
+				else stateFiles.push(full);
+			}
+		}
+		await collect(path.join(root, 'var/lib/etcd-harden'));
+		expect(stateFiles.some(file => file.endsWith('journal.jsonl'))).toBe(true);
+		expect(stateFiles.some(file => file.includes('/backup/'))).toBe(true);
+		const written = [result.stdout, result.stderr, ...(await Promise.all(stateFiles.map(file => fs.readFile(file, 'latin1'))))].join('\n');
+		for (const form of forms) expect(written).not.toContain(form);
+
+		// A second run with the same answers changes nothing: no new key, no file rewritten.
+		const before = await snapshot(path.join(root, 'etc'));
+		const again = await run(['--root', root, '--yes', '--answers', answers]);
+		expect(again.code).toBe(0);
+		expect(again.stdout).toContain('already in place');
+		expect(await snapshot(path.join(root, 'etc'))).toEqual(before);
+	});
+
+	test('--dry-run --json prints the plan on stdout and writes nothing', async () => {
+		const root = await demoCopy();
+		const before = await snapshot(root);
+		const result = await run(['--root', root, '--yes', '--dry-run', '--json', ...recovery]);
+		expect(result.code).toBe(0);
+		const data = JSON.parse(result.stdout) as {dryRun: boolean; stages: Array<{id: string; phase: string; changes: Array<{body: string}>}>};
+		expect(data.dryRun).toBe(true);
+		expect(data.stages.map(stage => [stage.id, stage.phase])).toEqual([
+			['encryption-config', 'previewed'],
+			['apiserver-manifest', 'previewed'],
+			['reencrypt', 'unchanged'],
+		]);
+		expect(data.stages[0]!.changes[0]!.body).toContain('secret: <redacted>');
+		expect(await snapshot(root)).toEqual(before);
+	});
+
+	test('status: exit 1 with the fix on an unhardened tree, --json for monitoring', async () => {
+		const root = await demoCopy();
+		const text = await run(['status', '--root', root]);
+		expect(text.code).toBe(1);
+		expect(text.stdout).toMatch(/FAIL\s+encryption-enabled/);
+		expect(text.stdout).toContain('fix: ');
+		const json = await run(['status', '--root', root, '--json']);
+		expect(json.code).toBe(1);
+		const rows = JSON.parse(json.stdout) as Array<{stage: string; id: string; status: string; remediation?: string}>;
+		expect(rows.find(row => row.id === 'encryption-enabled')).toMatchObject({stage: 'encryption-config', status: 'fail'});
+	});
+
+	test('--help and --version', async () => {
+		const help = await run(['--help']);
+		expect(help.code).toBe(0);
+		for (const flag of ['--dry-run', '--root', '--yes', '--answers', '--set', '--plain', '--only', '--skip', '--json', '--version']) {
+			expect(help.stdout).toContain(flag);
+		}
+		const version = await run(['--version']);
+		const pkg = JSON.parse(await fs.readFile(path.join(repo, 'package.json'), 'utf8')) as {version: string};
+		expect(version.stdout.trim()).toBe(pkg.version);
+	});
+});
