@@ -269,6 +269,12 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
 		}
 		for (const [src, target] of binds) setup.push(`mkdir -p ${q(target)}`, `mount --bind ${q(src)} ${q(target)}`);
 		setup.push(`mkdir -p /var/lib/testbed/stage ${STATE_DIR}`);
+		// Where a real kubelet keeps pod logs, so the tool's restart gate finds the apiserver's
+		// log with its production default (/var/log/pods/<ns>_<pod>_<uid>/<container>/N.log).
+		for (const pod of ['kube-apiserver', 'etcd']) {
+			const dir = `/var/log/pods/kube-system_${pod}-${nodeName}_testbed/${pod}`;
+			setup.push(`mkdir -p ${q(dir)}`, `ln -sfn ${q(`${LOG_DIR}/${pod}.log`)} ${q(`${dir}/0.log`)}`);
+		}
 		// A private /tmp, so nothing run inside leaves temp files on the host.
 		setup.push('mount -t tmpfs -o mode=1777 testbed-tmp /tmp');
 		await exec(['/bin/sh', '-c', setup.join('\n')], {stdin: 'ignore'});
