@@ -21,6 +21,8 @@ export type CliOptions = {
 	deep: boolean;
 	/** The admin kubeconfig (default /etc/kubernetes/admin.conf). */
 	kubeconfig?: string;
+	/** Restart gate timeout, seconds. */
+	timeout?: number;
 	help: boolean;
 	version: boolean;
 };
@@ -48,6 +50,8 @@ Flags
   --rate N              re-encryption: at most N objects per second (default: no limit)
   --deep                verify by decrypting every raw etcd value, not a sample
   --kubeconfig FILE     admin kubeconfig (default /etc/kubernetes/admin.conf)
+  --timeout SECONDS     how long to wait for kube-apiserver after a manifest change before
+                        undoing the stage (default 180)
   --version             print the version
   -h, --help            this help
 
@@ -105,6 +109,7 @@ export function parseCli(argv: string[]): CliOptions {
 				json: {type: 'boolean', default: false},
 				deep: {type: 'boolean', default: false},
 				kubeconfig: {type: 'string'},
+				timeout: {type: 'string'},
 				concurrency: {type: 'string'},
 				rate: {type: 'string'},
 				help: {type: 'boolean', short: 'h', default: false},
@@ -131,8 +136,16 @@ export function parseCli(argv: string[]): CliOptions {
 	// Shorthands for the reencrypt stage's answers.
 	if (values.concurrency !== undefined) (set['reencrypt'] ??= {})['concurrency'] = values.concurrency;
 	if (values.rate !== undefined) (set['reencrypt'] ??= {})['rate'] = values.rate;
+	let timeout: number | undefined;
+	if (values.timeout !== undefined) {
+		timeout = Number(values.timeout);
+		if (!Number.isInteger(timeout) || timeout < 10 || timeout > 3600) {
+			throw new InputError(`--timeout ${values.timeout}: give whole seconds from 10 to 3600 (default 180).`);
+		}
+	}
 	return {
 		command,
+		timeout,
 		deep: values.deep ?? false,
 		kubeconfig: values.kubeconfig,
 		dryRun: values['dry-run'] ?? false,

@@ -104,6 +104,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 		skipped,
 		answers,
 		interactive,
+		settings: options.timeout === undefined ? {} : {gateTimeoutSeconds: options.timeout},
 		discover: (nodeHost, runAnswers) => discoverNode(nodeHost, options, root, runAnswers),
 		tasks,
 	});

@@ -15,6 +15,7 @@ import {
 	type Question,
 	type Stage,
 	type StageAnswers,
+	type RunSettings,
 	type StagePlan,
 } from './types.js';
 
@@ -55,6 +56,7 @@ export type EngineOptions = {
 	tasks?: TaskRegistry;
 	randomBytes?: (size: number) => Buffer;
 	pid?: number;
+	settings?: RunSettings;
 };
 
 export type Engine = EngineControl & {
@@ -257,6 +259,7 @@ class EngineImpl implements Engine {
 				now: this.options.host.now(),
 				answers: {...answersSoFar},
 				planned: {...plansSoFar},
+				settings: this.options.settings ?? {},
 			});
 			plansSoFar[stage.id] = plan;
 			const preview = await previewChanges(plan.changes, overlay);

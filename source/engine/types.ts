@@ -106,6 +106,13 @@ export type PlanContext = {
 	 * encryption-config will write).
 	 */
 	planned?: Readonly<Record<string, StagePlan>>;
+	/** Run-wide settings from flags (not questions). */
+	settings?: Readonly<RunSettings>;
+};
+
+export type RunSettings = {
+	/** How long the restart gate waits for kube-apiserver (--timeout), seconds. */
+	gateTimeoutSeconds?: number;
 };
 
 export type Stage = {

@@ -103,7 +103,8 @@ function plan(facts: Facts, _answers: StageAnswers, context: PlanContext): Stage
 	// The restart gate brackets the write: 'before' records the running apiserver's start
 	// time (and, when the stage is undone, waits until it is ready on the restored files);
 	// 'after' waits for a new process that passes /readyz, or fails and undoes the stage.
-	const gate = {kubeconfig: cluster.kubeconfig, manifestPath: m.path, timeoutSeconds: 180, logPaths: apiserverLogPaths};
+	const timeoutSeconds = context.settings?.gateTimeoutSeconds ?? 180;
+	const gate = {kubeconfig: cluster.kubeconfig, manifestPath: m.path, timeoutSeconds, logPaths: apiserverLogPaths};
 	return {
 		changes: [
 			{kind: 'task', task: 'apiserver-restart-gate', params: {...gate, phase: 'before'}, summary: 'Record the running kube-apiserver (restored and awaited again if this stage is undone)'},
@@ -113,7 +114,7 @@ function plan(facts: Facts, _answers: StageAnswers, context: PlanContext): Stage
 				task: 'apiserver-restart-gate',
 				params: {...gate, phase: 'after'},
 				summary: 'Wait until kube-apiserver has restarted with the new manifest and passes /readyz',
-				detail: ['timeout 180 s; on timeout or a crash loop every file of this stage is restored byte for byte and the apiserver awaited again'],
+				detail: [`timeout ${timeoutSeconds} s; on timeout or a crash loop every file of this stage is restored byte for byte and the apiserver awaited again`],
 			},
 			...(kubeadm ? [kubeadm] : []),
 		],
