@@ -3,9 +3,15 @@
 // task executors run inside the namespaces (test/e2e/kube-driver.ts) exactly as the engine
 // calls them; raw values are read back with etcdctl. No mocks.
 import {randomBytes} from 'node:crypto';
+import {execFileSync} from 'node:child_process';
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs';
+import {createServer} from 'node:https';
+import type {AddressInfo} from 'node:net';
+import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
+import {RealHost} from '../../source/host/real.js';
 import {patchManifest} from '../../source/kube/manifest.js';
 import {seededSecret, startTestbed, type Testbed} from '../testbed/index.js';
 
@@ -119,6 +125,46 @@ async function applyConfig(config: string, runId: string): Promise<DriverResult>
 
 const key1 = {name: 'key1', secret: randomBytes(32).toString('base64')};
 const key2 = {name: 'key2', secret: randomBytes(32).toString('base64')};
+
+describe('RealHost.request over mutual TLS (loopback server)', () => {
+	it('reuses kept-alive connections per TLS identity: 400 requests, 16 in flight, at most 16 handshakes', async () => {
+		const dir = mkdtempSync(path.join(tmpdir(), 'etcd-harden-tls-'));
+		try {
+			const pem = (name: string) => readFileSync(path.join(dir, name), 'utf8');
+			for (const name of ['a', 'b']) {
+				execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', `/CN=${name}`,
+					'-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, `${name}.key`), '-out', path.join(dir, `${name}.crt`)], {stdio: 'ignore'});
+			}
+			let handshakes = 0;
+			const clients = new Set<string>();
+			const server = createServer({cert: pem('a.crt'), key: pem('a.key'), ca: [pem('a.crt'), pem('b.crt')], requestCert: true, rejectUnauthorized: true}, (request, response) => {
+				const peer = (request.socket as import('node:tls').TLSSocket).getPeerCertificate();
+				clients.add(peer.subject.CN as string);
+				setTimeout(() => response.end('ok'), 2);
+			});
+			server.on('secureConnection', () => handshakes++);
+			await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
+			const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/x`;
+			const host = new RealHost('/');
+			const send = (identity: string) => host.request({url, ca: pem('a.crt'), cert: pem(`${identity}.crt`), key: pem(`${identity}.key`)});
+			let next = 0;
+			await Promise.all(Array.from({length: 16}, async () => {
+				while (next++ < 400) expect((await send('a')).body.toString()).toBe('ok');
+			}));
+			expect(handshakes).toBeGreaterThan(1);
+			expect(handshakes).toBeLessThanOrEqual(16);
+			// Another client identity gets its own connections (and presents its own certificate).
+			const before = handshakes;
+			await send('b');
+			expect(handshakes).toBe(before + 1);
+			expect([...clients].sort()).toEqual(['a', 'b']);
+			server.closeAllConnections();
+			await new Promise(resolve => server.close(resolve));
+		} finally {
+			rmSync(dir, {recursive: true, force: true});
+		}
+	});
+});
 
 describe('re-encryption, restart gate and kubeadm-config on the real testbed', () => {
 	beforeAll(async () => {
