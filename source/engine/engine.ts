@@ -356,8 +356,11 @@ class EngineImpl implements Engine {
 
 	private async applyAll(planned: Planned[], runDir: RunDir, summary: string[]): Promise<number> {
 		const allAnswers: Answers = Object.fromEntries(planned.map(item => [item.stage.id, item.answers]));
+		// Applied stages of the current undo group, with their undo steps.
+		let group: Array<{index: number; stage: Stage; undo: Array<() => Promise<void>>}> = [];
 		for (const [index, {stage, answers, plan}] of planned.entries()) {
 			this.update({current: index});
+			if (stage.undoGroup === undefined || group[0]?.stage.undoGroup !== stage.undoGroup) group = [];
 			if (plan.changes.length === 0) {
 				const checks = stage.verify(await this.discover(this.options.host, allAnswers), answers);
 				this.updateStage(index, {phase: 'unchanged', checks});
@@ -390,14 +393,22 @@ class EngineImpl implements Engine {
 				if (this.abortController.signal.aborted) throw new Aborted();
 			} catch (error) {
 				const message = error instanceof Aborted ? 'interrupted' : error instanceof Error ? error.message : String(error);
-				this.addLog({level: 'error', text: `${stage.title}: ${message}. Undoing this stage's changes.`});
+				const headline = message.split('\n')[0] ?? message;
+				this.addLog({level: 'error', text: `${stage.title}: ${message}`});
+				this.addLog({level: 'warn', text: `Undoing ${[stage, ...group.map(item => item.stage)].map(s => `"${s.title}"`).join(' and ')}.`});
 				const undoErrors = await this.undoAll(stage, undo, runDir);
 				this.updateStage(index, {phase: 'rolled-back', error: message});
-				await runDir.journal({stage: stage.id, event: 'rolled-back', detail: message});
+				await runDir.journal({stage: stage.id, event: 'rolled-back', detail: headline});
+				for (const earlier of [...group].reverse()) {
+					undoErrors.push(...(await this.undoAll(earlier.stage, earlier.undo, runDir)));
+					this.updateStage(earlier.index, {phase: 'rolled-back', error: `undone together with "${stage.title}"`});
+					await runDir.journal({stage: earlier.stage.id, event: 'rolled-back', detail: `with ${stage.id}`});
+					summary.push(`${earlier.stage.title}: undone together with "${stage.title}".`);
+				}
 				if (undoErrors.length > 0) {
-					summary.push(`${stage.title}: failed (${message}) and could not be fully undone: ${undoErrors.join('; ')}. Backups are in ${runDir.dir}/backup.`);
+					summary.push(`${stage.title}: failed (${headline}) and could not be fully undone: ${undoErrors.join('; ')}. Backups are in ${runDir.dir}/backup.`);
 				} else {
-					summary.push(`${stage.title}: failed (${message}); its changes were undone.`);
+					summary.push(`${stage.title}: failed (${headline}); its changes were undone.`);
 				}
 				if (error instanceof Aborted) throw error;
 				return exitCodes.aborted;
@@ -413,6 +424,7 @@ class EngineImpl implements Engine {
 				return this.verificationFailed(stage, summary);
 			}
 			this.updateStage(index, {phase: 'done', checks});
+			if (stage.undoGroup !== undefined) group.push({index, stage, undo});
 			await runDir.journal({stage: stage.id, event: 'stage-done'});
 			summary.push(`${stage.title}: applied and verified.`);
 		}

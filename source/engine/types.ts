@@ -130,6 +130,12 @@ export type Stage = {
 	verify(facts: Facts, answers: StageAnswers): Check[];
 	/** Read-only findings for `status`. */
 	status(facts: Facts): Check[];
+	/**
+	 * Stages with the same undo group that run one after another are one unit: when one is
+	 * undone, the earlier ones of the group applied in this run are undone too, newest first
+	 * (the config is only meaningful together with the manifest that mounts it).
+	 */
+	undoGroup?: string;
 };
 
 /** Bad input: a usage error, a malformed file, a bad answer. Exit code 2. */

@@ -243,4 +243,5 @@ export const apiserverManifestStage: Stage = {
 	plan,
 	verify: (facts, _answers) => checks(facts, true),
 	status: facts => checks(facts, false),
+	undoGroup: 'encryption',
 };

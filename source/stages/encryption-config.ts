@@ -445,4 +445,5 @@ export const encryptionConfigStage: Stage = {
 	plan,
 	verify,
 	status,
+	undoGroup: 'encryption',
 };

@@ -133,6 +133,32 @@ describe('engine', () => {
 		expect(await journalText()).toContain('"rolled-back"');
 	});
 
+	test('a failing stage also undoes the earlier stages of its undo group', async () => {
+		const failing: TaskRegistry = {explode: {run: async () => Promise.reject(new Error('kube-apiserver did not become ready'))}};
+		const config = writeStage('config', '/etc/existing.txt', 'new config\n', {undoGroup: 'encryption'});
+		const other = writeStage('other', '/etc/other.txt', 'kept\n');
+		const manifest = writeStage('manifest', '/etc/manifest.txt', 'x', {
+			undoGroup: 'encryption',
+			plan: () => ({
+				changes: [
+					{kind: 'write-file', path: '/etc/manifest.txt', content: 'patched\n', mode: 0o600, summary: 'patch'},
+					{kind: 'task', task: 'explode', params: {}, summary: 'gate'},
+				],
+			}),
+		});
+		const grouped = createEngine({command: 'harden', host: new RealHost(root), stages: [config, manifest], answers: {}, interactive: false, discover: noFacts, tasks: failing});
+		expect(await grouped.run()).toBe(3);
+		expect(await fs.readFile(path.join(root, 'etc/existing.txt'), 'utf8')).toBe('original\n');
+		await expect(fs.stat(path.join(root, 'etc/manifest.txt'))).rejects.toThrow();
+		expect(grouped.getState().stages.map(stage => stage.phase)).toEqual(['rolled-back', 'rolled-back']);
+
+		// A stage outside the group stays applied.
+		const separate = createEngine({command: 'harden', host: new RealHost(root), stages: [other, manifest], answers: {}, interactive: false, discover: noFacts, tasks: failing});
+		expect(await separate.run()).toBe(3);
+		expect(await fs.readFile(path.join(root, 'etc/other.txt'), 'utf8')).toBe('kept\n');
+		expect(separate.getState().stages.map(stage => stage.phase)).toEqual(['done', 'rolled-back']);
+	});
+
 	test('dry run previews with a diff and writes nothing', async () => {
 		const before = await tree();
 		const engine = createEngine({
