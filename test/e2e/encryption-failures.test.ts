@@ -11,7 +11,8 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const CLI = path.join(REPO, 'dist', 'cli.js');
 const MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml';
 const CONFIG = '/etc/kubernetes/enc/encryption-config.yaml';
-const RECOVERY = ['--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true'];
+// The encryption stages only: other stages (firewall, etcd TLS and auth) have their own tests.
+const RECOVERY = ['--only', 'encryption-config,apiserver-manifest,reencrypt', '--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true'];
 
 let tb: Testbed | undefined;
 afterEach(async () => {
