@@ -1,12 +1,15 @@
-import {constants as fsConstants} from 'node:fs';
+import {constants as fsConstants, createReadStream} from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as https from 'node:https';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
+import {Writable} from 'node:stream';
 import {createHash, randomBytes} from 'node:crypto';
 import {setTimeout as delay} from 'node:timers/promises';
 import {execa} from 'execa';
-import type {Arg, FileStat, Host, HttpRequest, HttpResponse, RunOptions, RunResult} from './types.js';
+import {decrypt as ageDecrypt, decryptFile as ageDecryptFile, decryptStream as ageDecryptStream, encryptFile as ageEncryptFile, type DecryptWith, type EncryptTo} from '../crypto/age.js';
+import type {Arg, FileDigest, FileStat, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
 
 function isMissing(error: unknown): boolean {
 	const code = (error as NodeJS.ErrnoException | undefined)?.code;
@@ -246,6 +249,140 @@ export class RealHost implements Host {
 			outgoing.on('error', reject);
 			outgoing.end(request.body);
 		});
+	}
+
+	// ---- backups ----
+
+	async ageEncryptFile(input: string, output: string, to: EncryptTo, mode: number): Promise<void> {
+		await ageEncryptFile(this.resolve(input), this.resolve(output), to, {mode});
+	}
+
+	async ageDecryptFile(input: string, output: string, keys: DecryptWith, mode: number): Promise<void> {
+		await ageDecryptFile(this.resolve(input), this.resolve(output), keys, {mode});
+	}
+
+	async ageDecrypt(input: string, keys: DecryptWith): Promise<Buffer> {
+		return ageDecrypt(await fs.readFile(this.resolve(input)), keys);
+	}
+
+	async ageDecryptDigest(input: string, keys: DecryptWith): Promise<FileDigest> {
+		const hash = createHash('sha256');
+		let bytes = 0;
+		const sink = new Writable({
+			write(chunk: Buffer, _encoding, done) {
+				hash.update(chunk);
+				bytes += chunk.length;
+				done();
+			},
+		});
+		await ageDecryptStream(createReadStream(this.resolve(input)), sink, keys);
+		return {sha256: hash.digest('hex'), bytes};
+	}
+
+	async digestFile(nodePath: string): Promise<FileDigest | undefined> {
+		const hash = createHash('sha256');
+		let bytes = 0;
+		try {
+			for await (const chunk of createReadStream(this.resolve(nodePath), {highWaterMark: 1024 * 1024})) {
+				hash.update(chunk as Buffer);
+				bytes += (chunk as Buffer).length;
+			}
+		} catch (error) {
+			if (isMissing(error)) return undefined;
+			throw error;
+		}
+		return {sha256: hash.digest('hex'), bytes};
+	}
+
+	async makeTempDir(parent: string, prefix: string): Promise<string> {
+		if (prefix.includes('/')) throw new Error(`internal: temp dir prefix must be a name: ${prefix}`);
+		await this.mkdirReal(this.resolve(parent), 0o700);
+		const created = await fs.mkdtemp(path.join(this.resolve(parent), prefix));
+		await fs.chmod(created, 0o700); // mkdtemp uses 0700, but be explicit
+		return path.posix.join(path.posix.normalize(parent), path.basename(created));
+	}
+
+	async removeTree(nodePath: string): Promise<void> {
+		const target = this.resolve(nodePath);
+		if (target === '/' || target === this.root) throw new Error(`internal: refusing to remove ${nodePath}`);
+		await fs.rm(target, {recursive: true, force: true});
+	}
+
+	async rename(from: string, to: string): Promise<void> {
+		const target = this.resolve(to);
+		await fs.rename(this.resolve(from), target);
+		await syncDirectory(path.dirname(target));
+	}
+
+	async startProcess(argv: Arg[], options: Pick<RunOptions, 'env' | 'cwd'> = {}): Promise<ProcessHandle> {
+		const [file, ...args] = argv.map(arg => {
+			if (typeof arg === 'string') return arg;
+			if ('path' in arg) return this.resolve(arg.path);
+			return arg.secret;
+		});
+		if (file === undefined) throw new Error('internal: empty argv');
+		const child = execa(file, args, {
+			reject: false,
+			buffer: false,
+			stdin: 'ignore',
+			env: options.env,
+			cwd: options.cwd === undefined ? undefined : this.resolve(options.cwd),
+			// Killed with us if we die first.
+			cleanup: true,
+		});
+		let tail = '';
+		const keep = (chunk: Buffer): void => {
+			tail = (tail + chunk.toString('utf8')).slice(-16_384);
+		};
+		child.stdout?.on('data', keep);
+		child.stderr?.on('data', keep);
+		const exited: Promise<RunResult> = child.then(
+			result => ({exitCode: result.exitCode ?? 1, stdout: '', stderr: tail, timedOut: false}),
+			(error: unknown) => ({exitCode: 1, stdout: '', stderr: `${tail}${String(error)}`, timedOut: false}),
+		);
+		let ended = false;
+		void exited.then(() => (ended = true));
+		// A command that cannot start at all (ENOENT) fails right away.
+		await new Promise<void>(resolve => {
+			child.once('spawn', () => resolve());
+			child.once('error', () => resolve());
+		});
+		return {
+			pid: child.pid,
+			exited,
+			outputTail: () => tail,
+			stop: async (graceMs = 10_000) => {
+				if (!ended) {
+					child.kill('SIGTERM');
+					const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+					try {
+						return await exited;
+					} finally {
+						clearTimeout(timer);
+					}
+				}
+				return exited;
+			},
+		};
+	}
+
+	async freeLoopbackPorts(count: number): Promise<number[]> {
+		const servers: net.Server[] = [];
+		try {
+			const ports: number[] = [];
+			for (let i = 0; i < count; i++) {
+				const server = net.createServer();
+				servers.push(server);
+				await new Promise<void>((resolve, reject) => {
+					server.once('error', reject);
+					server.listen(0, '127.0.0.1', () => resolve());
+				});
+				ports.push((server.address() as net.AddressInfo).port);
+			}
+			return ports;
+		} finally {
+			await Promise.all(servers.map(server => new Promise(resolve => server.close(resolve))));
+		}
 	}
 
 	async sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
-import type {Arg, FileStat, Host, HttpRequest, HttpResponse, RunOptions, RunResult} from './types.js';
+import type {DecryptWith, EncryptTo} from '../crypto/age.js';
+import type {Arg, FileDigest, FileStat, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
 import {renderArgv} from './types.js';
 
 export type RecordedAction =
@@ -107,6 +108,53 @@ export class RecordingHost implements Host {
 		if (method === 'GET') return this.inner.request(request);
 		this.actions.push({kind: 'request', method, url: request.url});
 		return {status: 200, headers: {}, body: Buffer.alloc(0)};
+	}
+
+	// ---- backups: writes are recorded, reads of the machine go through ----
+
+	async ageEncryptFile(input: string, output: string, _to: EncryptTo, mode: number): Promise<void> {
+		this.actions.push({kind: 'write', path: output, mode, bytes: (await this.stat(input))?.size ?? 0});
+	}
+
+	async ageDecryptFile(_input: string, output: string, _keys: DecryptWith, mode: number): Promise<void> {
+		this.actions.push({kind: 'write', path: output, mode, bytes: 0});
+	}
+
+	async ageDecrypt(input: string, keys: DecryptWith): Promise<Buffer> {
+		return this.inner.ageDecrypt(input, keys);
+	}
+
+	async ageDecryptDigest(input: string, keys: DecryptWith): Promise<FileDigest> {
+		return this.inner.ageDecryptDigest(input, keys);
+	}
+
+	async digestFile(nodePath: string): Promise<FileDigest | undefined> {
+		return this.inner.digestFile(nodePath);
+	}
+
+	async makeTempDir(parent: string, prefix: string): Promise<string> {
+		const dir = path.posix.join(parent, `${prefix}DRYRUN`);
+		this.actions.push({kind: 'mkdir', path: dir, mode: 0o700});
+		return dir;
+	}
+
+	async removeTree(nodePath: string): Promise<void> {
+		this.overlay.set(path.posix.normalize(nodePath), 'removed');
+		this.actions.push({kind: 'remove', path: nodePath});
+	}
+
+	async rename(from: string, to: string): Promise<void> {
+		this.actions.push({kind: 'run', command: renderArgv(['mv', {path: from}, {path: to}])});
+	}
+
+	async startProcess(argv: Arg[]): Promise<ProcessHandle> {
+		this.actions.push({kind: 'run', command: renderArgv(argv)});
+		const exited = Promise.resolve({exitCode: 0, stdout: '', stderr: '', timedOut: false});
+		return {pid: undefined, exited, stop: async () => exited, outputTail: () => ''};
+	}
+
+	async freeLoopbackPorts(count: number): Promise<number[]> {
+		return this.inner.freeLoopbackPorts(count);
 	}
 
 	async sleep(ms: number, signal?: AbortSignal): Promise<void> {

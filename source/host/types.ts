@@ -6,6 +6,7 @@
  * Every path given to a host is a *node path* (`/etc/kubernetes/...`). The host maps it
  * under its root (`--root DIR`), so tests and demos run against a copied tree.
  */
+import type {DecryptWith, EncryptTo} from '../crypto/age.js';
 
 export type RunResult = {
 	exitCode: number;
@@ -66,6 +67,20 @@ export type HttpRequest = {
 
 export type HttpResponse = {status: number; headers: Record<string, string>; body: Buffer};
 
+/** A background process started by `Host.startProcess` (a throwaway etcd for restore-check). */
+export type ProcessHandle = {
+	readonly pid: number | undefined;
+	/** Resolves when the process has ended (never rejects). */
+	readonly exited: Promise<RunResult>;
+	/** SIGTERM, then SIGKILL after `graceMs` (default 10 s); resolves once it has ended. */
+	stop(graceMs?: number): Promise<RunResult>;
+	/** The last lines of its stdout and stderr (bounded), for error messages. */
+	outputTail(): string;
+};
+
+/** The digest of a file's content. */
+export type FileDigest = {sha256: string; bytes: number};
+
 export interface Host {
 	/** `/` on a real node, or the `--root` directory. */
 	readonly root: string;
@@ -105,6 +120,35 @@ export interface Host {
 	 * requests in flight do not each pay a TLS handshake.
 	 */
 	request(request: HttpRequest): Promise<HttpResponse>;
+
+	// ---- backups (source/backup) ----
+
+	/**
+	 * Encrypt a file in the age format, streaming (constant memory), into `output`: a
+	 * dot-prefixed temporary file beside it, fsync, rename; removed on failure.
+	 */
+	ageEncryptFile(input: string, output: string, to: EncryptTo, mode: number): Promise<void>;
+	/**
+	 * Decrypt an age file into `output` (mode 0600 or `mode`). Only a fully authenticated
+	 * plaintext is renamed into place; on failure the temporary file is deleted.
+	 */
+	ageDecryptFile(input: string, output: string, keys: DecryptWith, mode: number): Promise<void>;
+	/** Decrypt an age file into memory (small files only, such as an encryption config). */
+	ageDecrypt(input: string, keys: DecryptWith): Promise<Buffer>;
+	/** sha256 of the plaintext of an age file, decrypted chunk by chunk; nothing is written. */
+	ageDecryptDigest(input: string, keys: DecryptWith): Promise<FileDigest>;
+	/** sha256 and size of a file, streamed; undefined when it does not exist. */
+	digestFile(nodePath: string): Promise<FileDigest | undefined>;
+	/** Create a fresh private (0700) directory `<parent>/<prefix>XXXXXX`; returns its node path. */
+	makeTempDir(parent: string, prefix: string): Promise<string>;
+	/** Remove a file or a directory tree; no error when missing. */
+	removeTree(nodePath: string): Promise<void>;
+	/** Rename a file or directory (same file system), then fsync the parent directory. */
+	rename(from: string, to: string): Promise<void>;
+	/** Start a long-running command in the background (execa, no shell). */
+	startProcess(argv: Arg[], options?: Pick<RunOptions, 'env' | 'cwd'>): Promise<ProcessHandle>;
+	/** Loopback TCP ports that were free a moment ago (for a throwaway server). */
+	freeLoopbackPorts(count: number): Promise<number[]>;
 
 	sleep(ms: number, signal?: AbortSignal): Promise<void>;
 	now(): Date;

@@ -356,8 +356,13 @@ export function renderEncryptionConfig(rules: ResourceRule[], template: string =
 	return doc.toString({indent: 2, indentSeq: true, lineWidth: 0});
 }
 
+/** A KMS v2 plugin to configure (no key material: the plugin holds the key). */
+export type KmsRequest = {name: string; endpoint: string; timeout?: string};
+
 export type EnsureRequest = {
-	provider: KeyedProviderType;
+	provider: KeyedProviderType | 'kms';
+	/** Required with provider 'kms'. */
+	kms?: KmsRequest;
 	resources: string[];
 	/**
 	 * Make the (new or existing) key of `provider` the one that encrypts new writes. When
@@ -398,15 +403,25 @@ export function ensureEncryption(existing: ExistingConfig | undefined, request: 
 	const warnings: string[] = [];
 	let added: EncryptionKey | undefined;
 	const key = (): EncryptionKey => (added ??= {name: request.keyName, secret: request.newSecret()});
+	const kms = request.kms;
+	if (request.provider === 'kms' && !kms) throw new Error('internal: ensureEncryption with provider kms needs the plugin settings');
+	/** The provider to add: a new key, or the KMS v2 plugin. */
+	const fresh = (): Provider =>
+		request.provider === 'kms'
+			? {type: 'kms', apiVersion: 'v2', name: kms!.name, endpoint: kms!.endpoint, ...(kms!.timeout ? {timeout: kms!.timeout} : {})}
+			: {type: request.provider, keys: [key()]};
+	/** Whether an existing provider is the one asked for (a KMS plugin is matched by name). */
+	const matches = (provider: Provider): boolean =>
+		request.provider === 'kms' ? provider.type === 'kms' && provider.name === kms!.name : provider.type === request.provider;
+	const label = request.provider === 'kms' ? `KMS v2 plugin ${kms?.name}` : `${request.provider} key ${request.keyName}`;
 	const newRule = (resources: string[]): ResourceRule => {
-		const fresh: Provider = {type: request.provider, keys: [key()]};
-		return {resources, providers: request.makePrimary ? [fresh, {type: 'identity'}] : [{type: 'identity'}, fresh]};
+		return {resources, providers: request.makePrimary ? [fresh(), {type: 'identity'}] : [{type: 'identity'}, fresh()]};
 	};
 
 	if (!existing) {
 		const text = renderEncryptionConfig([newRule([...request.resources])]);
 		notes.push(
-			`New EncryptionConfiguration: ${request.resources.join(', ')} encrypted with ${request.provider} key ${request.keyName}` +
+			`New EncryptionConfiguration: ${request.resources.join(', ')} encrypted with ${label}` +
 				(request.makePrimary ? '; identity stays last so objects still in plaintext remain readable.' : ' (read-only for now: identity stays first).'),
 		);
 		return {text, changed: true, added, notes, warnings};
@@ -426,7 +441,7 @@ export function ensureEncryption(existing: ExistingConfig | undefined, request: 
 	const edits: Edit[] = [];
 	for (const [index, resources] of [...touched.entries()].sort((a, b) => a[0] - b[0])) {
 		const rule = config.resources[index]!;
-		const position = rule.providers.findIndex(p => p.type === request.provider);
+		const position = rule.providers.findIndex(matches);
 		const others = rule.resources.filter(r => !resources.includes(r));
 		const affects = others.length > 0 ? ` (this rule also covers ${others.join(', ')})` : '';
 		if (position === 0) {
@@ -444,7 +459,7 @@ export function ensureEncryption(existing: ExistingConfig | undefined, request: 
 		}
 		edits.push({index, action: 'insert', at: request.makePrimary ? 0 : 1});
 		notes.push(
-			`${resources.join(', ')}: add ${request.provider} key ${request.keyName} ${request.makePrimary ? 'as the primary provider' : 'for reading only (not primary)'}; existing providers are kept${affects}.`,
+			`${resources.join(', ')}: add ${label} ${request.makePrimary ? 'as the primary provider' : 'for reading only (not primary)'}; existing providers are kept${affects}.`,
 		);
 		if (others.length > 0) warnings.push(`Rule resources[${index}] also covers ${others.join(', ')}: they get the same providers.`);
 	}
@@ -454,7 +469,7 @@ export function ensureEncryption(existing: ExistingConfig | undefined, request: 
 	let appendedRule: ResourceRule | undefined;
 	if (uncovered.length > 0) {
 		appendedRule = newRule(uncovered);
-		notes.push(`${uncovered.join(', ')}: not covered by any rule; add a rule with ${request.provider} key ${request.keyName}${request.makePrimary ? ' and identity last' : ' (read-only: identity first)'}.`);
+		notes.push(`${uncovered.join(', ')}: not covered by any rule; add a rule with ${label}${request.makePrimary ? ' and identity last' : ' (read-only: identity first)'}.`);
 	}
 	const text = editYaml(existing.text, doc => {
 		const rules = doc.get('resources', true) as unknown as YAMLSeq;
@@ -465,7 +480,7 @@ export function ensureEncryption(existing: ExistingConfig | undefined, request: 
 				const [node] = providers.items.splice(edit.from, 1);
 				providers.items.unshift(node);
 			} else {
-				providers.items.splice(Math.min(edit.at, providers.items.length), 0, doc.createNode(providerToYaml({type: request.provider, keys: [key()]})));
+				providers.items.splice(Math.min(edit.at, providers.items.length), 0, doc.createNode(providerToYaml(fresh())));
 			}
 		}
 		if (appendedRule) insertRule(doc, rules, appendedRule);

@@ -25,7 +25,9 @@ export type LiveOptions = {
 export async function discoverLive(host: Host, facts: Facts, options: LiveOptions = {}): Promise<Facts> {
 	const cluster = await discoverCluster(host, options.kubeconfig ?? adminKubeconfig);
 	const atRest = await discoverAtRest(host, facts, options.deep ?? false);
-	return {...facts, cluster, atRest};
+	// An image without a version tag (a digest, a private registry's naming): /version tells.
+	const apiserver = facts.apiserver.version || !cluster.version ? facts.apiserver : {...facts.apiserver, version: cluster.version};
+	return {...facts, apiserver, cluster, atRest};
 }
 
 /** Resources the config names (wildcards cannot be scanned by name), default secrets. */

@@ -17,6 +17,7 @@ import {
 	secretsInText,
 	secretsOfConfig,
 } from '../kube/encryption-config.js';
+import type {KmsRequest} from '../kube/encryption-config.js';
 import {isUnder, versionAtLeast} from '../kube/manifest.js';
 import {InputError, type AnswerValue, type Change, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
 import {defaultManifestsDir} from './discover.js';
@@ -25,7 +26,13 @@ import type {Facts, KeyedProviderType} from './facts.js';
 export const encryptionConfigStageId = 'encryption-config';
 export const configMode = 0o600;
 
-export const providerWarnings: Record<KeyedProviderType, string | undefined> = {
+export type ProviderChoice = KeyedProviderType | 'kms';
+
+/** First kube-apiserver release where KMS v2 is stable. */
+export const kmsV2Since = '1.29';
+
+export const providerWarnings: Record<ProviderChoice, string | undefined> = {
+	kms: 'KMS v2: etcd-harden writes the configuration only. The plugin must already be running at the endpoint on every control-plane node, or the apiserver never becomes ready and the restart gate undoes the change.',
 	secretbox: undefined,
 	aesgcm: 'aesgcm must be rotated every 200,000 writes (nonce reuse breaks it); prefer secretbox unless you rotate keys automatically.',
 	aescbc: 'aescbc is weak: padding oracle; use only for compatibility.',
@@ -35,7 +42,9 @@ const customChoice = 'custom';
 
 /** The answers this stage understands, normalised. */
 export type EncryptionAnswers = {
-	provider: KeyedProviderType;
+	provider: ProviderChoice;
+	/** With provider kms. */
+	kms?: KmsRequest;
 	resources: string[];
 	path: string;
 	/** Undefined: the default (primary for a new config, not primary when merging). */
@@ -49,8 +58,24 @@ export function defaultPathFor(facts: Facts): string {
 /** Read and check this stage's answers; bad ones throw InputError naming the answer and the fix. */
 export function readAnswers(facts: Facts, answers: StageAnswers): EncryptionAnswers {
 	const provider = answers['provider'] ?? 'secretbox';
-	if (typeof provider !== 'string' || !keyedProviders.includes(provider as KeyedProviderType)) {
-		throw new InputError(`${encryptionConfigStageId}.provider: ${JSON.stringify(provider)} is not a provider; use one of ${keyedProviders.join(', ')}.`);
+	if (typeof provider !== 'string' || !(provider === 'kms' || keyedProviders.includes(provider as KeyedProviderType))) {
+		throw new InputError(`${encryptionConfigStageId}.provider: ${JSON.stringify(provider)} is not a provider; use one of ${keyedProviders.join(', ')}, kms.`);
+	}
+	let kms: KmsRequest | undefined;
+	if (provider === 'kms') {
+		const version = facts.apiserver.version ?? facts.cluster?.version;
+		if (!versionAtLeast(version, kmsV2Since)) {
+			throw new InputError(
+				`${encryptionConfigStageId}.provider: KMS v2 needs kube-apiserver ${kmsV2Since} or newer (this node runs ${version ?? 'an unknown version'}). ` +
+					'Upgrade the control plane first, or choose secretbox.',
+			);
+		}
+		const name = answers['kmsName'];
+		const endpoint = answers['kmsEndpoint'];
+		const timeout = answers['kmsTimeout'] ?? '3s';
+		const problem = kmsNameProblem(name) ?? kmsEndpointProblem(endpoint) ?? kmsTimeoutProblem(timeout);
+		if (problem) throw new InputError(`${encryptionConfigStageId}: ${problem}`);
+		kms = {name: name as string, endpoint: endpoint as string, timeout: timeout as string};
 	}
 	const resources = resourceList(answers['resources'] ?? ['secrets'], answers['customResources']);
 	const resourceProblem = resourcesProblem(resources, facts);
@@ -62,7 +87,24 @@ export function readAnswers(facts: Facts, answers: StageAnswers): EncryptionAnsw
 	if (primary !== undefined && typeof primary !== 'boolean') {
 		throw new InputError(`${encryptionConfigStageId}.primary: must be true or false.`);
 	}
-	return {provider: provider as KeyedProviderType, resources, path, primary};
+	return {provider: provider as ProviderChoice, ...(kms ? {kms} : {}), resources, path, primary};
+}
+
+function kmsNameProblem(value: AnswerValue | undefined): string | undefined {
+	if (typeof value !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value) || value.includes(':')) {
+		return 'kmsName: give the plugin a name of letters, digits, dots, dashes and underscores (it is stored in every encrypted value, so keep it stable).';
+	}
+	return undefined;
+}
+
+function kmsEndpointProblem(value: AnswerValue | undefined): string | undefined {
+	if (typeof value !== 'string' || !/^unix:\/\/\/.+/.test(value)) return 'kmsEndpoint: give the plugin socket as unix:///path/to/kms.sock.';
+	return undefined;
+}
+
+function kmsTimeoutProblem(value: AnswerValue | undefined): string | undefined {
+	if (typeof value !== 'string' || !/^\d+(ms|s|m)$/.test(value)) return 'kmsTimeout: give a duration such as 3s.';
+	return undefined;
 }
 
 /** resources answer (list or comma-separated text) plus the custom list, without "custom". */
@@ -113,8 +155,37 @@ function questions(facts: Facts, _answers: StageAnswers): Question[] {
 				{value: 'secretbox', label: 'secretbox', hint: 'recommended'},
 				{value: 'aesgcm', label: 'aesgcm', hint: 'must be rotated every 200,000 writes'},
 				{value: 'aescbc', label: 'aescbc', hint: 'weak: padding oracle; use only for compatibility'},
+				{value: 'kms', label: 'KMS v2 plugin', hint: `production recommendation; kube-apiserver ${kmsV2Since}+, plugin already running`},
 			],
 			default: 'secretbox',
+			validate: value =>
+				value === 'kms' && !versionAtLeast(facts.apiserver.version ?? facts.cluster?.version, kmsV2Since)
+					? `KMS v2 needs kube-apiserver ${kmsV2Since} or newer (this node runs ${facts.apiserver.version ?? facts.cluster?.version ?? 'an unknown version'}).`
+					: undefined,
+		},
+		{
+			id: 'kmsName',
+			kind: 'text',
+			message: 'KMS plugin name',
+			default: 'kms-plugin',
+			when: answers => answers['provider'] === 'kms',
+			validate: value => kmsNameProblem(value),
+		},
+		{
+			id: 'kmsEndpoint',
+			kind: 'text',
+			message: 'KMS plugin socket (unix:///…)',
+			default: 'unix:///var/run/kmsplugin/socket.sock',
+			when: answers => answers['provider'] === 'kms',
+			validate: value => kmsEndpointProblem(value),
+		},
+		{
+			id: 'kmsTimeout',
+			kind: 'text',
+			message: 'Timeout for calls to the KMS plugin',
+			default: '3s',
+			when: answers => answers['provider'] === 'kms',
+			validate: value => kmsTimeoutProblem(value),
 		},
 		{
 			id: 'resources',
@@ -220,6 +291,7 @@ function willAddKey(facts: Facts, answers: StageAnswers): boolean {
 	}
 	const enc = facts.encryption;
 	const existing = enc.config && enc.text !== undefined ? {text: enc.text, config: enc.config, path: enc.path} : undefined;
+	if (choice.provider === 'kms') return false; // the plugin holds the key
 	const result = ensureEncryption(existing, {
 		provider: choice.provider,
 		resources: choice.resources,
@@ -279,6 +351,7 @@ function plan(facts: Facts, answers: StageAnswers, context: {randomBytes(size: n
 	const keyName = nextKeyName(existing?.config);
 	const result = ensureEncryption(existing, {
 		provider: choice.provider,
+		...(choice.kms ? {kms: choice.kms} : {}),
 		resources: choice.resources,
 		makePrimary,
 		keyName,
@@ -297,7 +370,7 @@ function plan(facts: Facts, answers: StageAnswers, context: {randomBytes(size: n
 	} else if (result.added) {
 		summary = `${existing ? 'Add' : 'Write'} ${choice.provider} key ${result.added.name} ${existing ? `to ${choice.path}` : `in a new ${choice.path}`}, mode 0600`;
 	} else if (result.changed) {
-		summary = `Update ${choice.path}: ${choice.provider} becomes the primary provider, mode 0600`;
+		summary = `Update ${choice.path}: ${choice.provider === 'kms' ? `KMS v2 plugin ${choice.kms?.name}` : choice.provider} ${existing ? 'becomes the primary provider' : 'encrypts new writes'}, mode 0600`;
 	} else {
 		summary = `Set mode 0600 on ${choice.path} (it is ${formatMode(enc.mode)}): the file holds key material`;
 	}

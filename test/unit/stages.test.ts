@@ -205,7 +205,7 @@ describe('answers', () => {
 		const host = MemoryHost.fromDir(demoDir);
 		const bad = async (answers: Record<string, unknown>) => planRun(host, {'encryption-config': answers as never});
 		await expect(bad({provider: 'rot13'})).rejects.toThrow(InputError);
-		await expect(bad({provider: 'rot13'})).rejects.toThrow('encryption-config.provider: "rot13" is not a provider; use one of secretbox, aesgcm, aescbc.');
+		await expect(bad({provider: 'rot13'})).rejects.toThrow('encryption-config.provider: "rot13" is not a provider; use one of secretbox, aesgcm, aescbc, kms.');
 		await expect(bad({path: 'enc.yaml'})).rejects.toThrow(/encryption-config\.path: "enc\.yaml" is not an absolute path/);
 		await expect(bad({path: '/etc/kubernetes/manifests/enc.yaml'})).rejects.toThrow(/kubelet runs every file as a static pod/);
 		await expect(bad({resources: []})).rejects.toThrow(/choose at least one resource/);
