@@ -31,7 +31,9 @@ import {scanResources} from '../etcd/scan.js';
  * reencrypt — params: kubeconfig?, url?, resources: string[], concurrency? (16), rate?
  *   (objects/s), pageSize? (500), method? ('patch'), fingerprint? (a hash identifying the
  *   config; enables resuming an interrupted run's progress), targets?: [{resource, namespace?, name}]
- *   (targeted mode: exactly these objects).
+ *   (targeted mode: exactly these objects), or targeted: true with configPath (and
+ *   manifestPath?): a raw etcd scan when the task starts lists the objects not on the
+ *   config's primary key, and only those are rewritten.
  *
  * kubeadm-config — params: kubeconfig?, url?, extraArgs: {flag: value}, extraVolumes:
  *   [{name, hostPath, mountPath, readOnly?, pathType?}]. Undo restores the previous
@@ -185,9 +187,14 @@ async function scanTargets(params: Record<string, unknown>, context: TaskContext
 		pageSize: 5000,
 		signal: context.signal,
 	});
-	return report.resources.flatMap(scan =>
-		(scan.notOnPrimary ?? []).map(ref => ({resource: scan.resource, namespace: ref.namespace, name: ref.name})),
-	);
+	const targets: ObjectTarget[] = [];
+	for (const scan of report.resources) {
+		// Never read "unknown" as "nothing to do".
+		if (scan.notOnPrimary === undefined) throw new Error(`the etcd scan of ${scan.resource} could not tell which objects are on the primary key`);
+		for (const ref of scan.notOnPrimary) targets.push({resource: scan.resource, namespace: ref.namespace, name: ref.name});
+	}
+	context.log({level: 'info', text: `The etcd scan found ${targets.length} object(s) not on the primary key.`});
+	return targets;
 }
 
 export const reencryptTask: TaskExecutor = {
