@@ -297,6 +297,27 @@ describe('re-encryption, restart gate and kubeadm-config on the real testbed', (
 		expect(await secretValue(sample.namespace, sample.name, 'username')).toBe(sample.data['username']);
 	});
 
+	it('targeted mode: a raw etcd scan at task start finds the objects not on the new primary, and only those are rewritten', async () => {
+		const key3 = {name: 'key3', secret: randomBytes(32).toString('base64')};
+		const gate = await applyConfig(encryptionConfig([key3, key2, key1]), newRunId());
+		expect(gate.ok).toBe(true);
+		// 30 secrets are updated after the rotation, so they are already on key3.
+		for (let i = 0; i < 30; i++) {
+			const secret = seededSecret(i * 7, NAMESPACES);
+			await tb.kubectl(['patch', 'secret', '-n', secret.namespace, secret.name, '--type=merge', '-p', JSON.stringify({data: {extra: Buffer.from(`v${i}`).toString('base64')}})]);
+		}
+		const before = prefixCounts(await rawValues('/registry/secrets/'));
+		expect(before['k8s:enc:secretbox:v1:key3']).toBe(30);
+		const offPrimary = Object.entries(before).filter(([label]) => label !== 'k8s:enc:secretbox:v1:key3').reduce((sum, [, count]) => sum + count, 0);
+
+		const result = await task('reencrypt', {resources: ['secrets'], targeted: true, configPath: ENC_CONFIG, manifestPath: MANIFEST}, newRunId());
+		expect(result.error).toBeUndefined();
+		expect(result.logs?.map(line => line.text)).toContain(`The etcd scan found ${offPrimary} object(s) not on the primary key.`);
+		expect(result.lastProgress).toMatchObject({done: offPrimary, total: offPrimary});
+		const after = await rawValues('/registry/secrets/');
+		expect(prefixCounts(after)).toEqual({'k8s:enc:secretbox:v1:key3': after.size});
+	});
+
 	it('kubeadm-config holds the flag and the volume afterwards; a rerun changes nothing; undo restores it byte for byte', async () => {
 		const read = async () =>
 			String((await tb.kubectl(['get', 'configmap', '-n', 'kube-system', 'kubeadm-config', '-o', 'jsonpath={.data.ClusterConfiguration}'])).stdout);
