@@ -76,11 +76,6 @@ export type ReencryptOptions = {
 	/** Continue from an earlier run's state (all mode only). */
 	resumeFrom?: ReencryptState;
 	fingerprint?: string;
-	/**
-	 * Ask for write responses as protobuf (default true): the response is discarded, and the
-	 * apiserver encodes protobuf more cheaply than JSON. Built-in types only; falls back to JSON.
-	 */
-	protobufResponses?: boolean;
 	/** How often a 409 is retried for one object before giving up (default 20). */
 	maxConflictRetries?: number;
 };
@@ -204,7 +199,6 @@ class Reencryptor {
 	private listRestarts = 0;
 	private resumedSkipped = 0;
 	private readonly state: ReencryptState;
-	private readonly writeAccept: string;
 
 	constructor(
 		private readonly api: KubeApi,
@@ -216,7 +210,6 @@ class Reencryptor {
 		this.method = options.method ?? 'patch';
 		this.maxConflictRetries = options.maxConflictRetries ?? 20;
 		this.started = this.host.now().getTime();
-		this.writeAccept = options.protobufResponses === false ? 'application/json' : 'application/vnd.kubernetes.protobuf, application/json';
 		const resumable = options.targets === undefined && options.resumeFrom?.mode === 'all' && options.resumeFrom.fingerprint === options.fingerprint;
 		this.state = {
 			version: 1,
@@ -405,10 +398,10 @@ class Reencryptor {
 		for (let attempt = 0; ; attempt++) {
 			try {
 				if (this.method === 'patch') {
-					await this.api.request('PATCH', path, {body: '{}', contentType: 'application/merge-patch+json', accept: this.writeAccept, signal});
+					await this.api.request('PATCH', path, {body: '{}', contentType: 'application/merge-patch+json', signal});
 				} else {
 					const latest = await this.api.get(path, {signal});
-					await this.api.request('PUT', path, {body: latest, accept: this.writeAccept, signal});
+					await this.api.request('PUT', path, {body: latest, signal});
 				}
 				this.counters.rewritten++;
 				return;
