@@ -1,8 +1,9 @@
 import {parseArgs} from 'node:util';
 import {parse as parseYaml} from 'yaml';
 import {InputError, type AnswerValue, type Answers} from '../engine/types.js';
+import {parseBackupFlags, type BackupCliOptions} from '../backup/cli-args.js';
 
-export const commands = ['harden', 'status', 'demo'] as const;
+export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check'] as const;
 export type Command = (typeof commands)[number];
 
 export type CliOptions = {
@@ -25,6 +26,8 @@ export type CliOptions = {
 	timeout?: number;
 	help: boolean;
 	version: boolean;
+	/** backup and restore-check (source/backup/cli.ts). */
+	backup: BackupCliOptions;
 };
 
 export const helpText = `etcd-harden: harden etcd and Kubernetes secrets at rest on a kubeadm control-plane node
@@ -34,6 +37,13 @@ Usage
   etcd-harden status [--json]      read-only findings for every stage; exit 1 when any fails
   etcd-harden demo [flags]         the wizard on a temporary copy of a built-in kubeadm-like
                                    tree (no cluster, no root needed); prints where the copy is
+  etcd-harden backup --recipient age1... | --passphrase-file FILE [--output DIR] [--keep N]
+                                   etcd snapshot, checked and age-encrypted, with the encryption
+                                   config in use and a manifest, into DIR/etcd-backup-<time>/
+  etcd-harden restore-check [BACKUP_DIR] --identity FILE | --passphrase-file FILE
+                                   decrypt a backup (default: the newest in --output), restore it
+                                   into a throwaway etcd on 127.0.0.1 and decrypt every secret
+                                   with the archived config; exit 1 when it would not restore
 
 Flags
   --dry-run             show every change as a diff or the exact command; change nothing
@@ -52,6 +62,12 @@ Flags
   --kubeconfig FILE     admin kubeconfig (default /etc/kubernetes/admin.conf)
   --timeout SECONDS     how long to wait for kube-apiserver after a manifest change before
                         undoing the stage (default 180)
+  --recipient age1...   backup: encrypt to this age public key (repeatable); the node then
+                        cannot read its own backups
+  --passphrase-file F   backup/restore-check: passphrase (first line of F) instead (scrypt)
+  --output DIR          backup: where backups go (default /var/backups/etcd-harden)
+  --keep N              backup: keep the newest N backups in DIR (default 7, 0: all)
+  --identity FILE       restore-check: age identity file (AGE-SECRET-KEY-1...) of a recipient
   --version             print the version
   -h, --help            this help
 
@@ -112,6 +128,11 @@ export function parseCli(argv: string[]): CliOptions {
 				timeout: {type: 'string'},
 				concurrency: {type: 'string'},
 				rate: {type: 'string'},
+				recipient: {type: 'string', multiple: true, default: []},
+				'passphrase-file': {type: 'string'},
+				output: {type: 'string'},
+				keep: {type: 'string'},
+				identity: {type: 'string'},
 				help: {type: 'boolean', short: 'h', default: false},
 				version: {type: 'boolean', default: false},
 			},
@@ -120,7 +141,7 @@ export function parseCli(argv: string[]): CliOptions {
 		throw new InputError(`${(error as Error).message}. See etcd-harden --help.`);
 	}
 	const {values, positionals} = parsed;
-	if (positionals.length > 1) throw new InputError(`unexpected argument "${positionals[1]}". See etcd-harden --help.`);
+	if (positionals.length > (positionals[0] === 'restore-check' ? 2 : 1)) throw new InputError(`unexpected argument "${positionals[1]}". See etcd-harden --help.`);
 	const command = (positionals[0] ?? 'harden') as Command;
 	if (!commands.includes(command)) {
 		throw new InputError(`unknown command "${positionals[0]}": use one of ${commands.join(', ')}. See etcd-harden --help.`);
@@ -143,8 +164,10 @@ export function parseCli(argv: string[]): CliOptions {
 			throw new InputError(`--timeout ${values.timeout}: give whole seconds from 10 to 3600 (default 180).`);
 		}
 	}
+	const backup = parseBackupFlags(command, values, positionals[1], set);
 	return {
 		command,
+		backup,
 		timeout,
 		deep: values.deep ?? false,
 		kubeconfig: values.kubeconfig,

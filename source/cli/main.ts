@@ -10,6 +10,8 @@ import {discover, verifyDiscoveryOptions} from '../stages/discover.js';
 import {discoverLive} from '../stages/discover-live.js';
 import {stages as allStages} from '../stages/index.js';
 import {tasks} from '../engine/tasks.js';
+import {backupStage} from '../stages/backup.js';
+import {presetBackupProgram, restoreCheckCommand} from '../backup/cli.js';
 import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
 
 export type Io = {
@@ -58,6 +60,8 @@ async function run(argv: string[], io: Io): Promise<number> {
 		return exitCodes.ok;
 	}
 
+	if (options.command === 'restore-check') return restoreCheckCommand(options, io);
+
 	let root = options.root;
 	if (options.command === 'demo') {
 		if (root !== undefined) throw new InputError('demo makes its own copied tree: drop --root, or run "etcd-harden harden --root DIR".');
@@ -76,7 +80,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 		if (!stat?.isDirectory) throw new InputError(`--root ${root}: no such directory. Pass an existing directory.`);
 	}
 	const host: Host = options.dryRun ? new RecordingHost(realHost) : realHost;
-	const {selected, skipped} = selectStages(options);
+	const {selected, skipped} = options.command === 'backup' ? {selected: [backupStage], skipped: []} : selectStages(options);
 
 	if (options.command === 'status') return status(host, selected, options, io, root);
 
@@ -87,7 +91,8 @@ async function run(argv: string[], io: Io): Promise<number> {
 		if (text === undefined) throw new InputError(`--answers ${options.answersFile}: no such file.`);
 		answers = mergeAnswers(parseAnswersFile(options.answersFile, text), options.set);
 	}
-	const knownStages = new Set(allStages.map(stage => stage.id));
+	if (options.command === 'backup') presetBackupProgram(answers);
+	const knownStages = new Set([...allStages, backupStage].map(stage => stage.id));
 	for (const stage of Object.keys(answers)) {
 		if (!knownStages.has(stage)) throw new InputError(`answers name an unknown stage "${stage}": known stages are ${[...knownStages].join(', ')}.`);
 	}
@@ -98,14 +103,15 @@ async function run(argv: string[], io: Io): Promise<number> {
 	}
 
 	const engine = createEngine({
-		command: 'harden',
+		command: options.command === 'backup' ? 'backup' : 'harden',
 		host,
 		stages: selected,
 		skipped,
 		answers,
 		interactive,
 		settings: options.timeout === undefined ? {} : {gateTimeoutSeconds: options.timeout},
-		discover: (nodeHost, runAnswers) => discoverNode(nodeHost, options, root, runAnswers),
+		// A backup needs the file facts only (etcd endpoints, the config), not a scan of etcd.
+		discover: (nodeHost, runAnswers) => (options.command === 'backup' ? discover(nodeHost) : discoverNode(nodeHost, options, root, runAnswers)),
 		tasks,
 	});
 

@@ -10,6 +10,7 @@ import {decrypt as ageDecrypt, encrypt as ageEncrypt} from '../crypto/age.js';
 import {inspectManifest} from '../kube/manifest.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
 import {scanResources} from '../etcd/scan.js';
+import {etcdBackupTask} from '../backup/tasks.js';
 
 /**
  * Executors for TaskChanges, by task name. Stages plan tasks as data (node paths, URLs,
@@ -318,4 +319,5 @@ export const tasks: TaskRegistry = {
 	'apiserver-restart-gate': apiserverRestartGate,
 	reencrypt: reencryptTask,
 	'kubeadm-config': kubeadmConfigTask,
+	'etcd-backup': etcdBackupTask,
 };

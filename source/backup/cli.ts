@@ -1,0 +1,74 @@
+/**
+ * The command-line side of `backup` and `restore-check` that does not fit the engine:
+ * restore-check is a read-only check (like `status`): it changes nothing on the node (its
+ * temporary files are private and removed), so it runs directly, prints Checks, and exits 1 when
+ * the backup would not restore. It needs no root: it can run wherever the age identity is.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {exitCodes, InputError, type Answers, type Check} from '../engine/types.js';
+import {RealHost} from '../host/real.js';
+import type {CliOptions} from '../cli/args.js';
+import {DEFAULT_OUTPUT_DIR, DEFAULT_STAGING_PARENT, isBackupId} from './manifest.js';
+import {restoreCheck, RestoreCheckInputError} from './restore-check.js';
+
+type Io = {stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; isRoot: boolean};
+
+/**
+ * The service's ExecStart needs the command that runs this very etcd-harden: node and the CLI
+ * script, unless --set backup.program=... says otherwise.
+ */
+export function presetBackupProgram(answers: Answers, argv1: string | undefined = process.argv[1]): void {
+	if (!argv1) return;
+	const stage = (answers['backup'] ??= {});
+	stage['program'] ??= /\.[cm]?js$/.test(argv1) ? `${process.execPath} ${path.resolve(argv1)}` : path.resolve(argv1);
+}
+
+export async function restoreCheckCommand(options: CliOptions, io: Io, signal?: AbortSignal): Promise<number> {
+	if (options.dryRun) throw new InputError('restore-check changes nothing on the node (only private temporary files, removed afterwards): run it without --dry-run.');
+	const root = options.root;
+	const host = new RealHost(root ?? '/');
+	const flags = options.backup;
+	let backupDir = flags.backupDir;
+	if (backupDir === undefined) {
+		const output = flags.output ?? DEFAULT_OUTPUT_DIR;
+		const newest = ((await host.listDir(output)) ?? []).filter(isBackupId).sort().pop();
+		if (newest === undefined) throw new InputError(`no etcd-backup-* directory in ${output}: pass the backup directory, or --output DIR where the backups are.`);
+		backupDir = `${output}/${newest}`;
+	}
+	if (!(await host.stat(backupDir))?.isDirectory) throw new InputError(`${backupDir}: no such backup directory.`);
+	// Root keeps the plaintext beside the tool's state; anyone else in their temporary directory.
+	const stagingParent = io.isRoot || root !== undefined ? DEFAULT_STAGING_PARENT : path.join(os.tmpdir(), `etcd-harden-${process.getuid?.() ?? 'user'}`);
+	io.stderr.write(`restore-check ${backupDir}\n`);
+	let report;
+	try {
+		report = await restoreCheck(host, {
+			backupDir,
+			...(flags.identity ? {identityFile: flags.identity} : {}),
+			...(flags.passphraseFile ? {passphraseFile: flags.passphraseFile} : {}),
+			stagingParent,
+			...(signal ? {signal} : {}),
+			onStep: label => io.stderr.write(`  ${label}\n`),
+		});
+	} catch (error) {
+		if (error instanceof RestoreCheckInputError) throw new InputError(error.message);
+		throw error;
+	}
+	if (options.json) {
+		io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+	} else {
+		for (const check of report.checks) io.stdout.write(checkLine(check));
+		io.stdout.write(
+			report.ok
+				? `\nThe backup ${report.id ?? backupDir} restores: etcd serves it and every secret decrypts with its config.\n`
+				: `\nThe backup ${report.id ?? backupDir} would NOT restore: see the failed checks above.\n`,
+		);
+	}
+	return report.ok ? exitCodes.ok : exitCodes.failed;
+}
+
+function checkLine(check: Check): string {
+	let line = `  ${check.status.toUpperCase().padEnd(4)}  ${check.title}${check.actual ? ` (${check.actual})` : ''}\n`;
+	if (check.status !== 'pass' && check.remediation) line += `        fix: ${check.remediation}\n`;
+	return line;
+}
