@@ -13,6 +13,7 @@ import {checkReady} from '../kube/restart-gate.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
 import {scanResources, scanIsClean} from '../etcd/scan.js';
 import type {AtRestFacts, AtRestResource, ClusterFacts, Facts} from './facts.js';
+import {discoverEtcdLive} from './discover-etcd.js';
 
 export const adminKubeconfig = '/etc/kubernetes/admin.conf';
 
@@ -22,7 +23,8 @@ export type LiveOptions = {
 	deep?: boolean;
 };
 
-export async function discoverLive(host: Host, facts: Facts, options: LiveOptions = {}): Promise<Facts> {
+export async function discoverLive(host: Host, fileFacts: Facts, options: LiveOptions = {}): Promise<Facts> {
+	const facts = await discoverEtcdLive(host, fileFacts);
 	const cluster = await discoverCluster(host, options.kubeconfig ?? adminKubeconfig);
 	const atRest = await discoverAtRest(host, facts, options.deep ?? false);
 	// An image without a version tag (a digest, a private registry's naming): /version tells.

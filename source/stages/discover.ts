@@ -9,6 +9,7 @@ import type {Host} from '../host/types.js';
 import {defaultConfigPath, parseEncryptionConfig} from '../kube/encryption-config.js';
 import {containerPathFor, hostPathFor, inspectManifest, ManifestError, stripUndefined} from '../kube/manifest.js';
 import type {EncryptionFacts, Facts, ManifestFacts, PkiFacts} from './facts.js';
+import {discoverEtcdCerts} from './discover-etcd.js';
 
 export const defaultManifestsDir = '/etc/kubernetes/manifests';
 export const defaultPkiDir = '/etc/kubernetes/pki';
@@ -49,7 +50,7 @@ export async function discover(host: ReadHost, options: DiscoverOptions = {}): P
 	const etcd = await readManifest(host, posix.join(manifestsDir, 'etcd.yaml'), etcdContainer);
 	const encryption = await readEncryption(host, apiserver, options.encryptionConfigPath);
 	const pki = await readPki(host, options.pkiDir ?? defaultPkiDir, [apiserver, etcd]);
-	return {root: host.root, isRoot: host.isRoot(), apiserver, etcd, encryption, pki};
+	return discoverEtcdCerts(host, {root: host.root, isRoot: host.isRoot(), apiserver, etcd, encryption, pki});
 }
 
 /** Read and inspect one static pod manifest. */

@@ -84,6 +84,10 @@ export type Facts = {
 	/** Present only when discovery probed the running control plane (etcd-harden on the node). */
 	cluster?: ClusterFacts;
 	atRest?: AtRestFacts;
+	/** Certificates the etcd and apiserver manifests name (source/stages/discover-etcd.ts). */
+	etcdCerts?: import('../etcd/tls.js').EtcdCertFacts;
+	/** Connection tests and auth state of the running etcd (live discovery only). */
+	etcdLive?: import('../etcd/tls.js').EtcdLiveFacts;
 };
 
 /** The running control plane, read through the API (only when etcd-harden runs on the node itself). */

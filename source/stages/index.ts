@@ -6,8 +6,10 @@ import type {Stage} from '../engine/types.js';
 import {apiserverManifestStage} from './apiserver-manifest.js';
 import {encryptionConfigStage} from './encryption-config.js';
 import {reencryptStage} from './reencrypt.js';
+import {etcdTlsStage} from './etcd-tls.js';
+import {etcdAuthStage} from './etcd-auth.js';
 
-export const stages: Stage[] = [encryptionConfigStage, apiserverManifestStage, reencryptStage];
+export const stages: Stage[] = [encryptionConfigStage, apiserverManifestStage, reencryptStage, etcdTlsStage, etcdAuthStage];
 
 /** Stage ids in run order. */
 export const stageIds: readonly string[] = stages.map(stage => stage.id);

@@ -234,6 +234,8 @@ describe('non-interactive run', () => {
 			['encryption-config', 'previewed'],
 			['apiserver-manifest', 'previewed'],
 			['reencrypt', 'unchanged'],
+			['etcd-tls', 'unchanged'],
+			['etcd-auth', 'unchanged'],
 		]);
 		expect(data.stages[0]!.changes[0]!.body).toContain('secret: <redacted>');
 		expect(await snapshot(root)).toEqual(before);
