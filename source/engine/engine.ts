@@ -26,6 +26,13 @@ export type TaskContext = {
 	runDir?: RunDir;
 	progress(progress: Omit<Progress, 'stageId'>): void;
 	log(line: LogLine): void;
+	/**
+	 * Ask the operator yes/no with a deadline (like iptables-apply): resolves false on "no",
+	 * when `timeoutMs` passes without an answer, or on abort. Non-interactive runs resolve
+	 * true at once (the task has already checked what it can). Optional for callers that
+	 * build a TaskContext themselves: treat a missing confirm as true.
+	 */
+	confirm?(message: string, timeoutMs: number): Promise<boolean>;
 };
 
 export type TaskExecutor = {
@@ -469,7 +476,33 @@ class EngineImpl implements Engine {
 			runDir,
 			progress: progress => this.update({progress: {...progress, stageId: stage.id}}),
 			log: line => this.addLog(line),
+			confirm: (message, timeoutMs) => this.confirmWithin(stage, message, timeoutMs),
 		};
+	}
+
+	/** A confirm prompt that answers itself "no" when its deadline passes (see TaskContext.confirm). */
+	private async confirmWithin(stage: Stage, message: string, timeoutMs: number): Promise<boolean> {
+		if (!this.options.interactive) return true;
+		const deadline = Date.now() + timeoutMs;
+		const prompt: Prompt = {type: 'confirm', stageId: stage.id, message, preview: [], deadline};
+		let expired = false;
+		const timer = setTimeout(() => {
+			if (this.state.prompt?.type !== 'confirm' || this.state.prompt.deadline !== deadline) return;
+			expired = true;
+			this.addLog({level: 'warn', text: `No answer within ${Math.round(timeoutMs / 1000)} s: taken as no.`});
+			this.respond({type: 'confirm', yes: false});
+		}, timeoutMs);
+		try {
+			while (!expired) {
+				const response = await this.ask(prompt);
+				if (response.type === 'confirm') return response.yes && !expired;
+				if (response.type === 'abort') return false;
+				// esc: there is nothing to go back to; ask again with the same deadline.
+			}
+			return false;
+		} finally {
+			clearTimeout(timer);
+		}
 	}
 
 	private async applyChange(stage: Stage, change: Change, runDir: RunDir, undo: Array<() => Promise<void>>): Promise<void> {

@@ -57,6 +57,11 @@ export type Prompt =
 			stageId: string;
 			message: string;
 			preview: PreviewItem[];
+			/**
+			 * Epoch milliseconds: a timed confirm (TaskContext.confirm) that the engine answers
+			 * "no" itself when the deadline passes. Frontends show it; its default is no.
+			 */
+			deadline?: number;
 	  };
 
 export type Progress = {

@@ -10,6 +10,8 @@ import type {AnswerValue} from '../engine/types.js';
 import {
 	checkLines,
 	confirmDefault,
+	deadlineText,
+	promptConfirmDefault,
 	formatAnswer,
 	isFinished,
 	logPrefix,
@@ -237,8 +239,9 @@ async function ask(
 
 	try {
 		if (prompt.type === 'confirm') {
-			printer.preview(state, prompt);
-			const yes = await confirm({message: prompt.message, default: confirmDefault}, context);
+			if (prompt.deadline === undefined) printer.preview(state, prompt);
+			else printer.line(deadlineText(prompt.deadline, Date.now()), 'warn');
+			const yes = await confirm({message: prompt.message, default: promptConfirmDefault(prompt)}, context);
 			unsubscribe();
 			control.confirm(yes);
 			return 'answered';

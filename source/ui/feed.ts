@@ -35,7 +35,8 @@ export function advanceFeed(feed: Feed, state: EngineState): Feed {
 	}
 
 	const prompt = state.prompt;
-	if (prompt?.type === 'confirm') {
+	// A timed confirm (deadline) asks about changes already shown: no preview to add.
+	if (prompt?.type === 'confirm' && prompt.deadline === undefined) {
 		const id = `${prompt.stageId}\n${prompt.message}\n${JSON.stringify(prompt.preview)}`;
 		if (id !== lastPreview) {
 			lastPreview = id;

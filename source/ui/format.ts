@@ -181,6 +181,17 @@ export function previewLines(item: PreviewItem): Styled[] {
 /** Enter on a preview confirm applies: the operator has just read what will change. */
 export const confirmDefault = true;
 
+/** A timed confirm (prompt.deadline, like iptables-apply) defaults to no: enter reverts. */
+export function promptConfirmDefault(prompt: {deadline?: number}): boolean {
+	return prompt.deadline === undefined ? confirmDefault : false;
+}
+
+/** "answer within 30 s (by 14:02:07 UTC); no answer means no" for a timed confirm. */
+export function deadlineText(deadline: number, now: number): string {
+	const seconds = Math.max(0, Math.ceil((deadline - now) / 1000));
+	return `answer within ${seconds} s (by ${new Date(deadline).toISOString().slice(11, 19)} UTC); no answer means no`;
+}
+
 /** "(Y/n)", "(y/N)" or "(y/n)" when there is no default. */
 export function yesNoHint(defaultValue: boolean | undefined): string {
 	if (defaultValue === true) return '(Y/n)';

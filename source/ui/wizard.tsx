@@ -10,6 +10,8 @@ import {advanceFeed, emptyFeed, type Feed, type FeedItem} from './feed.js';
 import {
 	checkLines,
 	confirmDefault,
+	deadlineText,
+	promptConfirmDefault,
 	isBusy,
 	logPrefix,
 	logTone,
@@ -162,8 +164,9 @@ function PromptView({
 		return (
 			<Box flexDirection="column">
 				<Text>
-					<Text bold>{prompt.message}</Text> <YesNoInput defaultValue={confirmDefault} isActive={isActive} onSubmit={onConfirm} />
+					<Text bold>{prompt.message}</Text> <YesNoInput defaultValue={promptConfirmDefault(prompt)} isActive={isActive} onSubmit={onConfirm} />
 				</Text>
+				{prompt.deadline === undefined ? null : <Text color="yellow">{deadlineText(prompt.deadline, Date.now())}</Text>}
 			</Box>
 		);
 	}
@@ -190,6 +193,7 @@ function PromptView({
 
 function keyHints(prompt: Prompt | undefined): string {
 	if (!prompt) return 'q quit · ctrl-c abort';
+	if (prompt.type === 'confirm' && prompt.deadline !== undefined) return 'y keep · n undo now · enter no · q quit';
 	if (prompt.type === 'confirm') return `y apply · n skip · enter ${yesNoHint(confirmDefault)} · esc back · q quit`;
 	switch (prompt.question.kind) {
 		case 'select':

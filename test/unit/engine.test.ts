@@ -272,3 +272,100 @@ describe('engine', () => {
 		expect(leftovers).toEqual([]);
 	});
 });
+
+describe('timed confirm from a task (TaskContext.confirm)', () => {
+	// A stage whose task writes a marker, asks the operator with a deadline, and fails on "no";
+	// its undo removes the marker (like the firewall's revert).
+	function confirmingStage(results: boolean[], timeoutMs: number): {stage: Stage; tasks: TaskRegistry} {
+		const tasks: TaskRegistry = {
+			ask: {
+				run: async (_params, context) => {
+					await context.host.writeFileAtomic('/etc/marker', 'applied\n', 0o600);
+					const keep = context.confirm ? await context.confirm('Keep it?', timeoutMs) : true;
+					results.push(keep);
+					if (!keep) throw new Error('not confirmed');
+				},
+				undo: async (_params, context) => {
+					await context.host.remove('/etc/marker');
+				},
+			},
+		};
+		const stage = writeStage('t', '/etc/unused', '', {plan: () => ({changes: [{kind: 'task', task: 'ask', params: {}, summary: 'ask'}]})});
+		return {stage, tasks};
+	}
+
+	async function nextPrompt(engine: ReturnType<typeof createEngine>, predicate: (prompt: NonNullable<ReturnType<typeof engine.getState>['prompt']>) => boolean) {
+		for (;;) {
+			const prompt = engine.getState().prompt;
+			if (prompt && predicate(prompt)) return prompt;
+			if (engine.getState().result) throw new Error('the run ended without the prompt');
+			await new Promise<void>(resolve => {
+				const off = engine.subscribe(() => {
+					off();
+					resolve();
+				});
+			});
+		}
+	}
+
+	test('non-interactive: resolves true and the stage is kept', async () => {
+		const results: boolean[] = [];
+		const {stage, tasks} = confirmingStage(results, 60_000);
+		const engine = createEngine({command: 'harden', host: new RealHost(root), stages: [stage], answers: {}, interactive: false, discover: noFacts, tasks});
+		expect(await engine.run()).toBe(0);
+		expect(results).toEqual([true]);
+		expect(await fs.readFile(path.join(root, 'etc/marker'), 'utf8')).toBe('applied\n');
+	});
+
+	test('interactive: a confirm prompt with a deadline; yes keeps the change', async () => {
+		const results: boolean[] = [];
+		const {stage, tasks} = confirmingStage(results, 60_000);
+		const engine = createEngine({command: 'harden', host: new RealHost(root), stages: [stage], answers: {}, interactive: true, discover: noFacts, tasks});
+		const done = engine.run();
+		const preview = await nextPrompt(engine, prompt => prompt.type === 'confirm' && prompt.deadline === undefined);
+		expect(preview.type).toBe('confirm');
+		engine.confirm(true);
+		const timed = await nextPrompt(engine, prompt => prompt.type === 'confirm' && prompt.deadline !== undefined);
+		if (timed.type !== 'confirm') throw new Error('expected a confirm');
+		expect(timed.message).toBe('Keep it?');
+		expect(timed.preview).toEqual([]);
+		expect(timed.deadline).toBeGreaterThan(Date.now());
+		engine.confirm(true);
+		expect(await done).toBe(0);
+		expect(results).toEqual([true]);
+		expect(await fs.readFile(path.join(root, 'etc/marker'), 'utf8')).toBe('applied\n');
+	});
+
+	test('interactive: no answer before the deadline is a no, and the stage is undone', async () => {
+		const results: boolean[] = [];
+		const {stage, tasks} = confirmingStage(results, 50);
+		const engine = createEngine({command: 'harden', host: new RealHost(root), stages: [stage], answers: {}, interactive: true, discover: noFacts, tasks});
+		const done = engine.run();
+		await nextPrompt(engine, prompt => prompt.type === 'confirm' && prompt.deadline === undefined);
+		engine.confirm(true);
+		// Nobody answers the timed prompt.
+		expect(await done).toBe(3);
+		expect(results).toEqual([false]);
+		await expect(fs.stat(path.join(root, 'etc/marker'))).rejects.toThrow(/ENOENT/);
+		expect(engine.getState().log.map(line => line.text).join('\n')).toMatch(/No answer within 0 s: taken as no/);
+		expect(engine.getState().stages[0]!.phase).toBe('rolled-back');
+	});
+
+	test('interactive: esc on the timed prompt asks again; abort answers no', async () => {
+		const results: boolean[] = [];
+		const {stage, tasks} = confirmingStage(results, 60_000);
+		const engine = createEngine({command: 'harden', host: new RealHost(root), stages: [stage], answers: {}, interactive: true, discover: noFacts, tasks});
+		const done = engine.run();
+		await nextPrompt(engine, prompt => prompt.type === 'confirm' && prompt.deadline === undefined);
+		engine.confirm(true);
+		const first = await nextPrompt(engine, prompt => prompt.type === 'confirm' && prompt.deadline !== undefined);
+		engine.back();
+		const again = await nextPrompt(engine, prompt => prompt.type === 'confirm' && prompt.deadline !== undefined);
+		if (first.type !== 'confirm' || again.type !== 'confirm') throw new Error('expected confirms');
+		expect(again.deadline).toBe(first.deadline);
+		engine.abort();
+		expect(await done).toBe(3);
+		expect(results).toEqual([false]);
+		await expect(fs.stat(path.join(root, 'etc/marker'))).rejects.toThrow(/ENOENT/);
+	});
+});
