@@ -12,6 +12,7 @@ import {readClusterConfiguration} from '../kube/kubeadm-config.js';
 import {checkReady} from '../kube/restart-gate.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
 import {scanResources, scanIsClean} from '../etcd/scan.js';
+import {discoverFirewall} from './discover-firewall.js';
 import type {AtRestFacts, AtRestResource, ClusterFacts, Facts} from './facts.js';
 import {discoverEtcdLive} from './discover-etcd.js';
 
@@ -29,7 +30,8 @@ export async function discoverLive(host: Host, fileFacts: Facts, options: LiveOp
 	const atRest = await discoverAtRest(host, facts, options.deep ?? false);
 	// An image without a version tag (a digest, a private registry's naming): /version tells.
 	const apiserver = facts.apiserver.version || !cluster.version ? facts.apiserver : {...facts.apiserver, version: cluster.version};
-	return {...facts, apiserver, cluster, atRest};
+	const firewall = await discoverFirewall(host, {...facts, cluster}, {kubeconfig: options.kubeconfig});
+	return {...facts, apiserver, cluster, atRest, firewall};
 }
 
 /** Resources the config names (wildcards cannot be scanned by name), default secrets. */

@@ -88,6 +88,8 @@ export type Facts = {
 	etcdCerts?: import('../etcd/tls.js').EtcdCertFacts;
 	/** Connection tests and auth state of the running etcd (live discovery only). */
 	etcdLive?: import('../etcd/tls.js').EtcdLiveFacts;
+	/** The node's firewall and etcd's peers (live only; source/stages/discover-firewall.ts). */
+	firewall?: import('../firewall/types.js').FirewallFacts;
 };
 
 /** The running control plane, read through the API (only when etcd-harden runs on the node itself). */

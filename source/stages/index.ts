@@ -6,10 +6,11 @@ import type {Stage} from '../engine/types.js';
 import {apiserverManifestStage} from './apiserver-manifest.js';
 import {encryptionConfigStage} from './encryption-config.js';
 import {reencryptStage} from './reencrypt.js';
+import {firewallStage} from './firewall.js';
 import {etcdTlsStage} from './etcd-tls.js';
 import {etcdAuthStage} from './etcd-auth.js';
 
-export const stages: Stage[] = [encryptionConfigStage, apiserverManifestStage, reencryptStage, etcdTlsStage, etcdAuthStage];
+export const stages: Stage[] = [encryptionConfigStage, apiserverManifestStage, reencryptStage, etcdTlsStage, etcdAuthStage, firewallStage];
 
 /** Stage ids in run order. */
 export const stageIds: readonly string[] = stages.map(stage => stage.id);

@@ -236,6 +236,7 @@ describe('non-interactive run', () => {
 			['reencrypt', 'unchanged'],
 			['etcd-tls', 'unchanged'],
 			['etcd-auth', 'unchanged'],
+			['firewall', 'unchanged'],
 		]);
 		expect(data.stages[0]!.changes[0]!.body).toContain('secret: <redacted>');
 		expect(await snapshot(root)).toEqual(before);
