@@ -12,7 +12,7 @@ import type {CliOptions} from '../cli/args.js';
 import {DEFAULT_OUTPUT_DIR, DEFAULT_STAGING_PARENT, isBackupId} from './manifest.js';
 import {restoreCheck, RestoreCheckInputError} from './restore-check.js';
 
-type Io = {stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; isRoot: boolean};
+type Io = {stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; isRoot: boolean; handleSignals?: boolean};
 
 /**
  * The service's ExecStart needs the command that runs this very etcd-harden: node and the CLI
@@ -24,7 +24,28 @@ export function presetBackupProgram(answers: Answers, argv1: string | undefined 
 	stage['program'] ??= /\.[cm]?js$/.test(argv1) ? `${process.execPath} ${path.resolve(argv1)}` : path.resolve(argv1);
 }
 
-export async function restoreCheckCommand(options: CliOptions, io: Io, signal?: AbortSignal): Promise<number> {
+export async function restoreCheckCommand(options: CliOptions, io: Io): Promise<number> {
+	// Ctrl-C stops at the next step and still runs the cleanup (throwaway etcd, plaintext).
+	const abort = new AbortController();
+	const onSignal = (): void => {
+		if (!abort.signal.aborted) io.stderr.write('Interrupted: stopping etcd and removing the temporary files.\n');
+		abort.abort();
+	};
+	if (io.handleSignals) {
+		process.on('SIGINT', onSignal);
+		process.on('SIGTERM', onSignal);
+	}
+	try {
+		return await restoreCheckRun(options, io, abort.signal);
+	} finally {
+		if (io.handleSignals) {
+			process.off('SIGINT', onSignal);
+			process.off('SIGTERM', onSignal);
+		}
+	}
+}
+
+async function restoreCheckRun(options: CliOptions, io: Io, signal: AbortSignal): Promise<number> {
 	if (options.dryRun) throw new InputError('restore-check changes nothing on the node (only private temporary files, removed afterwards): run it without --dry-run.');
 	const root = options.root;
 	const host = new RealHost(root ?? '/');
@@ -47,11 +68,18 @@ export async function restoreCheckCommand(options: CliOptions, io: Io, signal?: 
 			...(flags.identity ? {identityFile: flags.identity} : {}),
 			...(flags.passphraseFile ? {passphraseFile: flags.passphraseFile} : {}),
 			stagingParent,
-			...(signal ? {signal} : {}),
-			onStep: label => io.stderr.write(`  ${label}\n`),
+			signal,
+			onStep: label => {
+				if (signal.aborted) throw new Error('interrupted');
+				io.stderr.write(`  ${label}\n`);
+			},
 		});
 	} catch (error) {
 		if (error instanceof RestoreCheckInputError) throw new InputError(error.message);
+		if (signal.aborted) {
+			io.stderr.write('restore-check interrupted; nothing is left behind.\n');
+			return exitCodes.aborted;
+		}
 		throw error;
 	}
 	if (options.json) {

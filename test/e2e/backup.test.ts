@@ -293,4 +293,16 @@ describe('encrypted etcd backups that restore', () => {
 		expect(refused.stdout).toMatch(/FAIL {2}The snapshot decrypts/);
 		expect(await plaintextFiles(tb, watched)).toEqual([]);
 	});
+
+	it('a staging directory left by a killed run (plaintext) is removed by the next backup', async () => {
+		// As a run killed with SIGKILL between snapshot and encryption would leave it: its pid is gone.
+		const stale = `${STAGING}/backup-999999-AbCdEf`;
+		await shOk(tb, `mkdir -p ${stale} && chmod 700 ${stale} && cp /var/lib/etcd/member/snap/db ${stale}/snapshot.db`);
+		expect(await plaintextFiles(tb, [STAGING])).toEqual([`${stale}/snapshot.db`]);
+		const run = await cli(tb, ['backup', '--yes', '--plain', '--recipient', recipient, '--output', OUT]);
+		expect(run.exitCode, run.stderr.slice(-3000)).toBe(0);
+		expect(run.stderr).toContain(`removed ${stale}, left by an earlier run that was killed (pid 999999)`);
+		expect(await readdir(tb.hostPath(STAGING))).toEqual([]);
+		expect(await plaintextFiles(tb, watched)).toEqual([]);
+	});
 });
