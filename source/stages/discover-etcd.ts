@@ -89,7 +89,8 @@ const CURL_TIMEOUT_SECONDS = '3';
 
 /** HTTP status of a GET with curl (no client certificate, server certificate not verified). */
 async function curlStatus(host: Host, url: string, signal?: AbortSignal): Promise<{accepted: boolean; detail: string}> {
-	const argv = ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', CURL_TIMEOUT_SECONDS];
+	// HTTP/1.1: etcd's listeners hand HTTP/2 to gRPC, which answers no plain GET.
+	const argv = ['curl', '-s', '--http1.1', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', CURL_TIMEOUT_SECONDS];
 	if (url.startsWith('https://')) argv.push('-k');
 	argv.push(url);
 	const result = await host.run(argv, {readOnly: true, timeoutMs: 10_000, ...(signal ? {signal} : {})});

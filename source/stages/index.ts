@@ -6,6 +6,8 @@ import type {Stage} from '../engine/types.js';
 import {apiserverManifestStage} from './apiserver-manifest.js';
 import {encryptionConfigStage} from './encryption-config.js';
 import {reencryptStage} from './reencrypt.js';
+import {etcdTlsStage} from './etcd-tls.js';
+import {etcdAuthStage} from './etcd-auth.js';
 import {firewallStage} from './firewall.js';
 import {etcdTlsStage} from './etcd-tls.js';
 import {etcdAuthStage} from './etcd-auth.js';
