@@ -10,7 +10,6 @@ import {decrypt as ageDecrypt, encrypt as ageEncrypt} from '../crypto/age.js';
 import {inspectManifest} from '../kube/manifest.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
 import {scanResources} from '../etcd/scan.js';
-import {etcdTasks} from '../etcd/tasks.js';
 import {firewallApplyTask} from '../firewall/tasks.js';
 import {etcdTasks} from '../etcd/tasks.js';
 import {etcdBackupTask} from '../backup/tasks.js';
@@ -322,7 +321,6 @@ export const tasks: TaskRegistry = {
 	'apiserver-restart-gate': apiserverRestartGate,
 	reencrypt: reencryptTask,
 	'kubeadm-config': kubeadmConfigTask,
-	...etcdTasks,
 	'firewall-apply': firewallApplyTask,
 	...etcdTasks,
 	'etcd-backup': etcdBackupTask,

@@ -138,8 +138,4 @@ export type AtRestFacts = {
 export type LiveFacts = {
 	cluster?: ClusterFacts;
 	atRest?: AtRestFacts;
-	/** Certificates the etcd and apiserver manifests name (source/stages/discover-etcd.ts). */
-	etcdCerts?: import('../etcd/tls.js').EtcdCertFacts;
-	/** Connection tests and auth state of the running etcd (live discovery only). */
-	etcdLive?: import('../etcd/tls.js').EtcdLiveFacts;
 };

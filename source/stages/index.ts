@@ -9,8 +9,6 @@ import {reencryptStage} from './reencrypt.js';
 import {etcdTlsStage} from './etcd-tls.js';
 import {etcdAuthStage} from './etcd-auth.js';
 import {firewallStage} from './firewall.js';
-import {etcdTlsStage} from './etcd-tls.js';
-import {etcdAuthStage} from './etcd-auth.js';
 
 export const stages: Stage[] = [encryptionConfigStage, apiserverManifestStage, reencryptStage, etcdTlsStage, etcdAuthStage, firewallStage];
 
