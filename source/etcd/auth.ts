@@ -55,7 +55,8 @@ export type AuthRequest = {
  * otherwise `auth enable` would lock that client out. The message names each CN.
  */
 export function missingUsers(clients: readonly EtcdClient[], request: AuthRequest, auth: EtcdAuthFacts): EtcdClient[] {
-	const existing = new Set(Object.keys(auth.users ?? {}));
+	// An existing user counts only with a role: a user without roles is refused everything.
+	const existing = new Set(Object.entries(auth.users ?? {}).filter(([, roles]) => roles.length > 0).map(([name]) => name));
 	const planned = new Set(request.users);
 	return clients.filter(client => !existing.has(client.cn) && !planned.has(client.cn));
 }

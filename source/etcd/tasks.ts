@@ -26,6 +26,7 @@
  *   certificate (root role), falling back to the root password.
  */
 import {generateKeyPairSync} from 'node:crypto';
+import {posix} from 'node:path';
 import type {TaskContext, TaskExecutor} from '../engine/engine.js';
 import type {Arg, Host} from '../host/types.js';
 import {KubeApi} from '../kube/api.js';
@@ -145,7 +146,7 @@ export const etcdRestartGate: TaskExecutor = {
 
 // ---- etcd-client-cert ----
 
-/** openssl req configuration for a client leaf certificate (no secrets: passed on stdin). */
+/** openssl req configuration for a client leaf certificate (no secrets). */
 const CLIENT_CERT_CONFIG = ['[req]', 'distinguished_name = dn', '[dn]', '[leaf]', 'basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment', 'extendedKeyUsage = clientAuth', ''].join('\n');
 
 export const etcdClientCertTask: TaskExecutor = {
@@ -159,8 +160,12 @@ export const etcdClientCertTask: TaskExecutor = {
 		const {privateKey} = generateKeyPairSync('rsa', {modulusLength: 2048});
 		await context.host.writeFileAtomic(key, privateKey.export({type: 'pkcs8', format: 'pem'}) as string, 0o600);
 		const days = String(num(params, 'days') ?? 365);
-		const argv: Arg[] = ['openssl', 'req', '-x509', '-new', '-key', {path: key}, '-subj', `/CN=${cn}`, '-CA', {path: caCert}, '-CAkey', {path: caKey}, '-days', days, '-config', '/dev/stdin', '-extensions', 'leaf', '-out', {path: cert}];
-		const result = await context.host.run(argv, {input: CLIENT_CERT_CONFIG, timeoutMs: 60_000, signal: context.signal});
+		// The request's configuration (no secrets) sits beside the run's journal while openssl reads it.
+		const config = context.runDir ? `${context.runDir.dir}/etcd-client-cert.cnf` : `${posix.dirname(cert)}/.etcd-harden-client-cert.cnf`;
+		await context.host.writeFileAtomic(config, CLIENT_CERT_CONFIG, 0o600);
+		const argv: Arg[] = ['openssl', 'req', '-x509', '-new', '-key', {path: key}, '-subj', `/CN=${cn}`, '-CA', {path: caCert}, '-CAkey', {path: caKey}, '-days', days, '-config', {path: config}, '-extensions', 'leaf', '-out', {path: cert}];
+		const result = await context.host.run(argv, {timeoutMs: 60_000, signal: context.signal});
+		await context.host.remove(config);
 		if (result.exitCode !== 0) throw new Error(`openssl could not sign the ${cn} certificate: ${lastLines(result.stderr)}`);
 		context.log({level: 'success', text: `wrote ${cert} (CN ${cn}, signed by ${caCert}) and its key ${key} (0600)`});
 	},

@@ -114,7 +114,7 @@ function plan(facts: Facts, answers: StageAnswers, context: PlanContext): StageP
 				summary: `Issue a client certificate for ${monitoring.user}: ${cert} and ${key} (0600), signed by ${caCert}`,
 			});
 		}
-		notes.push(`The monitoring job connects with ${cert}/${key} and the etcd CA; it may read ${monitoring.prefix}* and nothing else.`);
+		notes.push(`The monitoring job connects with the certificate ${cert}, its key ${key} and the etcd CA; it may read ${monitoring.prefix}* and nothing else.`);
 	}
 	if (!auth.enabled) {
 		changes.push({
