@@ -171,9 +171,11 @@ describe('Ink wizard over the real engine and stages (demo tree)', () => {
 		await ui.waitFor(f => f.includes('(exit 3)'), 'the final frame');
 		expect(ui.frame()).toMatch(/↺ kube-apiserver manifest: rolled back/);
 		const after = await snapshot(root);
-		// The interrupted stage was undone byte for byte; the finished stage before it stays.
+		// The interrupted stage was undone byte for byte, and with it the config it was for
+		// (the two stages are one undo group): the tree is as before the run.
 		expect(after[manifestPath]).toEqual(before[manifestPath]);
-		expect(after[configPath]?.mode).toBe('600');
+		expect(after[configPath]).toBeUndefined();
+		expect(engine.getState().stages.find(stage => stage.id === 'encryption-config')?.phase).toBe('rolled-back');
 		expect(await tempFiles(root)).toEqual([]);
 	});
 });
