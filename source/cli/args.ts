@@ -77,6 +77,12 @@ Stages
                         sha256 annotation; wait for the restart (undo on failure); persist
                         in kubeadm-config
   reencrypt             rewrite every object not yet on the primary key; verify raw etcd values
+  etcd-tls              CIS 2.1-2.7 on the etcd manifest: client/peer certificates and
+                        client-cert-auth, no auto TLS, https URLs; wait for etcd and the
+                        apiserver after the restart (undo on failure); real connection tests
+  etcd-auth             etcd RBAC: root (password in /var/lib/etcd-harden, 0600, never
+                        printed), a root-role user per client certificate CN, optional
+                        read-only monitoring user; auth enable, disabled again on failure
 
 Exit codes
   0 done   1 verification or status findings failed   2 bad input or usage   3 aborted or rolled back
