@@ -3,7 +3,7 @@ import {parse as parseYaml} from 'yaml';
 import {InputError, type AnswerValue, type Answers} from '../engine/types.js';
 import {parseBackupFlags, type BackupCliOptions} from '../backup/cli-args.js';
 
-export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check'] as const;
+export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable'] as const;
 export type Command = (typeof commands)[number];
 
 export type CliOptions = {
@@ -26,6 +26,12 @@ export type CliOptions = {
 	timeout?: number;
 	help: boolean;
 	version: boolean;
+	/** rotate: apply this rotation bundle (age file) made on another control plane. */
+	bundle?: string;
+	/** rotate/disable: age identity file or passphrase file for the bundles. */
+	bundleKey?: string;
+	/** This node's name in kube-system/etcd-harden-status (default: etcd's --name, else the host name). */
+	nodeName?: string;
 	/** backup and restore-check (source/backup/cli.ts). */
 	backup: BackupCliOptions;
 };
@@ -44,6 +50,14 @@ Usage
                                    decrypt a backup (default: the newest in --output), restore it
                                    into a throwaway etcd on 127.0.0.1 and decrypt every secret
                                    with the archived config; exit 1 when it would not restore
+  etcd-harden rotate [--bundle-key FILE]
+                                   rotate the encryption key: prepare (new key, read-only),
+                                   promote (it encrypts), reencrypt, prune (old key removed only
+                                   when a raw etcd scan finds no object using it); rerun to resume
+  etcd-harden rotate --bundle FILE --bundle-key FILE
+                                   on another control plane: run the config from a rotation bundle
+  etcd-harden disable              identity first, rewrite everything in plaintext, then remove
+                                   the keys once no encrypted value remains
 
 Flags
   --dry-run             show every change as a diff or the exact command; change nothing
@@ -68,6 +82,10 @@ Flags
   --output DIR          backup: where backups go (default /var/backups/etcd-harden)
   --keep N              backup: keep the newest N backups in DIR (default 7, 0: all)
   --identity FILE       restore-check: age identity file (AGE-SECRET-KEY-1...) of a recipient
+  --bundle FILE         rotate: apply a rotation bundle written by another control plane
+  --bundle-key FILE     rotate/disable: an age identity file (bundles are encrypted to its
+                        recipient) or a file whose first line is a passphrase
+  --node-name NAME      rotate/disable/status: this node's name in kube-system/etcd-harden-status
   --version             print the version
   -h, --help            this help
 
@@ -139,6 +157,9 @@ export function parseCli(argv: string[]): CliOptions {
 				output: {type: 'string'},
 				keep: {type: 'string'},
 				identity: {type: 'string'},
+				bundle: {type: 'string'},
+				'bundle-key': {type: 'string'},
+				'node-name': {type: 'string'},
 				help: {type: 'boolean', short: 'h', default: false},
 				version: {type: 'boolean', default: false},
 			},
@@ -174,6 +195,9 @@ export function parseCli(argv: string[]): CliOptions {
 	return {
 		command,
 		backup,
+		...(values.bundle === undefined ? {} : {bundle: values.bundle}),
+		...(values['bundle-key'] === undefined ? {} : {bundleKey: values['bundle-key']}),
+		...(values['node-name'] === undefined ? {} : {nodeName: values['node-name']}),
 		timeout,
 		deep: values.deep ?? false,
 		kubeconfig: values.kubeconfig,

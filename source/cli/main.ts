@@ -12,6 +12,7 @@ import {stages as allStages} from '../stages/index.js';
 import {tasks} from '../engine/tasks.js';
 import {backupStage} from '../stages/backup.js';
 import {presetBackupProgram, restoreCheckCommand} from '../backup/cli.js';
+import {rotateCommandStages, rotationAnswers, rotationFactsFor, rotationStatusRows} from './rotate.js';
 import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
 
 export type Io = {
@@ -80,7 +81,9 @@ async function run(argv: string[], io: Io): Promise<number> {
 		if (!stat?.isDirectory) throw new InputError(`--root ${root}: no such directory. Pass an existing directory.`);
 	}
 	const host: Host = options.dryRun ? new RecordingHost(realHost) : realHost;
-	const {selected, skipped} = options.command === 'backup' ? {selected: [backupStage], skipped: []} : selectStages(options);
+	const rotating = options.command === 'rotate' || options.command === 'disable';
+	const {selected, skipped} =
+		options.command === 'backup' ? {selected: [backupStage], skipped: []} : rotating ? await rotateCommandStages(options) : selectStages(options);
 
 	if (options.command === 'status') return status(host, selected, options, io, root);
 
@@ -92,7 +95,8 @@ async function run(argv: string[], io: Io): Promise<number> {
 		answers = mergeAnswers(parseAnswersFile(options.answersFile, text), options.set);
 	}
 	if (options.command === 'backup') presetBackupProgram(answers);
-	const knownStages = new Set([...allStages, backupStage].map(stage => stage.id));
+	if (rotating) answers = await rotationAnswers(options, answers);
+	const knownStages = new Set([...allStages, backupStage, ...selected].map(stage => stage.id));
 	for (const stage of Object.keys(answers)) {
 		if (!knownStages.has(stage)) throw new InputError(`answers name an unknown stage "${stage}": known stages are ${[...knownStages].join(', ')}.`);
 	}
@@ -103,7 +107,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 	}
 
 	const engine = createEngine({
-		command: options.command === 'backup' ? 'backup' : 'harden',
+		command: options.command === 'backup' || rotating ? (options.command as 'backup' | 'rotate' | 'disable') : 'harden',
 		host,
 		stages: selected,
 		skipped,
@@ -153,7 +157,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 async function discoverNode(host: Host, options: CliOptions, root: string | undefined, runAnswers?: Answers): Promise<Facts> {
 	const facts = await discover(host, runAnswers ? verifyDiscoveryOptions(runAnswers) : {});
 	if (root !== undefined) return facts;
-	return discoverLive(host, facts, {kubeconfig: options.kubeconfig, deep: options.deep});
+	return rotationFactsFor(host, options, await discoverLive(host, facts, {kubeconfig: options.kubeconfig, deep: options.deep}));
 }
 
 function selectStages(options: CliOptions): {selected: Stage[]; skipped: Stage[]} {
@@ -170,7 +174,7 @@ type StatusRow = Check & {stage: string};
 
 async function status(host: Host, stages: Stage[], options: CliOptions, io: Io, root: string | undefined): Promise<number> {
 	const facts = await discoverNode(host, options, root);
-	const rows: StatusRow[] = stages.flatMap(stage => stage.status(facts).map(check => ({stage: stage.id, ...check})));
+	const rows: StatusRow[] = [...stages.flatMap(stage => stage.status(facts).map(check => ({stage: stage.id, ...check}))), ...rotationStatusRows(facts)];
 	const failed = rows.some(row => row.status === 'fail');
 	if (options.json) {
 		io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);

@@ -13,6 +13,7 @@ import {scanResources} from '../etcd/scan.js';
 import {firewallApplyTask} from '../firewall/tasks.js';
 import {etcdTasks} from '../etcd/tasks.js';
 import {etcdBackupTask} from '../backup/tasks.js';
+import {rotationTasks} from '../kube/rotation-tasks.js';
 
 /**
  * Executors for TaskChanges, by task name. Stages plan tasks as data (node paths, URLs,
@@ -324,4 +325,5 @@ export const tasks: TaskRegistry = {
 	'firewall-apply': firewallApplyTask,
 	...etcdTasks,
 	'etcd-backup': etcdBackupTask,
+	...rotationTasks,
 };

@@ -90,6 +90,8 @@ export type Facts = {
 	etcdLive?: import('../etcd/tls.js').EtcdLiveFacts;
 	/** The node's firewall and etcd's peers (live only; source/stages/discover-firewall.ts). */
 	firewall?: import('../firewall/types.js').FirewallFacts;
+	/** This node's name, the control planes and their reported configs (rotate, disable, status; source/kube/rotation-status.ts). */
+	rotation?: import('../kube/rotation-status.js').RotationFacts;
 };
 
 /** The running control plane, read through the API (only when etcd-harden runs on the node itself). */
