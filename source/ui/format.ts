@@ -264,12 +264,6 @@ export function logPrefix(level: 'info' | 'warn' | 'error' | 'success'): string 
 }
 
 /** CI set (and not "0"/"false") means: no animation, deterministic output. */
-export function isCi(env: NodeJS.ProcessEnv): boolean {
-	const on = (key: string) => {
-		const value = env[key];
-		return value !== undefined && value !== '0' && value !== 'false';
-	};
-	return on('CI') || on('CONTINUOUS_INTEGRATION');
-}
+export {isCi} from '../cli/ci.js';
 
 export const spinnerFrames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'] as const;
