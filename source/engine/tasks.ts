@@ -1,4 +1,5 @@
 import type {TaskContext, TaskExecutor, TaskRegistry} from './engine.js';
+import {paramNumber as num, paramString as str, paramStrings as strings} from './task-params.js';
 import type {Host} from '../host/types.js';
 import {KubeApi} from '../kube/api.js';
 import {loadKubeconfig} from '../kube/kubeconfig.js';
@@ -46,27 +47,6 @@ import {rotationTasks} from '../kube/rotation-tasks.js';
 
 const DEFAULT_KUBECONFIG = '/etc/kubernetes/admin.conf';
 const DEFAULT_MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml';
-
-function str(params: Record<string, unknown>, name: string): string | undefined {
-	const value = params[name];
-	if (value === undefined || value === null) return undefined;
-	if (typeof value !== 'string') throw new Error(`internal: task param ${name} must be a string`);
-	return value;
-}
-
-function num(params: Record<string, unknown>, name: string): number | undefined {
-	const value = params[name];
-	if (value === undefined || value === null) return undefined;
-	if (typeof value !== 'number' || !Number.isFinite(value)) throw new Error(`internal: task param ${name} must be a number`);
-	return value;
-}
-
-function strings(params: Record<string, unknown>, name: string): string[] | undefined {
-	const value = params[name];
-	if (value === undefined || value === null) return undefined;
-	if (!Array.isArray(value) || value.some(item => typeof item !== 'string')) throw new Error(`internal: task param ${name} must be a list of strings`);
-	return value as string[];
-}
 
 /** An API client for the task's kubeconfig (and local apiserver URL). */
 export async function apiFor(host: Host, params: Record<string, unknown>): Promise<KubeApi> {

@@ -28,6 +28,7 @@
 import {generateKeyPairSync} from 'node:crypto';
 import {posix} from 'node:path';
 import type {TaskContext, TaskExecutor} from '../engine/engine.js';
+import {paramNumber as num, paramString as str, paramStrings} from '../engine/task-params.js';
 import type {Arg, Host} from '../host/types.js';
 import {KubeApi} from '../kube/api.js';
 import {loadKubeconfig} from '../kube/kubeconfig.js';
@@ -37,27 +38,6 @@ import {runEtcdctl} from './etcdctl.js';
 import {etcdHealthy, readEtcdStartTime, waitForEtcd} from './tls-gate.js';
 
 const DEFAULT_ETCD_MANIFEST = '/etc/kubernetes/manifests/etcd.yaml';
-
-function str(params: Record<string, unknown>, name: string): string | undefined {
-	const value = params[name];
-	if (value === undefined || value === null) return undefined;
-	if (typeof value !== 'string') throw new Error(`internal: task param ${name} must be a string`);
-	return value;
-}
-
-function num(params: Record<string, unknown>, name: string): number | undefined {
-	const value = params[name];
-	if (value === undefined || value === null) return undefined;
-	if (typeof value !== 'number' || !Number.isFinite(value)) throw new Error(`internal: task param ${name} must be a number`);
-	return value;
-}
-
-function strings(params: Record<string, unknown>, name: string): string[] {
-	const value = params[name];
-	if (value === undefined || value === null) return [];
-	if (!Array.isArray(value) || value.some(item => typeof item !== 'string')) throw new Error(`internal: task param ${name} must be a list of strings`);
-	return value as string[];
-}
 
 function connection(params: Record<string, unknown>, name: string): EtcdConnection {
 	const value = params[name] as Partial<EtcdConnection> | undefined;
@@ -354,3 +334,8 @@ export const etcdTasks = {
 	'etcd-auth-users': etcdAuthUsersTask,
 	'etcd-auth-enable': etcdAuthEnableTask,
 } satisfies Record<string, TaskExecutor>;
+
+/** A list param; absent means empty. */
+function strings(params: Record<string, unknown>, name: string): string[] {
+	return paramStrings(params, name) ?? [];
+}
