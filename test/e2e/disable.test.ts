@@ -13,7 +13,7 @@ afterEach(async () => {
 });
 
 describe('etcd-harden disable', () => {
-	it('disable then enable again: every secret readable throughout, plaintext in between, key2 at the end', async () => {
+	it('disable then enable again: every secret readable throughout, plaintext in between, every secret on the fresh key at the end', async () => {
 		tb = await startTestbed({secrets: SECRETS, configMaps: 5, namespaces: 3});
 		expect((await cli(tb, ENABLE)).exitCode).toBe(0);
 		const reader = startReader(tb, SECRETS);
