@@ -27,7 +27,7 @@ beforeAll(() => {
 	// `npm test` builds first; a direct vitest run builds here when dist is missing or stale.
 	if (!fs.existsSync(cli) || fs.statSync(cli).mtimeMs < newestSource()) {
 		try {
-			execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], {cwd: repoDir, stdio: 'pipe'});
+			execFileSync('npm', ['run', 'build', '--silent'], {cwd: repoDir, stdio: 'pipe'});
 		} catch (error) {
 			// tsc still emits JavaScript when some file elsewhere has a type error; the
 			// typecheck is its own gate. Only a missing CLI stops these tests.
