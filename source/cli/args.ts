@@ -101,6 +101,12 @@ Stages
   etcd-auth             etcd RBAC: root (password in /var/lib/etcd-harden, 0600, never
                         printed), a root-role user per client certificate CN, optional
                         read-only monitoring user; auth enable, disabled again on failure
+  firewall              etcd's ports 2379/2380 only from loopback, this node, the etcd
+                        members and control-plane nodes (+ --set firewall.client-cidrs=,
+                        peer-cidrs=, exclude=, log=true): chain ETCD-HARDEN (iptables legacy
+                        or nf_tables, IPv4+IPv6) or table inet etcd_harden (backend=iptables|
+                        nftables; default: the one in use); member health and /readyz checked,
+                        then confirmed within confirm-timeout= seconds (30) or reverted exactly
 
 Exit codes
   0 done   1 verification or status findings failed   2 bad input or usage   3 aborted or rolled back
