@@ -21,7 +21,7 @@ export type Io = {
 	stderr: NodeJS.WriteStream;
 	/** Effective uid is 0 (injectable for tests). */
 	isRoot: boolean;
-	/** Install SIGINT/SIGTERM handlers (off in in-process tests). */
+	/** Install SIGINT/SIGTERM/SIGHUP handlers (off in in-process tests). */
 	handleSignals: boolean;
 };
 
@@ -120,11 +120,34 @@ async function run(argv: string[], io: Io): Promise<number> {
 	});
 
 	const onSignal = (): void => engine.abort();
+	let hungUp = false;
+	const onHangup = (): void => {
+		// The terminal is gone (a dropped ssh session): writing to it can only fail now, and
+		// that must not stop the undo (above all of an unconfirmed firewall).
+		hungUp = true;
+		for (const stream of [io.stdout, io.stderr, io.stdin]) stream.on('error', () => undefined);
+		engine.abort();
+	};
+	// A vanished terminal also surfaces as EIO from the prompt library's readline (raw mode on a
+	// closed tty), possibly before SIGHUP arrives: treat it as the hangup. Anything else keeps
+	// Node's default (the error is rethrown without this handler).
+	const onUncaught = (error: Error): void => {
+		if ((error as NodeJS.ErrnoException).code === 'EIO') {
+			if (!hungUp) onHangup();
+			return;
+		}
+		process.off('uncaughtException', onUncaught);
+		process.nextTick(() => {
+			throw error;
+		});
+	};
 	// Stops the frontend (and gives the terminal back) if the engine throws without a result.
 	const frontendStop = new AbortController();
 	if (io.handleSignals) {
 		process.on('SIGINT', onSignal);
 		process.on('SIGTERM', onSignal);
+		process.on('SIGHUP', onHangup);
+		process.on('uncaughtException', onUncaught);
 	}
 	try {
 		// Ink only draws the final frame when CI is set, so CI gets the plain frontend.
@@ -137,8 +160,15 @@ async function run(argv: string[], io: Io): Promise<number> {
 			const {runPlain} = await import('../plain/index.js');
 			frontend = runPlain(engine, {input: io.stdin, output: io.stderr});
 		}
+		// A frontend that fails (its terminal gone) stops the run safely instead of the process.
+		let frontendError: unknown;
+		const frontendDone = frontend.catch((error: unknown) => {
+			frontendError = error;
+			engine.abort();
+		});
 		const exitCode = await engine.run();
-		await frontend;
+		await frontendDone;
+		if (frontendError !== undefined && !hungUp) throw frontendError;
 		printResult(engine.getState(), options, io, root);
 		return exitCode;
 	} finally {
@@ -146,6 +176,8 @@ async function run(argv: string[], io: Io): Promise<number> {
 		if (io.handleSignals) {
 			process.off('SIGINT', onSignal);
 			process.off('SIGTERM', onSignal);
+			process.off('SIGHUP', onHangup);
+			process.off('uncaughtException', onUncaught);
 		}
 	}
 }

@@ -149,7 +149,13 @@ class EngineImpl implements Engine {
 
 	private update(patch: Partial<EngineState>): void {
 		this.state = {...this.state, ...patch};
-		for (const listener of this.listeners) listener();
+		for (const listener of this.listeners) {
+			try {
+				listener();
+			} catch {
+				// A frontend that cannot render (its terminal gone) must not stop an apply or an undo.
+			}
+		}
 	}
 
 	private updateStage(index: number, patch: Partial<StageView>): void {
