@@ -13,6 +13,7 @@ import {tasks} from '../engine/tasks.js';
 import {backupStage} from '../stages/backup.js';
 import {presetBackupProgram, restoreCheckCommand} from '../backup/cli.js';
 import {rotateCommandStages, rotationAnswers, rotationFactsFor, rotationStatusRows} from './rotate.js';
+import {isCi} from './ci.js';
 import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
 
 export type Io = {
@@ -151,7 +152,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 	}
 	try {
 		// Ink only draws the final frame when CI is set, so CI gets the plain frontend.
-		const useInk = interactive && !options.plain && Boolean(io.stderr.isTTY) && !process.env['CI'];
+		const useInk = interactive && !options.plain && Boolean(io.stderr.isTTY) && !isCi(process.env);
 		let frontend: Promise<void>;
 		if (useInk) {
 			const {runInk} = await import('../ui/index.js');
