@@ -210,7 +210,9 @@ async function status(host: Host, stages: Stage[], options: CliOptions, io: Io, 
 	const rows: StatusRow[] = [...stages.flatMap(stage => stage.status(facts).map(check => ({stage: stage.id, ...check}))), ...rotationStatusRows(facts)];
 	const failed = rows.some(row => row.status === 'fail');
 	if (options.json) {
-		io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+		// For monitoring jobs: PASS/FAIL/WARN, as the CIS benchmark and the text output write them.
+		const json = rows.map(row => ({...row, status: row.status.toUpperCase()}));
+		io.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
 	} else {
 		let previous: string | undefined;
 		for (const row of rows) {

@@ -121,8 +121,8 @@ describe('encryption at rest on a live control plane', () => {
 
 		const status = await cli(tb, ['status', '--json']);
 		const rows = JSON.parse(status.stdout) as Array<{id: string; status: string}>;
-		expect(rows.filter(row => row.status === 'fail')).toEqual([]);
-		expect(rows.find(row => row.id === 'at-rest.secrets')?.status).toBe('pass');
+		expect(rows.filter(row => row.status === 'FAIL')).toEqual([]);
+		expect(rows.find(row => row.id === 'at-rest.secrets')?.status).toBe('PASS');
 		expect(status.exitCode).toBe(0);
 	});
 

@@ -131,7 +131,7 @@ describe('etcd RBAC authentication on the real testbed', () => {
 		const status = await cli(tb, ['status', '--json', '--only', 'etcd-auth']);
 		const rows = new Map((JSON.parse(status.stdout) as Row[]).map(row => [row.id, row]));
 		for (const id of ['etcd.auth.enabled', 'etcd.auth.client-users', 'etcd.auth.root', 'etcd.auth.root-password-file']) {
-			expect(rows.get(id)?.status, `${id}: ${JSON.stringify(rows.get(id))}`).toBe('pass');
+			expect(rows.get(id)?.status, `${id}: ${JSON.stringify(rows.get(id))}`).toBe('PASS');
 		}
 
 		const again = await cli(tb, ['--yes', '--plain', '--only', 'etcd-auth', '--set', 'etcd-auth.monitoring=true', '--set', 'etcd-auth.monitoringPrefix=/monitoring/']);

@@ -83,16 +83,16 @@ describe('etcd transport security on a real etcd with weak flags', () => {
 		expect(await curl(tb, ['-k', `https://${tb.nodeIp}:2380/version`])).toBe('200');
 		const rows = await status(tb);
 		for (const id of ['2.2', '2.3', '2.5', '2.6', '2.7', 'etcd.conn.no-client-cert', 'etcd.conn.peer-cert']) {
-			expect(rows.get(id)?.status, `${id}: ${JSON.stringify(rows.get(id))}`).toBe('fail');
+			expect(rows.get(id)?.status, `${id}: ${JSON.stringify(rows.get(id))}`).toBe('FAIL');
 			expect(rows.get(id)?.remediation).toBeTruthy();
 		}
 		for (const id of ['2.1', '2.4', '1.2.24', '1.2.27', 'apiserver.etcd-servers-https', 'etcd.client-urls-https', 'etcd.conn.plaintext', 'etcd.conn.apiserver-cert']) {
-			expect(rows.get(id)?.status, `${id}: ${JSON.stringify(rows.get(id))}`).toBe('pass');
+			expect(rows.get(id)?.status, `${id}: ${JSON.stringify(rows.get(id))}`).toBe('PASS');
 		}
 		expect(rows.get('2.2')?.actual).toBe('--client-cert-auth=false');
-		expect(rows.get('etcd.cert.server.expiry')?.status).toBe('pass');
-		expect(rows.get('etcd.cert.server.sans')?.status).toBe('pass');
-		expect(rows.get('etcd.cert.apiserverClient.key-usage')?.status).toBe('pass');
+		expect(rows.get('etcd.cert.server.expiry')?.status).toBe('PASS');
+		expect(rows.get('etcd.cert.server.sans')?.status).toBe('PASS');
+		expect(rows.get('etcd.cert.apiserverClient.key-usage')?.status).toBe('PASS');
 		// The CIS status of the weak node is a failure for monitoring.
 		const run = await cli(tb, ['status', '--only', 'etcd-tls']);
 		expect(run.exitCode).toBe(1);
@@ -151,10 +151,10 @@ describe('etcd transport security on a real etcd with weak flags', () => {
 
 		const rows = await status(tb);
 		for (const id of ['2.1', '2.2', '2.3', '2.4', '2.5', '2.6', '2.7', 'etcd.conn.plaintext', 'etcd.conn.no-client-cert', 'etcd.conn.apiserver-cert', 'etcd.conn.peer-cert']) {
-			expect(rows.get(id)?.status, `${id}: ${JSON.stringify(rows.get(id))}`).toBe('pass');
+			expect(rows.get(id)?.status, `${id}: ${JSON.stringify(rows.get(id))}`).toBe('PASS');
 		}
 		// Everything but encryption at rest (CIS 1.2.28, other stages) passes.
-		expect([...rows.values()].filter(row => row.status === 'fail' && !row.id.startsWith('1.2.28'))).toEqual([]);
+		expect([...rows.values()].filter(row => row.status === 'FAIL' && !row.id.startsWith('1.2.28'))).toEqual([]);
 
 		const starts = await tb.podStarts('etcd');
 		const again = await cli(tb, ['--yes', '--plain', '--only', 'etcd-tls']);

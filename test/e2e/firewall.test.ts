@@ -205,12 +205,12 @@ describe.each(backends)('firewall stage: $name', backend => {
 	test('status: complete after applying; a flush (e.g. a firewalld reload) fails it, and a rerun repairs it', async () => {
 		const good = await net.tool(['status', '--only', 'firewall', '--json']);
 		const rows = JSON.parse(good.stdout) as Array<{id: string; status: string}>;
-		expect(rows.map(row => `${row.id} ${row.status}`)).toEqual(['rules pass', 'members pass']);
+		expect(rows.map(row => `${row.id} ${row.status}`)).toEqual(['rules PASS', 'members PASS']);
 		for (const argv of backend.flush) expect((await net.exec('cp', argv)).exitCode).toBe(0);
 		expect(await net.tls('outsider', hosts.cp.v4, 2379)).toBe(true);
 		const bad = await net.tool(['status', '--only', 'firewall', '--json']);
 		expect(bad.exitCode).toBe(1);
-		expect(JSON.parse(bad.stdout)).toContainEqual(expect.objectContaining({id: 'rules', status: 'fail'}));
+		expect(JSON.parse(bad.stdout)).toContainEqual(expect.objectContaining({id: 'rules', status: 'FAIL'}));
 		const repair = await net.tool(['--yes', '--plain', '--only', 'firewall', ...answers]);
 		expect(repair.exitCode, repair.stderr).toBe(0);
 		expect(await net.tls('outsider', hosts.cp.v4, 2379)).toBe(false);

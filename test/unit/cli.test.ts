@@ -251,7 +251,7 @@ describe('non-interactive run', () => {
 		const json = await run(['status', '--root', root, '--json']);
 		expect(json.code).toBe(1);
 		const rows = JSON.parse(json.stdout) as Array<{stage: string; id: string; status: string; remediation?: string}>;
-		expect(rows.find(row => row.id === 'encryption-enabled')).toMatchObject({stage: 'encryption-config', status: 'fail'});
+		expect(rows.find(row => row.id === 'encryption-enabled')).toMatchObject({stage: 'encryption-config', status: 'FAIL'});
 	});
 
 	test('--help and --version', async () => {
