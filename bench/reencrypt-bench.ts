@@ -14,6 +14,11 @@ const option = (name: string, fallback: number): number => {
 const SECRETS = option('secrets', 10_000);
 const RSS_SECRETS = option('rss-secrets', 30_000);
 const CONCURRENCY = option('concurrency', 16);
+/** The tool's rewrite method (source/kube/reencrypt.ts): list-put (default) or patch. */
+const METHOD = (() => {
+	const index = args.indexOf('--method');
+	return index === -1 ? 'list-put' : String(args[index + 1]);
+})();
 /** Also time the tool at this concurrency (informational; 0 to skip). */
 const ALSO = option('also-concurrency', 32);
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -88,7 +93,7 @@ async function serverCpu(tb: Testbed): Promise<number> {
 }
 
 async function tool(tb: Testbed, label: string, concurrency = CONCURRENCY): Promise<DriverResult> {
-	const result = await driver(tb, {op: 'task', task: 'reencrypt', params: {url: 'https://127.0.0.1:6443', resources: ['secrets'], concurrency}, runId: runId()});
+	const result = await driver(tb, {op: 'task', task: 'reencrypt', params: {url: 'https://127.0.0.1:6443', resources: ['secrets'], concurrency, method: METHOD}, runId: runId()});
 	log(`${label}: ${JSON.stringify(await rawPrefixes(tb))}`);
 	return result;
 }

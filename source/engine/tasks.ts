@@ -34,7 +34,7 @@ import {rotationTasks} from '../kube/rotation-tasks.js';
  *  throws with the log's last lines on timeout or crash loop, which undoes the stage).
  *
  * reencrypt — params: kubeconfig?, url?, resources: string[], concurrency? (16), rate?
- *   (objects/s), pageSize? (500), method? ('patch'), fingerprint? (a hash identifying the
+ *   (objects/s), pageSize? (500), method? ('list-put' | 'patch' | 'put'; default list-put), fingerprint? (a hash identifying the
  *   config; enables resuming an interrupted run's progress), targets?: [{resource, namespace?, name}]
  *   (targeted mode: exactly these objects), or targeted: true with configPath (and
  *   manifestPath?): a raw etcd scan when the task starts lists the objects not on the
@@ -200,7 +200,7 @@ export const reencryptTask: TaskExecutor = {
 			concurrency: num(params, 'concurrency'),
 			rate: num(params, 'rate'),
 			pageSize: num(params, 'pageSize'),
-			method: method === 'put' ? 'put' : 'patch',
+			method: method === 'patch' || method === 'put' ? method : 'list-put',
 			fingerprint,
 			statePath,
 			resumeFrom,

@@ -85,6 +85,9 @@ export type ListPage<T = KubeObject> = {
 	resourceVersion?: string;
 	/** Objects after this page (the apiserver sets it when it can count them). */
 	remainingItemCount?: number;
+	/** The list's kind ("SecretList"): its items carry no kind of their own. */
+	kind?: string;
+	apiVersion?: string;
 };
 
 /** Where a resource lives in the API. */
@@ -250,7 +253,7 @@ export class KubeApi {
 		options: {limit?: number; continue?: string; metadataOnly?: boolean; signal?: AbortSignal} = {},
 	): Promise<ListPage<T>> {
 		const accept = options.metadataOnly ? 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json' : undefined;
-		const list = await this.requestJson<{items?: T[] | null; metadata?: {continue?: string; resourceVersion?: string; remainingItemCount?: number}}>('GET', path, {
+		const list = await this.requestJson<{kind?: string; apiVersion?: string; items?: T[] | null; metadata?: {continue?: string; resourceVersion?: string; remainingItemCount?: number}}>('GET', path, {
 			query: {limit: options.limit, continue: options.continue},
 			accept,
 			signal: options.signal,
@@ -260,6 +263,8 @@ export class KubeApi {
 			continue: list.metadata?.continue || undefined,
 			resourceVersion: list.metadata?.resourceVersion,
 			remainingItemCount: list.metadata?.remainingItemCount,
+			kind: list.kind,
+			apiVersion: list.apiVersion,
 		};
 	}
 

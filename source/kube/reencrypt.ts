@@ -66,7 +66,7 @@ export type ReencryptOptions = {
 	/** List page size (default 500). */
 	pageSize?: number;
 	/** 'patch' (default): empty merge patch; 'put': GET then PUT with resourceVersion, retried on 409. */
-	method?: 'patch' | 'put';
+	method?: 'patch' | 'put' | 'list-put';
 	signal?: AbortSignal;
 	onProgress?: (progress: ReencryptProgress) => void;
 	/** Minimum interval between progress callbacks (default 250 ms). */
@@ -180,11 +180,17 @@ export async function reencrypt(api: KubeApi, options: ReencryptOptions): Promis
 	return runner.run();
 }
 
+/** A list item with the apiVersion/kind its list had ("SecretList" -> "Secret"), for a PUT body. */
+function withType(item: KubeObject, page: Pick<ListPage<KubeObject>, 'kind' | 'apiVersion'>): KubeObject {
+	if (item.kind || !page.kind?.endsWith('List')) return item;
+	return {...item, kind: page.kind.slice(0, -'List'.length), ...(page.apiVersion ? {apiVersion: page.apiVersion} : {})};
+}
+
 class Reencryptor {
 	private readonly host: Host;
 	private readonly concurrency: number;
 	private readonly pageSize: number;
-	private readonly method: 'patch' | 'put';
+	private readonly method: 'patch' | 'put' | 'list-put';
 	private readonly maxConflictRetries: number;
 	private readonly started: number;
 	private readonly counters: Counters = {done: 0, rewritten: 0, notFound: 0, conflicts: 0, thisRun: 0};
@@ -270,7 +276,11 @@ class Reencryptor {
 		}
 	}
 
-	private async rewriteResource(name: string, info: ResourceInfo, previous: ResourceState | undefined): Promise<void> {
+	/**
+	 * List `name` page by page and rewrite its objects; with `only`, just those positions
+	 * (targeted list-put: the list gives each target's body and resourceVersion for its PUT).
+	 */
+	private async rewriteResource(name: string, info: ResourceInfo, previous: ResourceState | undefined, only?: Set<string>): Promise<void> {
 		this.current = name;
 		const resourceState: ResourceState = {after: previous?.after, done: previous?.done ?? 0, finished: false};
 		this.state.resources[name] = resourceState;
@@ -288,7 +298,8 @@ class Reencryptor {
 		let token: string | undefined;
 		let next: Promise<ListPage<KubeObject>> | undefined;
 		const fetch = (continueToken: string | undefined): Promise<ListPage<KubeObject>> => {
-			const promise = this.api.list<KubeObject>(collection, {limit: this.pageSize, continue: continueToken, metadataOnly: true, signal: this.options.signal});
+			// list-put needs the objects themselves (their PUT body); the others only names.
+			const promise = this.api.list<KubeObject>(collection, {limit: this.pageSize, continue: continueToken, metadataOnly: this.method !== 'list-put', signal: this.options.signal});
 			promise.catch(() => undefined); // awaited below; avoid an unhandled rejection while prefetched
 			return promise;
 		};
@@ -314,12 +325,14 @@ class Reencryptor {
 				const meta = item.metadata;
 				const position = positionOf(meta.namespace, meta.name);
 				if (skipThrough !== undefined && position <= skipThrough) continue;
+				if (only !== undefined && !only.delete(position)) continue;
 				this.checkAbort();
 				await this.slot();
 				lastDispatched = position;
 				const id = watermark.dispatch(position);
+				const listed = this.method === 'list-put' ? withType(item, page) : undefined;
 				this.start(async () => {
-					await this.rewriteOne(info, meta.namespace, meta.name);
+					await this.rewriteOne(info, meta.namespace, meta.name, listed);
 					this.byResource[name] = (this.byResource[name] ?? 0) + 1;
 					resourceState.done++;
 					watermark.complete(id);
@@ -329,6 +342,12 @@ class Reencryptor {
 		}
 		await this.drain();
 		this.checkAbort();
+		// Targets the list no longer holds were deleted meanwhile: nothing left to rewrite.
+		if (only !== undefined && only.size > 0) {
+			this.counters.notFound += only.size;
+			this.counters.done += only.size;
+			only.clear();
+		}
 		resourceState.after = watermark.value;
 		resourceState.finished = true;
 		await this.saveState(true);
@@ -336,6 +355,18 @@ class Reencryptor {
 
 	private async runTargeted(targets: ObjectTarget[]): Promise<void> {
 		this.total = targets.length;
+		if (this.method === 'list-put') {
+			// One full list per resource instead of a read per object: each target is PUT back
+			// as listed (guarded by its resourceVersion), the others are skipped.
+			const wanted = new Map<string, Set<string>>();
+			for (const target of targets) {
+				let positions = wanted.get(target.resource);
+				if (!positions) wanted.set(target.resource, (positions = new Set()));
+				positions.add(positionOf(target.namespace, target.name));
+			}
+			for (const [resource, positions] of wanted) await this.rewriteResource(resource, await this.api.resolveResource(resource), undefined, positions);
+			return;
+		}
 		for (const target of targets) {
 			this.checkAbort();
 			const info = await this.api.resolveResource(target.resource);
@@ -392,13 +423,17 @@ class Reencryptor {
 		while (this.inflight.size > 0) await Promise.all([...this.inflight]);
 	}
 
-	private async rewriteOne(info: ResourceInfo, namespace: string | undefined, name: string): Promise<void> {
+	private async rewriteOne(info: ResourceInfo, namespace: string | undefined, name: string, listed?: KubeObject): Promise<void> {
 		const path = resourcePath(info, namespace, name);
 		const signal = this.options.signal;
 		for (let attempt = 0; ; attempt++) {
 			try {
 				if (this.method === 'patch') {
 					await this.api.request('PATCH', path, {body: '{}', contentType: 'application/merge-patch+json', signal});
+				} else if (this.method === 'list-put' && listed && attempt === 0) {
+					// The listed object, guarded by its resourceVersion: a concurrent write makes
+					// this a 409, and the retry below re-reads the latest version.
+					await this.api.request('PUT', path, {body: listed, signal});
 				} else {
 					const latest = await this.api.get(path, {signal});
 					await this.api.request('PUT', path, {body: latest, signal});

@@ -70,7 +70,7 @@ function plan(facts: Facts, answers: StageAnswers): StagePlan {
 				summary: `Rewrite ${total} object(s) not yet on the primary key through the API`,
 				detail: [
 					...stale.map(resource => `${resource.notOnPrimary} ${resource.resource} not on ${resource.primary ?? 'the primary'} (of ${resource.total})`),
-					`an empty merge patch per object, ${concurrency} in flight${rate > 0 ? `, at most ${rate}/s` : ''}: the apiserver rewrites the latest version, so no concurrent update is lost`,
+					`each object PUT back as listed (pages of 500), ${concurrency} in flight${rate > 0 ? `, at most ${rate}/s` : ''}, guarded by its resourceVersion: a concurrent update makes it a conflict that re-reads the latest version, so none is lost`,
 					'the objects are found again by a raw etcd scan when the rewrite starts, so a rerun after an interruption rewrites only what is left',
 				],
 			},

@@ -163,7 +163,7 @@ export class FakeSecrets {
 					// kube-apiserver 1.20 drops remainingItemCount from PartialObjectMetadataList.
 					remainingItemCount: more && !metadataOnly ? keys.length - page.length : undefined,
 				},
-				items: page.map(key => ({metadata: this.meta(key, this.objects.get(key)!)})),
+				items: page.map(key => ({metadata: this.meta(key, this.objects.get(key)!), ...(metadataOnly ? {} : {data: this.objects.get(key)!.data})})),
 			});
 		}
 		if (parts[0] === 'api' && parts[2] === 'namespaces' && parts[4] === 'secrets' && parts[5]) {

@@ -168,6 +168,52 @@ describe('reencrypt (all objects of a resource, scripted fake apiserver)', () =>
 		expect(fake.listCalls).toHaveLength(0);
 	});
 
+	it('list-put: one full list, each object PUT back as listed (with its kind), no read per object', async () => {
+		const {fake, host, api} = setup(1100);
+		const result = await reencrypt(api, {resources: ['secrets'], method: 'list-put'});
+		expect(result.rewritten).toBe(1100);
+		expect(writes(fake).every(count => count === 1)).toBe(true);
+		const perObjectReads = host.requests.filter(request => (request.method ?? 'GET') === 'GET' && request.url.includes('/namespaces/'));
+		expect(perObjectReads).toHaveLength(0);
+		const list = host.requests.find(request => request.url.includes('limit=500'))!;
+		expect(list.headers?.['accept'] ?? '').not.toContain('PartialObjectMetadataList');
+		const put = host.requests.find(request => request.method === 'PUT')!;
+		expect(JSON.parse(String(put.body))).toMatchObject({kind: 'Secret', metadata: {resourceVersion: expect.any(String)}, data: {v: '0'}});
+	});
+
+	it('list-put: a write between the list and the PUT is a 409, re-read and kept (no lost update)', async () => {
+		const {fake, api} = setup(40);
+		const keys = [...fake.objects.keys()].sort();
+		const target = keys[7]!;
+		let raced = false;
+		fake.beforeWrite = key => {
+			if (key === target && !raced) {
+				raced = true;
+				fake.update(target, {v: 'writer'});
+			}
+		};
+		const result = await reencrypt(api, {resources: ['secrets'], method: 'list-put'});
+		expect(raced).toBe(true);
+		expect(result.conflicts).toBe(1);
+		expect(fake.objects.get(target)!.data).toEqual({v: 'writer'});
+		expect(result.rewritten).toBe(40);
+	});
+
+	it('targeted list-put rewrites exactly the given objects and counts a deleted one as done', async () => {
+		const {fake, api} = setup(60);
+		const keys = [...fake.objects.keys()].sort();
+		const chosen = [keys[2]!, keys[30]!, keys[59]!];
+		fake.objects.delete(keys[30]!);
+		const result = await reencrypt(api, {
+			resources: ['secrets'],
+			method: 'list-put',
+			targets: chosen.map(key => ({resource: 'secrets', namespace: key.split('/')[0], name: key.split('/')[1]!})),
+		});
+		expect(result.rewritten).toBe(2);
+		expect(result.notFound).toBe(1);
+		for (const [key, object] of fake.objects) expect(object.writes).toBe(chosen.includes(key) ? 1 : 0);
+	});
+
 	it('fails on an unexpected error and says which request', async () => {
 		const {fake, host, api} = setup(30);
 		const keys = [...fake.objects.keys()].sort();
