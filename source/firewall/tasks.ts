@@ -10,7 +10,11 @@
  *  5. Ask the operator to confirm within the timeout (TaskContext.confirm; non-interactive
  *     runs confirm once the checks passed).
  * Any failure, a "no", the timeout or Ctrl-C throws; the engine then runs `undo`, which
- * restores the kept state exactly and proves it by reading it back. Other rules (kube-proxy's,
+ * restores the kept state exactly and proves it by reading it back.
+ * That undo runs in this process, so it is lost if the process dies while waiting (a dropped
+ * ssh session, SIGKILL, the OOM killer). The backstop is a detached watchdog (watchdog.ts),
+ * started before applying: at the deadline it restores the same kept state unless the run
+ * confirmed (firewall-confirmed) or restored the rules itself (firewall-watchdog.stop). Other rules (kube-proxy's,
  * the distribution's) are never rewritten: only our chain, its jumps and our table.
  *
  * params: backend 'iptables' | 'nftables'; confirmTimeoutSeconds; settleSeconds? (3);
@@ -19,7 +23,7 @@
  *   nftables: table (the whole table text).
  */
 import type {TaskContext, TaskExecutor} from '../engine/engine.js';
-import type {Host} from '../host/types.js';
+import type {DetachedProcess, Host} from '../host/types.js';
 import type {EtcdConnection} from '../etcd/connection.js';
 import {runEtcdctl} from '../etcd/etcdctl.js';
 import {KubeApi} from '../kube/api.js';
@@ -28,12 +32,17 @@ import {checkReady} from '../kube/restart-gate.js';
 import {applyScript, CHAIN, compareChain, parseSave, plainCommand, revertSteps, sameOwnState} from './iptables.js';
 import {compareTable, replaceScript, revertScript, sameTable, TABLE, TABLE_REF} from './nft.js';
 import type {IptablesVariant} from './types.js';
+import {WATCHDOG_FILES, WATCHDOG_GRACE_SECONDS, watchdogArgv, watchdogPlan, type WatchdogState} from './watchdog.js';
 
 type Parsed = ReturnType<typeof parseSave>;
 type FamilyParams = {save: string; restore: string; chain: string[]};
 type Snapshot = {backend: 'iptables'; v4?: Parsed; v6?: Parsed} | {backend: 'nftables'; table?: string};
 
 const snapshots = new WeakMap<Record<string, unknown>, Snapshot>();
+const watchdogs = new WeakMap<Record<string, unknown>, DetachedProcess>();
+
+/** Seconds one round of health checks can take at most (etcdctl and /readyz time out). */
+const HEALTH_BOUND_SECONDS = 45;
 
 function snapshotPath(context: TaskContext): string | undefined {
 	return context.runDir ? `${context.runDir.dir}/firewall-before.json` : undefined;
@@ -200,6 +209,49 @@ async function loadSnapshot(params: Record<string, unknown>, context: TaskContex
 	return JSON.parse(text) as Snapshot;
 }
 
+function watchdogState(params: Record<string, unknown>, snapshot: Snapshot): WatchdogState {
+	if (snapshot.backend === 'nftables') return {backend: 'nftables', table: snapshot.table};
+	const variant = (params['variant'] === 'legacy' ? 'legacy' : 'nft') as IptablesVariant;
+	const list: Extract<WatchdogState, {backend: 'iptables'}>['families'] = [];
+	for (const [family, commands] of families(params)) {
+		const before = snapshot[family === 4 ? 'v4' : 'v6'];
+		if (before) list.push({family, commands: {save: commands.save, restore: commands.restore}, before});
+	}
+	return {backend: 'iptables', variant, families: list};
+}
+
+/**
+ * Start the watchdog before anything changes (no watchdog, no change). It acts at `capSeconds`
+ * from now at the latest; the deadline file brings that forward once the prompt starts.
+ */
+async function startWatchdog(params: Record<string, unknown>, snapshot: Snapshot, context: TaskContext, capSeconds: number): Promise<void> {
+	const {host, runDir} = context;
+	if (!runDir) return;
+	const plan = watchdogPlan(watchdogState(params, snapshot));
+	for (const [name, content] of Object.entries(plan.files)) await host.writeFileAtomic(`${runDir.dir}/${name}`, content, 0o600);
+	let started: DetachedProcess;
+	try {
+		started = await host.spawnDetached(watchdogArgv(plan, host.resolve(runDir.dir), capSeconds));
+	} catch (error) {
+		throw new Error(`could not start the firewall watchdog (sh), so no rules were changed: ${(error as Error).message}`);
+	}
+	watchdogs.set(params, started);
+	context.log({level: 'info', text: `watchdog started${started.pid === undefined ? '' : ` (pid ${started.pid})`}: it restores the previous rules unless the change is confirmed, even if this process dies`});
+}
+
+async function setWatchdogDeadline(context: TaskContext, seconds: number): Promise<void> {
+	if (!context.runDir) return;
+	const deadline = Math.ceil(context.host.now().getTime() / 1000) + seconds;
+	await context.host.writeFileAtomic(`${context.runDir.dir}/${WATCHDOG_FILES.deadline}`, `${deadline}\n`, 0o600);
+}
+
+/** The watchdog must not act any more: `marker` is firewall-confirmed or firewall-watchdog.stop. */
+async function stopWatchdog(params: Record<string, unknown>, context: TaskContext, marker: string): Promise<void> {
+	if (context.runDir) await context.host.writeFileAtomic(`${context.runDir.dir}/${marker}`, `${context.host.now().toISOString()}\n`, 0o600);
+	watchdogs.get(params)?.kill();
+	watchdogs.delete(params);
+}
+
 function healthLine(health: Health): string {
 	const parts = [...health.etcd].map(([endpoint, problem]) => `${endpoint} ${problem === undefined ? 'healthy' : `unhealthy (${problem})`}`);
 	if ('apiserver' in health) parts.push(`kube-apiserver ${health.apiserver === undefined ? 'ready' : `not ready (${health.apiserver})`}`);
@@ -218,10 +270,13 @@ export const firewallApplyTask: TaskExecutor = {
 		const before = await checkHealth(host, params, signal);
 		if (before.etcd.size > 0 || 'apiserver' in before) context.log({level: 'info', text: `before: ${healthLine(before)}`});
 
+		const settle = typeof params['settleSeconds'] === 'number' ? params['settleSeconds'] : 3;
+		const seconds = typeof params['confirmTimeoutSeconds'] === 'number' ? params['confirmTimeoutSeconds'] : 30;
+		await startWatchdog(params, snapshot, context, settle + 3 * (HEALTH_BOUND_SECONDS + 1) + seconds + WATCHDOG_GRACE_SECONDS);
+
 		context.progress({label: 'applying the firewall rules'});
 		await apply(host, params, context);
 
-		const settle = typeof params['settleSeconds'] === 'number' ? params['settleSeconds'] : 3;
 		context.progress({label: `checking etcd and kube-apiserver with the new rules (after ${settle} s)`});
 		await host.sleep(settle * 1000, signal);
 		let lost: string[] = [];
@@ -235,8 +290,8 @@ export const firewallApplyTask: TaskExecutor = {
 		if (lost.length > 0) throw new Error(`the new rules cut something off: ${lost.join('; ')}. The previous rules are restored.`);
 		if (after.etcd.size > 0 || 'apiserver' in after) context.log({level: 'success', text: `with the new rules: ${healthLine(after)}`});
 
-		const seconds = typeof params['confirmTimeoutSeconds'] === 'number' ? params['confirmTimeoutSeconds'] : 30;
 		context.progress({label: `waiting for confirmation (${seconds} s)`});
+		if (context.confirm) await setWatchdogDeadline(context, seconds + WATCHDOG_GRACE_SECONDS);
 		const keep = context.confirm
 			? await context.confirm(
 					`The new rules are active and the checks pass. Can you still open NEW connections to this node (for example a second ssh session)? Keep the rules?`,
@@ -244,11 +299,15 @@ export const firewallApplyTask: TaskExecutor = {
 				)
 			: true;
 		if (!keep) throw new Error(`the new rules were not confirmed within ${seconds} s; the previous rules are restored`);
+		await stopWatchdog(params, context, WATCHDOG_FILES.confirmed);
 		context.log({level: 'success', text: 'firewall rules confirmed'});
 	},
 	async undo(params, context) {
 		const snapshot = await loadSnapshot(params, context);
 		if (!snapshot) return; // nothing was applied
 		await revert(context.host, params, snapshot, context);
+		// Restored and proven: the watchdog has nothing left to do. (When the revert failed it
+		// stays, and tries the same at its deadline.)
+		await stopWatchdog(params, context, WATCHDOG_FILES.stop);
 	},
 };

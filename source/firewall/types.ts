@@ -62,6 +62,17 @@ export type PersistenceFacts = {
 	nftFile?: string;
 };
 
+export type WatchdogFacts = {
+	/** The run directory's id. */
+	run: string;
+	/** reverted: it restored the earlier rules; failed: it tried and could not; pending: it still waits. */
+	state: 'reverted' | 'failed' | 'pending';
+	/** When it acted (UTC). */
+	time?: string;
+	/** Its report (firewall-watchdog-reverted), for failures. */
+	detail?: string;
+};
+
 export type FirewallFacts = {
 	/** Absent when neither iptables variant works here. */
 	iptables?: IptablesFacts;
@@ -82,4 +93,6 @@ export type FirewallFacts = {
 	persistence: PersistenceFacts;
 	/** /var/lib/etcd-harden/firewall.json: the rules an earlier run applied. */
 	record?: string;
+	/** The watchdog of the latest run that applied firewall rules, when it acted or still waits. */
+	watchdog?: WatchdogFacts;
 };

@@ -1,3 +1,4 @@
+import {spawn} from 'node:child_process';
 import {constants as fsConstants, createReadStream} from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as https from 'node:https';
@@ -9,7 +10,7 @@ import {createHash, randomBytes} from 'node:crypto';
 import {setTimeout as delay} from 'node:timers/promises';
 import {execa} from 'execa';
 import {decrypt as ageDecrypt, decryptFile as ageDecryptFile, decryptStream as ageDecryptStream, encryptFile as ageEncryptFile, type DecryptWith, type EncryptTo} from '../crypto/age.js';
-import type {Arg, FileDigest, FileStat, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
+import type {Arg, DetachedProcess, FileDigest, FileStat, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
 
 function isMissing(error: unknown): boolean {
 	const code = (error as NodeJS.ErrnoException | undefined)?.code;
@@ -364,6 +365,29 @@ export class RealHost implements Host {
 				return exited;
 			},
 		};
+	}
+
+	async spawnDetached(argv: Arg[], options: Pick<RunOptions, 'env' | 'cwd'> = {}): Promise<DetachedProcess> {
+		const [file, ...args] = argv.map(arg => {
+			if (typeof arg === 'string') return arg;
+			if ('path' in arg) return this.resolve(arg.path);
+			return arg.secret;
+		});
+		if (file === undefined) throw new Error('internal: empty argv');
+		// detached: setsid() in the child, so it has no controlling terminal and a hangup of
+		// ours never reaches it; unref: we neither wait for it nor keep it alive.
+		const child = spawn(file, args, {
+			detached: true,
+			stdio: 'ignore',
+			...(options.env ? {env: options.env} : {}),
+			...(options.cwd === undefined ? {} : {cwd: this.resolve(options.cwd)}),
+		});
+		await new Promise<void>((resolve, reject) => {
+			child.once('spawn', () => resolve());
+			child.once('error', reject);
+		});
+		child.unref();
+		return {pid: child.pid, kill: () => void child.kill('SIGTERM')};
 	}
 
 	async freeLoopbackPorts(count: number): Promise<number[]> {

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type {DecryptWith, EncryptTo} from '../crypto/age.js';
-import type {Arg, FileDigest, FileStat, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
+import type {Arg, DetachedProcess, FileDigest, FileStat, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
 import {renderArgv} from './types.js';
 
 export type RecordedAction =
@@ -151,6 +151,11 @@ export class RecordingHost implements Host {
 		this.actions.push({kind: 'run', command: renderArgv(argv)});
 		const exited = Promise.resolve({exitCode: 0, stdout: '', stderr: '', timedOut: false});
 		return {pid: undefined, exited, stop: async () => exited, outputTail: () => ''};
+	}
+
+	async spawnDetached(argv: Arg[]): Promise<DetachedProcess> {
+		this.actions.push({kind: 'run', command: renderArgv(argv)});
+		return {pid: undefined, kill: () => undefined};
 	}
 
 	async freeLoopbackPorts(count: number): Promise<number[]> {

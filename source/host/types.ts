@@ -78,6 +78,13 @@ export type ProcessHandle = {
 	outputTail(): string;
 };
 
+/** A process started by `Host.spawnDetached`. */
+export type DetachedProcess = {
+	readonly pid: number | undefined;
+	/** SIGTERM, unless it has already ended (never signals a reused pid). */
+	kill(): void;
+};
+
 /** The digest of a file's content. */
 export type FileDigest = {sha256: string; bytes: number};
 
@@ -147,6 +154,13 @@ export interface Host {
 	rename(from: string, to: string): Promise<void>;
 	/** Start a long-running command in the background (execa, no shell). */
 	startProcess(argv: Arg[], options?: Pick<RunOptions, 'env' | 'cwd'>): Promise<ProcessHandle>;
+	/**
+	 * Start a command that outlives this process: its own session (setsid, so no terminal
+	 * hangup reaches it), stdio on /dev/null, not waited for. For the firewall watchdog, which
+	 * must act when the tool has died. Resolves once it started; pid undefined when not started
+	 * (the dry-run host only records it).
+	 */
+	spawnDetached(argv: Arg[], options?: Pick<RunOptions, 'env' | 'cwd'>): Promise<DetachedProcess>;
 	/** Loopback TCP ports that were free a moment ago (for a throwaway server). */
 	freeLoopbackPorts(count: number): Promise<number[]>;
 

@@ -23,6 +23,8 @@ import {
 	NFTABLES_SERVICE_PATHS,
 } from '../firewall/persistence.js';
 import {RECORD_PATH} from '../firewall/record.js';
+import {parseReverted, WATCHDOG_FILES} from '../firewall/watchdog.js';
+import {RUNS_DIR} from '../engine/run-dir.js';
 import type {
 	BackendId,
 	ChainState,
@@ -33,6 +35,7 @@ import type {
 	IptablesVariant,
 	NftFacts,
 	NodeAddress,
+	WatchdogFacts,
 } from '../firewall/types.js';
 import type {Facts} from './facts.js';
 
@@ -41,7 +44,7 @@ const READ = {readOnly: true, timeoutMs: 20_000} as const;
 export type FirewallDiscoveryOptions = {kubeconfig?: string};
 
 export async function discoverFirewall(host: Host, facts: Facts, options: FirewallDiscoveryOptions = {}): Promise<FirewallFacts> {
-	const [addresses, iptables, nft, membersResult, controlPlaneResult, persistence, record] = await Promise.all([
+	const [addresses, iptables, nft, membersResult, controlPlaneResult, persistence, record, watchdog] = await Promise.all([
 		readAddresses(host),
 		readIptables(host),
 		readNft(host),
@@ -49,10 +52,12 @@ export async function discoverFirewall(host: Host, facts: Facts, options: Firewa
 		readControlPlane(host, facts, options.kubeconfig),
 		readPersistence(host),
 		host.readText(RECORD_PATH),
+		readWatchdog(host),
 	]);
 	const resolved = await resolveHosts(host, facts, membersResult.members);
 	const firewall: FirewallFacts = {addresses, resolved, persistence};
 	if (record !== undefined) firewall.record = record;
+	if (watchdog) firewall.watchdog = watchdog;
 	if (iptables) firewall.iptables = iptables;
 	if (nft) firewall.nft = nft;
 	if (membersResult.members) firewall.members = membersResult.members;
@@ -62,6 +67,33 @@ export async function discoverFirewall(host: Host, facts: Facts, options: Firewa
 	const inUse = backendInUse(firewall);
 	if (inUse) firewall.inUse = inUse;
 	return firewall;
+}
+
+/**
+ * What the watchdog of the newest run that applied firewall rules (it has firewall-before.json)
+ * did: restored the earlier rules (the change was never confirmed and the tool was gone), or
+ * still waits. Undefined when it had nothing to do.
+ */
+export async function readWatchdog(host: Host): Promise<WatchdogFacts | undefined> {
+	const runs = ((await host.listDir(RUNS_DIR)) ?? []).sort().reverse().slice(0, 50);
+	for (const run of runs) {
+		const dir = `${RUNS_DIR}/${run}`;
+		const names = (await host.listDir(dir)) ?? [];
+		if (!names.includes('firewall-before.json')) continue;
+		const report = names.includes(WATCHDOG_FILES.reverted) ? await host.readText(`${dir}/${WATCHDOG_FILES.reverted}`) : undefined;
+		if (report !== undefined) {
+			const parsed = parseReverted(report);
+			return {run, state: parsed.ok ? 'reverted' : 'failed', ...(parsed.time ? {time: parsed.time} : {}), ...(parsed.ok ? {} : {detail: parsed.lines.join('; ')})};
+		}
+		const done = names.includes(WATCHDOG_FILES.confirmed) || names.includes(WATCHDOG_FILES.stop);
+		const pid = Number((await host.readText(`${dir}/${WATCHDOG_FILES.pid}`))?.trim());
+		// A watchdog acts within minutes; a pid file older than that is stale (SIGKILLed, pid reused).
+		const started = Date.parse(run.replace(/^(\d{4}-\d\d-\d\dT\d\d)(\d\d)(\d\d)Z$/, '$1:$2:$3Z'));
+		const recent = Number.isFinite(started) && host.now().getTime() - started < 30 * 60_000;
+		if (!done && recent && Number.isInteger(pid) && pid > 0 && host.processAlive(pid)) return {run, state: 'pending'};
+		return undefined;
+	}
+	return undefined;
 }
 
 type IpAddr = {ifname?: string; addr_info?: Array<{family?: string; local?: string; prefixlen?: number; scope?: string}>};

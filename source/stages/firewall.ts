@@ -15,7 +15,7 @@ import {applyScript, compareChain, renderChain, type ChainComparison} from '../f
 import {compareTable, renderTable, replaceScript, TABLE_REF} from '../firewall/nft.js';
 import {planPersistence} from '../firewall/persistence.js';
 import {RECORD_PATH, parseRecord, recordContent, type FirewallRecord} from '../firewall/record.js';
-import type {BackendId, FirewallFacts} from '../firewall/types.js';
+import type {BackendId, FirewallFacts, WatchdogFacts} from '../firewall/types.js';
 import type {Facts} from './facts.js';
 
 export const firewallStageId = 'firewall';
@@ -189,6 +189,11 @@ function plan(facts: Facts, answers: StageAnswers): StagePlan {
 	}
 	const notes = [...desired.list.notes];
 	const warnings = [...desired.list.warnings];
+	const watchdog = firewall.watchdog;
+	if (watchdog?.state === 'pending') {
+		throw new InputError(`the firewall watchdog of run ${watchdog.run} still waits to restore the rules from before that run; let it finish (at most a few minutes) and run again`);
+	}
+	if (watchdog) warnings.push(watchdogLine(watchdog));
 	if (firewall.inUse) notes.push(`Backend ${desired.backend}${desired.backend === 'iptables' ? ` (iptables-${firewall.iptables!.variant})` : ''}; in use here: ${firewall.inUse.backend} (${firewall.inUse.reason}).`);
 	if (desired.backend === 'iptables' && !desired.chain6) warnings.push(`ip6tables does not work here (${firewall.iptables!.state6.problem ?? 'unavailable'}): IPv6 is not filtered.`);
 	if (desired.backend === 'iptables' && firewall.nft?.table !== undefined) warnings.push(`Table ${TABLE_REF} from an earlier run also filters etcd's ports; remove it with: nft delete table ${TABLE_REF}`);
@@ -314,10 +319,26 @@ function verify(facts: Facts, answers: StageAnswers): Check[] {
 	return liveChecks(facts, record(desired, firewall), true);
 }
 
+function watchdogLine(watchdog: WatchdogFacts): string {
+	if (watchdog.state === 'pending') return `the watchdog of run ${watchdog.run} waits to restore the rules from before that run unless it is confirmed`;
+	const when = watchdog.time ? ` at ${watchdog.time}` : '';
+	if (watchdog.state === 'failed') return `the watchdog of run ${watchdog.run} could not restore the earlier firewall rules${when}: ${watchdog.detail ?? ''}`;
+	return `the firewall change of run ${watchdog.run} was never confirmed and the tool was gone: its watchdog restored the earlier rules${when}`;
+}
+
 function status(facts: Facts): Check[] {
 	const firewall = facts.firewall;
 	const expected = firewall?.record === undefined ? undefined : parseRecord(firewall.record);
 	const checks = liveChecks(facts, expected, false);
+	if (firewall?.watchdog) {
+		checks.push({
+			id: 'watchdog',
+			title: 'The last firewall change was confirmed',
+			status: firewall.watchdog.state === 'failed' ? 'fail' : 'warn',
+			actual: watchdogLine(firewall.watchdog),
+			remediation: firewall.watchdog.state === 'pending' ? 'Wait for it, then rerun etcd-harden --only firewall.' : 'Rerun etcd-harden --only firewall (and confirm) to apply the rules again.',
+		});
+	}
 	if (firewall && expected) {
 		// Whatever the record says, the current members must still be let through.
 		try {

@@ -7,7 +7,8 @@
  * by detection from a rule the node already has, not by flag).
  */
 import path from 'node:path';
-import {existsSync, readFileSync} from 'node:fs';
+import {existsSync, readdirSync, readFileSync} from 'node:fs';
+import {execa} from 'execa';
 import {afterAll, beforeAll, describe, expect, test} from 'vitest';
 import {startPane, type Pane} from '../ui/tmux.js';
 import {hosts, startNet, type Net} from './firewall-net.js';
@@ -85,6 +86,56 @@ async function reachability(net: Net): Promise<Record<string, boolean>> {
 }
 
 const answers = ['--set', 'firewall.confirm-timeout=5'];
+/** Every question answered up front except the confirmations (for the interactive runs). */
+const interactive = (backend: Backend, clientCidrs = ''): string[] => [
+	...answers, '--set', `firewall.backend=${backend.id}`, '--set', `firewall.client-cidrs=${clientCidrs}`, '--set', 'firewall.peer-cidrs=',
+	'--set', 'firewall.exclude=', '--set', 'firewall.log=false',
+];
+/** The confirm timeout above plus the watchdog's grace (source/firewall/watchdog.ts). */
+const watchdogDeadlineMs = (5 + 10) * 1000;
+
+const sleep = (ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms));
+
+/** Pids of processes in cp's network namespace whose command line contains `needle`. */
+async function pidsIn(net: Net, needle: string): Promise<number[]> {
+	const result = await execa('ip', ['netns', 'pids', net.ns.cp], {reject: false});
+	const out: number[] = [];
+	for (const pid of String(result.stdout).split('\n').filter(Boolean).map(Number)) {
+		try {
+			if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some(arg => arg.includes(needle))) out.push(pid);
+		} catch {
+			// ended meanwhile
+		}
+	}
+	return out;
+}
+
+/** The process exists and is not a zombie. */
+function running(pid: number): boolean {
+	try {
+		return !/^\d+ \(.*\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+	} catch {
+		return false;
+	}
+}
+
+/** Whether `condition` holds within `timeoutMs` (polled). */
+async function within(timeoutMs: number, condition: () => boolean | Promise<boolean>): Promise<boolean> {
+	const end = Date.now() + timeoutMs;
+	for (;;) {
+		if (await condition()) return true;
+		if (Date.now() > end) return false;
+		await sleep(200);
+	}
+}
+
+/** The newest run directory the tool wrote in cp (overlay upper dir). */
+function newestRun(net: Net): string {
+	const runs = net.upper('/var/lib/etcd-harden/runs');
+	const newest = readdirSync(runs).sort().at(-1);
+	if (!newest) throw new Error('no run directory');
+	return path.join(runs, newest);
+}
 
 describe.each(backends)('firewall stage: $name', backend => {
 	let net: Net;
@@ -138,9 +189,7 @@ describe.each(backends)('firewall stage: $name', backend => {
 	});
 
 	test('interactively, no confirmation within the timeout restores the exact previous ruleset', async () => {
-		// Every question answered up front except the confirmations.
-		const all = [...answers, '--set', `firewall.backend=${backend.id}`, '--set', 'firewall.client-cidrs=', '--set', 'firewall.peer-cidrs=', '--set', 'firewall.exclude=', '--set', 'firewall.log=false'];
-		pane = startPane(net.toolArgv(['node', cli, '--plain', '--only', 'firewall', ...all]), {cwd: repo, columns: 160, rows: 60});
+		pane = startPane(net.toolArgv(['node', cli, '--plain', '--only', 'firewall', ...interactive(backend)]), {cwd: repo, columns: 160, rows: 60});
 		await pane.waitFor(screen => /Apply these changes/.test(screen), 'the preview confirm', 60_000);
 		pane.send('y');
 		pane.send('Enter');
@@ -156,6 +205,40 @@ describe.each(backends)('firewall stage: $name', backend => {
 		pane = undefined;
 		expect(await ruleset(net)).toBe(baseline);
 		expect(await net.tls('outsider', hosts.cp.v4, 2379)).toBe(true);
+	});
+
+	test('the tool SIGKILLed while waiting for confirmation: the detached watchdog restores the exact previous ruleset', async () => {
+		expect(await ruleset(net)).toBe(baseline);
+		pane = startPane(net.toolArgv(['node', cli, '--plain', '--only', 'firewall', ...interactive(backend)]), {cwd: repo, columns: 160, rows: 60});
+		await pane.waitFor(screen => /Apply these changes/.test(screen), 'the preview confirm', 60_000);
+		pane.send('y');
+		pane.send('Enter');
+		await pane.waitFor(screen => /answer within \d+ s/.test(screen), 'the timed confirm', 60_000);
+		expect(await net.tls('outsider', hosts.cp.v4, 2379)).toBe(false);
+		const tool = await pidsIn(net, 'dist/cli.js');
+		const watchdog = await pidsIn(net, 'etcd-harden-watchdog');
+		expect(tool).toHaveLength(1);
+		expect(watchdog).toHaveLength(1);
+		const run = newestRun(net);
+		expect(readFileSync(path.join(run, 'firewall-watchdog.pid'), 'utf8').trim()).toBe(String(watchdog[0]));
+		process.kill(tool[0]!, 'SIGKILL');
+		expect(await pane.waitForExit(10_000)).toBe(137);
+		pane.close();
+		pane = undefined;
+		// The tool is gone and its rules are still in force: nothing of it can restore them now.
+		expect(running(tool[0]!)).toBe(false);
+		expect(await net.tls('outsider', hosts.cp.v4, 2379)).toBe(false);
+		// The watchdog restores them at its deadline, then exits.
+		expect(await within(watchdogDeadlineMs + 20_000, () => !running(watchdog[0]!))).toBe(true);
+		expect(await ruleset(net)).toBe(baseline);
+		expect(await net.tls('outsider', hosts.cp.v4, 2379)).toBe(true);
+		expect(await net.tls('outsider', hosts.cp.v4, 2380)).toBe(true);
+		expect(readFileSync(path.join(run, 'firewall-watchdog-reverted'), 'utf8')).toMatch(/result: restored/);
+		expect(existsSync(path.join(run, 'firewall-watchdog.pid'))).toBe(false);
+		expect(existsSync(path.join(run, 'firewall-confirmed'))).toBe(false);
+		// status reports what the watchdog did.
+		const status = await net.tool(['status', '--only', 'firewall', '--json']);
+		expect(JSON.parse(status.stdout)).toContainEqual(expect.objectContaining({id: 'watchdog', status: 'WARN'}));
 	});
 
 	test('applied: the control plane and the peer get through, the outsider does not; the cluster stays healthy', async () => {
@@ -215,5 +298,33 @@ describe.each(backends)('firewall stage: $name', backend => {
 		expect(repair.exitCode, repair.stderr).toBe(0);
 		expect(await net.tls('outsider', hosts.cp.v4, 2379)).toBe(false);
 		expect((await net.tool(['status', '--only', 'firewall'])).exitCode).toBe(0);
+	});
+	test('a confirmed change stays: the watchdog stops and nothing is reverted after its deadline', async () => {
+		const before = await ruleset(net);
+		expect(await net.tls('outsider', hosts.cp.v4, 2379)).toBe(false);
+		// A real change: the outsider's address is added for the client port.
+		pane = startPane(net.toolArgv(['node', cli, '--plain', '--only', 'firewall', ...interactive(backend, `${hosts.outsider.v4}/32`)]), {cwd: repo, columns: 160, rows: 60});
+		await pane.waitFor(screen => /Apply these changes/.test(screen), 'the preview confirm', 60_000);
+		pane.send('y');
+		pane.send('Enter');
+		await pane.waitFor(screen => /answer within \d+ s/.test(screen), 'the timed confirm', 60_000);
+		const watchdog = await pidsIn(net, 'etcd-harden-watchdog');
+		expect(watchdog).toHaveLength(1);
+		pane.send('y');
+		pane.send('Enter');
+		expect(await pane.waitForExit(60_000)).toBe(0);
+		pane.close();
+		pane = undefined;
+		const run = newestRun(net);
+		expect(existsSync(path.join(run, 'firewall-confirmed'))).toBe(true);
+		expect(await within(10_000, () => !running(watchdog[0]!))).toBe(true);
+		const applied = await ruleset(net);
+		expect(applied).not.toBe(before);
+		// Past the deadline the watchdog would have had.
+		await sleep(watchdogDeadlineMs + 3_000);
+		expect(await ruleset(net)).toBe(applied);
+		expect(existsSync(path.join(run, 'firewall-watchdog-reverted'))).toBe(false);
+		expect(await net.tls('outsider', hosts.cp.v4, 2379)).toBe(true);
+		expect(await net.tls('outsider', hosts.cp.v4, 2380)).toBe(false);
 	});
 });

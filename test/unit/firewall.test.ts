@@ -322,6 +322,25 @@ describe('firewall stage', () => {
 	});
 });
 
+describe('the watchdog in plans and status', () => {
+	const context = {randomBytes: () => Buffer.alloc(0), now: new Date(0)};
+
+	test('a watchdog that restored the rules is a warning in the next plan and in status', () => {
+		const watchdog = {run: '2030-01-01T000000Z', state: 'reverted' as const, time: '2030-01-01T00:01:00Z'};
+		const plan = firewallStage.plan(facts(firewallFacts({watchdog})), {backend: 'iptables'}, context);
+		expect(plan.warnings).toContain('the firewall change of run 2030-01-01T000000Z was never confirmed and the tool was gone: its watchdog restored the earlier rules at 2030-01-01T00:01:00Z');
+		expect(firewallStage.status!(facts(firewallFacts({watchdog})))).toContainEqual(expect.objectContaining({id: 'watchdog', status: 'warn'}));
+		expect(firewallStage.status!(facts(firewallFacts({watchdog: {...watchdog, state: 'failed', detail: 'x'}})))).toContainEqual(expect.objectContaining({id: 'watchdog', status: 'fail'}));
+		expect(firewallStage.status!(facts(firewallFacts())).map(check => check.id)).not.toContain('watchdog');
+	});
+
+	test('a watchdog that still waits refuses a new plan (it would restore over the new rules)', () => {
+		const watchdog = {run: '2030-01-01T000000Z', state: 'pending' as const};
+		expect(() => firewallStage.plan(facts(firewallFacts({watchdog})), {backend: 'iptables'}, context)).toThrow(InputError);
+		expect(() => firewallStage.plan(facts(firewallFacts({watchdog})), {backend: 'iptables'}, context)).toThrow(/watchdog of run 2030-01-01T000000Z still waits/);
+	});
+});
+
 test('templates.generated.ts matches templates/firewall/', () => {
 	const dir = path.resolve(import.meta.dirname, '../../templates/firewall');
 	const files = readdirSync(dir).filter(name => !name.endsWith('.mjs')).sort();
