@@ -169,13 +169,19 @@ export class RealHost implements Host {
 		}
 	}
 
-	async run(argv: Arg[], options: RunOptions = {}): Promise<RunResult> {
+	/** The program and its arguments: node paths resolved under the root, secrets passed as is. */
+	private commandLine(argv: Arg[]): [string, string[]] {
 		const [file, ...args] = argv.map(arg => {
 			if (typeof arg === 'string') return arg;
 			if ('path' in arg) return this.resolve(arg.path);
 			return arg.secret;
 		});
 		if (file === undefined) throw new Error('internal: empty argv');
+		return [file, args];
+	}
+
+	async run(argv: Arg[], options: RunOptions = {}): Promise<RunResult> {
+		const [file, args] = this.commandLine(argv);
 		const result = await execa(file, args, {
 			reject: false,
 			input: options.input,
@@ -316,12 +322,7 @@ export class RealHost implements Host {
 	}
 
 	async startProcess(argv: Arg[], options: Pick<RunOptions, 'env' | 'cwd'> = {}): Promise<ProcessHandle> {
-		const [file, ...args] = argv.map(arg => {
-			if (typeof arg === 'string') return arg;
-			if ('path' in arg) return this.resolve(arg.path);
-			return arg.secret;
-		});
-		if (file === undefined) throw new Error('internal: empty argv');
+		const [file, args] = this.commandLine(argv);
 		const child = execa(file, args, {
 			reject: false,
 			buffer: false,
@@ -368,12 +369,7 @@ export class RealHost implements Host {
 	}
 
 	async spawnDetached(argv: Arg[], options: Pick<RunOptions, 'env' | 'cwd'> = {}): Promise<DetachedProcess> {
-		const [file, ...args] = argv.map(arg => {
-			if (typeof arg === 'string') return arg;
-			if ('path' in arg) return this.resolve(arg.path);
-			return arg.secret;
-		});
-		if (file === undefined) throw new Error('internal: empty argv');
+		const [file, args] = this.commandLine(argv);
 		// detached: setsid() in the child, so it has no controlling terminal and a hangup of
 		// ours never reaches it; unref: we neither wait for it nor keep it alive.
 		const child = spawn(file, args, {

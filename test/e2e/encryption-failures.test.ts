@@ -5,7 +5,7 @@ import {createHash} from 'node:crypto';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {afterEach, describe, expect, it} from 'vitest';
-import {startTestbed, type Testbed} from '../testbed/index.js';
+import {startTestbed, storedValueCounts, type Testbed} from '../testbed/index.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(REPO, 'dist', 'cli.js');
@@ -33,17 +33,7 @@ async function clusterConfiguration(testbed: Testbed): Promise<string> {
 	return String(result.stdout);
 }
 
-async function secretCounts(testbed: Testbed): Promise<Record<string, number>> {
-	const result = await testbed.etcdctl(['get', '/registry/secrets/', '--prefix', '-w', 'json'], {maxBuffer: 1024 * 1024 * 1024});
-	const counts: Record<string, number> = {};
-	for (const kv of (JSON.parse(String(result.stdout)) as {kvs?: Array<{value: string}>}).kvs ?? []) {
-		const head = Buffer.from(kv.value, 'base64').subarray(0, 40).toString('latin1');
-		const match = /^k8s:enc:(\w+):v1:([^:]+):/.exec(head);
-		const label = match ? `${match[1]}:${match[2]}` : head.startsWith('k8s\0') ? 'plaintext' : 'other';
-		counts[label] = (counts[label] ?? 0) + 1;
-	}
-	return counts;
-}
+const secretCounts = (testbed: Testbed) => storedValueCounts(testbed);
 
 describe('failures on a live control plane', () => {
 	it('a config the apiserver rejects: the gate fails, manifest, config and kubeadm-config are restored byte for byte, exit 3', async () => {

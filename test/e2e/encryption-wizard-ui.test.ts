@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {afterEach, describe, expect, it} from 'vitest';
-import {startTestbed, type Testbed} from '../testbed/index.js';
+import {startTestbed, storedValueCounts, type Testbed} from '../testbed/index.js';
 import {startPane, type Pane} from '../ui/tmux.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -29,14 +29,7 @@ afterEach(async () => {
 });
 
 async function secretLabels(testbed: Testbed): Promise<string[]> {
-	const result = await testbed.etcdctl(['get', '/registry/secrets/', '--prefix', '-w', 'json'], {maxBuffer: 1024 * 1024 * 1024});
-	const labels = new Set<string>();
-	for (const kv of (JSON.parse(String(result.stdout)) as {kvs?: Array<{value: string}>}).kvs ?? []) {
-		const head = Buffer.from(kv.value, 'base64').subarray(0, 40).toString('latin1');
-		const match = /^k8s:enc:(\w+):v1:([^:]+):/.exec(head);
-		labels.add(match ? `${match[1]}:${match[2]}` : head.startsWith('k8s\0') ? 'plaintext' : 'other');
-	}
-	return [...labels];
+	return Object.keys(await storedValueCounts(testbed));
 }
 
 /** A prompt on screen, recognised by its text, and the keys that answer it. */

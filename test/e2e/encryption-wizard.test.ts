@@ -5,7 +5,7 @@ import {createHash} from 'node:crypto';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {seededSecret, startTestbed, type Testbed} from '../testbed/index.js';
+import {seededSecret, startTestbed, storedValueCounts, type Testbed} from '../testbed/index.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(REPO, 'dist', 'cli.js');
@@ -24,20 +24,7 @@ async function cli(tb: Testbed, args: string[]): Promise<Run> {
 	return {exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr)};
 }
 
-/** Every raw etcd value under a prefix, classified by its stored prefix. */
-async function rawCounts(tb: Testbed, prefix: string): Promise<Record<string, number>> {
-	const result = await tb.etcdctl(['get', prefix, '--prefix', '-w', 'json'], {maxBuffer: 1024 * 1024 * 1024});
-	const data = JSON.parse(String(result.stdout)) as {kvs?: Array<{value: string}>};
-	const counts: Record<string, number> = {};
-	for (const kv of data.kvs ?? []) {
-		const value = Buffer.from(kv.value, 'base64');
-		const text = value.subarray(0, 40).toString('latin1');
-		const match = /^k8s:enc:(\w+):v1:([^:]+):/.exec(text);
-		const label = match ? `${match[1]}:${match[2]}` : text.startsWith('k8s\0') ? 'plaintext' : 'other';
-		counts[label] = (counts[label] ?? 0) + 1;
-	}
-	return counts;
-}
+const rawCounts = storedValueCounts;
 
 /** sha256 of every raw value under a prefix, by key: proves nothing was rewritten. */
 async function rawDigest(tb: Testbed, prefix: string): Promise<string> {

@@ -4,7 +4,7 @@ import {readdir, readFile} from 'node:fs/promises';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {parse as parseYaml} from 'yaml';
-import type {Testbed} from '../testbed/index.js';
+import {storedValueCounts, type Testbed} from '../testbed/index.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(REPO, 'dist', 'cli.js');
@@ -34,17 +34,7 @@ export function show(run: Run): string {
 }
 
 /** Raw etcd values of every secret, classified by stored prefix: `secretbox:key2`, `plaintext`. */
-export async function secretCounts(tb: Testbed): Promise<Record<string, number>> {
-	const result = await tb.etcdctl(['get', '/registry/secrets/', '--prefix', '-w', 'json'], {maxBuffer: 1024 * 1024 * 1024});
-	const counts: Record<string, number> = {};
-	for (const kv of (JSON.parse(String(result.stdout)) as {kvs?: Array<{value: string}>}).kvs ?? []) {
-		const head = Buffer.from(kv.value, 'base64').subarray(0, 40).toString('latin1');
-		const match = /^k8s:enc:(\w+):v1:([^:]+):/.exec(head);
-		const label = match ? `${match[1]}:${match[2]}` : head.startsWith('k8s\0') ? 'plaintext' : 'other';
-		counts[label] = (counts[label] ?? 0) + 1;
-	}
-	return counts;
-}
+export const secretCounts = (tb: Testbed): Promise<Record<string, number>> => storedValueCounts(tb);
 
 /** The config's providers for secrets, as `secretbox:key2` / `identity`, in order. */
 export async function configProviders(tb: Testbed, file = CONFIG): Promise<string[]> {

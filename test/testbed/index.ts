@@ -12,6 +12,7 @@ import type {KubeletConfig, PodState} from './kubelet.js';
 import type {SeedRequest} from './seed.js';
 import {seededConfigMap, seededSecret, seedNamespaces} from './seed-data.js';
 
+export {storedValueCounts} from './raw-values.js';
 export {seededConfigMap, seededSecret, seedNamespaces, seedNamespace} from './seed-data.js';
 export type {SeededObject, SeedCounts} from './seed-data.js';
 export type {PodState} from './kubelet.js';
