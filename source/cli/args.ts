@@ -3,7 +3,7 @@ import {parse as parseYaml} from 'yaml';
 import {InputError, type AnswerValue, type Answers} from '../engine/types.js';
 import {parseBackupFlags, type BackupCliOptions} from '../backup/cli-args.js';
 
-export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable'] as const;
+export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable', 'root-password'] as const;
 export type Command = (typeof commands)[number];
 
 export type CliOptions = {
@@ -58,6 +58,8 @@ Usage
                                    on another control plane: run the config from a rotation bundle
   etcd-harden disable              identity first, rewrite everything in plaintext, then remove
                                    the keys once no encrypted value remains
+  etcd-harden root-password        print etcd's root password (made by the etcd-auth stage and
+                                   kept 0600 in /var/lib/etcd-harden); shown only when asked
 
 Flags
   --dry-run             show every change as a diff or the exact command; change nothing

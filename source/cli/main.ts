@@ -14,6 +14,7 @@ import {backupStage} from '../stages/backup.js';
 import {presetBackupProgram, restoreCheckCommand} from '../backup/cli.js';
 import {rotateCommandStages, rotationAnswers, rotationFactsFor, rotationStatusRows} from './rotate.js';
 import {isCi} from './ci.js';
+import {ROOT_PASSWORD_FILE} from '../etcd/auth.js';
 import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
 
 export type Io = {
@@ -82,6 +83,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 		if (!stat?.isDirectory) throw new InputError(`--root ${root}: no such directory. Pass an existing directory.`);
 	}
 	const host: Host = options.dryRun ? new RecordingHost(realHost) : realHost;
+	if (options.command === 'root-password') return showRootPassword(host, io);
 	const rotating = options.command === 'rotate' || options.command === 'disable';
 	const {selected, skipped} =
 		options.command === 'backup' ? {selected: [backupStage], skipped: []} : rotating ? await rotateCommandStages(options) : selectStages(options);
@@ -191,6 +193,16 @@ async function discoverNode(host: Host, options: CliOptions, root: string | unde
 	const facts = await discover(host, runAnswers ? verifyDiscoveryOptions(runAnswers) : {});
 	if (root !== undefined) return facts;
 	return rotationFactsFor(host, options, await discoverLive(host, facts, {kubeconfig: options.kubeconfig, deep: options.deep}));
+}
+
+/** etcd's root password, on stdout only because the operator asked for it. */
+async function showRootPassword(host: Host, io: Io): Promise<number> {
+	const text = await host.readText(ROOT_PASSWORD_FILE);
+	if (text === undefined) {
+		throw new InputError(`${ROOT_PASSWORD_FILE} does not exist: etcd's root user is made by the etcd-auth stage (etcd-harden --only etcd-auth).`);
+	}
+	io.stdout.write(`${text.trim()}\n`);
+	return exitCodes.ok;
 }
 
 function selectStages(options: CliOptions): {selected: Stage[]; skipped: Stage[]} {

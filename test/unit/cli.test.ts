@@ -254,6 +254,17 @@ describe('non-interactive run', () => {
 		expect(rows.find(row => row.id === 'encryption-enabled')).toMatchObject({stage: 'encryption-config', status: 'FAIL'});
 	});
 
+	test('root-password prints etcd\'s root password only when asked, and names the stage when there is none', async () => {
+		const root = await demoCopy();
+		await expectRefused(root, ['root-password', '--root', root], /etcd-root-password does not exist: .*--only etcd-auth/);
+		await fs.mkdir(path.join(root, 'var/lib/etcd-harden'), {recursive: true});
+		await fs.writeFile(path.join(root, 'var/lib/etcd-harden/etcd-root-password'), 'generated-password-for-test\n', {mode: 0o600});
+		const shown = await run(['root-password', '--root', root]);
+		expect(shown.code).toBe(0);
+		expect(shown.stdout).toBe('generated-password-for-test\n');
+		expect(shown.stderr).toBe('');
+	});
+
 	test('--help and --version', async () => {
 		const help = await run(['--help']);
 		expect(help.code).toBe(0);
