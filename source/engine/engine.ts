@@ -214,8 +214,9 @@ class EngineImpl implements Engine {
 
 			if (host.dryRun) {
 				for (const [index, item] of planned.entries()) {
-					const phase: StagePhase = item.plan.changes.length === 0 ? 'unchanged' : 'previewed';
+					const phase: StagePhase = item.plan.leftOut !== undefined ? 'skipped' : item.plan.changes.length === 0 ? 'unchanged' : 'previewed';
 					this.updateStage(index, {phase});
+					if (item.plan.leftOut !== undefined) summary.push(`${item.stage.title}: left out: ${item.plan.leftOut}`);
 				}
 				summary.push('Dry run: nothing was changed. Rerun without --dry-run to apply the changes shown.');
 			} else if (!changesAnything) {
@@ -277,8 +278,8 @@ class EngineImpl implements Engine {
 			plansSoFar[stage.id] = plan;
 			const preview = await previewChanges(plan.changes, overlay);
 			this.updateStage(index, {
-				phase: 'pending',
-				notes: plan.notes ?? [],
+				phase: plan.leftOut === undefined ? 'pending' : 'skipped',
+				notes: plan.leftOut === undefined ? (plan.notes ?? []) : [plan.leftOut, ...(plan.notes ?? [])],
 				warnings: plan.warnings ?? [],
 				preview,
 			});
@@ -374,6 +375,10 @@ class EngineImpl implements Engine {
 		for (const [index, {stage, answers, plan}] of planned.entries()) {
 			this.update({current: index});
 			if (stage.undoGroup === undefined || group[0]?.stage.undoGroup !== stage.undoGroup) group = [];
+			if (plan.leftOut !== undefined) {
+				summary.push(`${stage.title}: left out: ${plan.leftOut}`);
+				continue;
+			}
 			if (plan.changes.length === 0) {
 				const checks = stage.verify(await this.discover(this.options.host, allAnswers), answers);
 				this.updateStage(index, {phase: 'unchanged', checks});
@@ -447,7 +452,11 @@ class EngineImpl implements Engine {
 	private async verifyOnly(planned: Planned[], summary: string[]): Promise<number> {
 		const allAnswers: Answers = Object.fromEntries(planned.map(item => [item.stage.id, item.answers]));
 		const facts = await this.discover(this.options.host, allAnswers);
-		for (const [index, {stage, answers}] of planned.entries()) {
+		for (const [index, {stage, answers, plan}] of planned.entries()) {
+			if (plan.leftOut !== undefined) {
+				summary.push(`${stage.title}: left out: ${plan.leftOut}`);
+				continue;
+			}
 			const checks = stage.verify(facts, answers);
 			this.updateStage(index, {phase: 'unchanged', checks});
 			summary.push(`${stage.title}: already in place, nothing changed.`);

@@ -84,6 +84,11 @@ export type StagePlan = {
 	changes: Change[];
 	/** Shown to the operator before confirming. */
 	notes?: string[];
+	/**
+	 * The stage does not apply here (for example it needs the live control plane and the run
+	 * has --root): the engine shows it as left out, with this reason, and verifies nothing.
+	 */
+	leftOut?: string;
 	warnings?: string[];
 };
 

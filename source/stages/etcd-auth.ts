@@ -33,7 +33,7 @@ function plan(facts: Facts, answers: StageAnswers, context: PlanContext): StageP
 	const live = facts.etcdLive;
 	const cluster = facts.cluster;
 	if (!live || !cluster) {
-		return {changes: [], notes: ['No running etcd was probed (etcd-harden runs with --root): enabling etcd authentication needs the live etcd and kube-apiserver, so it is left out.']};
+		return {changes: [], leftOut: 'no running etcd was probed (etcd-harden runs with --root): enabling etcd authentication needs the live etcd and kube-apiserver.'};
 	}
 	if (!cluster.reachable) throw new InputError(cluster.problem ?? `kube-apiserver at ${cluster.server} does not answer.`);
 	const flags = facts.etcd.flags;

@@ -179,7 +179,7 @@ function plan(facts: Facts, answers: StageAnswers): StagePlan {
 	if (!firewall) {
 		return {
 			changes: [],
-			notes: ['No running node was probed (etcd-harden runs with --root): firewall rules need the live node, its addresses and etcd members, so they are left out.'],
+			leftOut: 'no running node was probed (etcd-harden runs with --root): firewall rules need the live node, its addresses and etcd members.',
 		};
 	}
 	const desired = desiredRules(facts, firewall, answers);

@@ -4,7 +4,7 @@
  * etcd classifies every value, and a sample decrypts with the configured key into a
  * Kubernetes object. Needs the live control plane (etcd-harden on the node itself).
  */
-import {InputError, type Check, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
+import {InputError, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
 import {scannedResources} from './discover-live.js';
 import type {AtRestResource, Facts} from './facts.js';
 
@@ -35,7 +35,7 @@ function plan(facts: Facts, answers: StageAnswers): StagePlan {
 	if (!cluster || !facts.atRest) {
 		return {
 			changes: [],
-			notes: ['No running control plane was probed (etcd-harden runs with --root): re-encryption and at-rest verification need the live apiserver and etcd, so they are left out.'],
+			leftOut: 'no running control plane was probed (etcd-harden runs with --root): re-encryption and at-rest verification need the live apiserver and etcd.',
 		};
 	}
 	if (!cluster.reachable) throw new InputError(cluster.problem ?? `kube-apiserver at ${cluster.server} does not answer.`);
@@ -125,11 +125,15 @@ export const reencryptStage: Stage = {
 		'The apiserver encrypts objects only when they are written, so everything stored before the config took effect is still ' +
 		'in plaintext (or under an older key). This stage rewrites exactly those objects through the API, then scans etcd raw ' +
 		'and decrypts a sample to prove every value is on the primary key.',
-	questions: () => [
-		{id: 'concurrency', kind: 'text', message: 'Writes in flight', default: '16', help: 'Higher is faster; the apiserver handles 16-64 well.', validate: positiveInteger('concurrency', 256)},
-		{id: 'rate', kind: 'text', message: 'At most this many objects per second (0: no limit)', default: '0', validate: rateProblem},
-	],
+	// Asked only where there is a live control plane to rewrite objects on (the ids stay
+	// known, so --concurrency is accepted with --root too).
+	questions: facts => reencryptQuestions.map(question => ({...question, when: () => Boolean(facts.cluster && facts.atRest)})),
 	plan,
 	verify: facts => atRestChecks(facts, 'pass'),
 	status: facts => atRestChecks(facts, 'warn'),
 };
+
+const reencryptQuestions: Question[] = [
+		{id: 'concurrency', kind: 'text', message: 'Writes in flight', default: '16', help: 'Higher is faster; the apiserver handles 16-64 well.', validate: positiveInteger('concurrency', 256)},
+		{id: 'rate', kind: 'text', message: 'At most this many objects per second (0: no limit)', default: '0', validate: rateProblem},
+];

@@ -228,16 +228,18 @@ describe('non-interactive run', () => {
 		const before = await snapshot(root);
 		const result = await run(['--root', root, '--yes', '--dry-run', '--json', ...recovery]);
 		expect(result.code).toBe(0);
-		const data = JSON.parse(result.stdout) as {dryRun: boolean; stages: Array<{id: string; phase: string; changes: Array<{body: string}>}>};
+		const data = JSON.parse(result.stdout) as {dryRun: boolean; summary: string[]; stages: Array<{id: string; phase: string; changes: Array<{body: string}>}>};
 		expect(data.dryRun).toBe(true);
 		expect(data.stages.map(stage => [stage.id, stage.phase])).toEqual([
 			['encryption-config', 'previewed'],
 			['apiserver-manifest', 'previewed'],
-			['reencrypt', 'unchanged'],
+			// These need the live control plane; with --root they are left out, not "unchanged".
+			['reencrypt', 'skipped'],
 			['etcd-tls', 'unchanged'],
-			['etcd-auth', 'unchanged'],
-			['firewall', 'unchanged'],
+			['etcd-auth', 'skipped'],
+			['firewall', 'skipped'],
 		]);
+		expect(data.summary.join('\n')).toContain('Re-encrypt existing objects: left out: no running control plane was probed');
 		expect(data.stages[0]!.changes[0]!.body).toContain('secret: <redacted>');
 		expect(await snapshot(root)).toEqual(before);
 	});

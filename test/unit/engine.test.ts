@@ -159,6 +159,22 @@ describe('engine', () => {
 		expect(separate.getState().stages.map(stage => stage.phase)).toEqual(['done', 'rolled-back']);
 	});
 
+	test('a stage that does not apply here is shown as left out, with its reason, and not verified', async () => {
+		let verified = false;
+		const live = writeStage('live', '/etc/x', 'x', {
+			plan: () => ({changes: [], leftOut: 'needs the live control plane'}),
+			verify: () => {
+				verified = true;
+				return [{id: 'x', title: 'x', status: 'fail'}];
+			},
+		});
+		const engine = createEngine({command: 'harden', host: new RealHost(root), stages: [writeStage('a', '/etc/new.txt', 'new\n'), live], answers: {}, interactive: false, discover: noFacts});
+		expect(await engine.run()).toBe(0);
+		expect(verified).toBe(false);
+		expect(engine.getState().stages.map(stage => stage.phase)).toEqual(['done', 'skipped']);
+		expect(engine.getState().result?.summary).toContain('Stage live: left out: needs the live control plane');
+	});
+
 	test('dry run previews with a diff and writes nothing', async () => {
 		const before = await tree();
 		const engine = createEngine({
