@@ -277,7 +277,12 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
 			setup.push(`mkdir -p ${q(dir)}`, `ln -sfn ${q(`${LOG_DIR}/${pod}.log`)} ${q(`${dir}/0.log`)}`);
 		}
 		// A private /tmp, so nothing run inside leaves temp files on the host.
+		// A checkout under /tmp (a CI clone, say) would vanish under that tmpfs, and with it the
+		// kubelet stand-in and the tool: keep it visible at its own path.
+		const repoUnderTmp = REPO_ROOT === '/tmp' || REPO_ROOT.startsWith('/tmp/');
+		if (repoUnderTmp) setup.push('mkdir -p /var/lib/testbed/repo', `mount --bind ${q(REPO_ROOT)} /var/lib/testbed/repo`);
 		setup.push('mount -t tmpfs -o mode=1777 testbed-tmp /tmp');
+		if (repoUnderTmp) setup.push(`mkdir -p ${q(REPO_ROOT)}`, `mount --bind /var/lib/testbed/repo ${q(REPO_ROOT)}`);
 		await exec(['/bin/sh', '-c', setup.join('\n')], {stdin: 'ignore'});
 		phase('namespaces');
 
