@@ -54,6 +54,8 @@ async function filesUnder(tb: Testbed, dir: string): Promise<string[]> {
 		}
 		for (const entry of entries) {
 			const child = path.posix.join(rel, entry.name);
+			// A checkout under /tmp is bound into the testbed; its source is not the tool's output.
+			if (child === REPO) continue;
 			if (entry.isDirectory()) await walk(child);
 			else if (entry.isFile()) out.push(child);
 		}
