@@ -6,18 +6,11 @@
 import {configDigest} from '../kube/encryption-config.js';
 import {allKeyNames, disableState, identityFirst, removeKeys} from '../kube/rotation.js';
 import type {PlanContext, Stage, StageAnswers, StagePlan} from '../engine/types.js';
-import {bundleChange, bundleQuestions, inFlight, nodeOf, publishOnly, readBundle, requireConfig, runsConfigChecks, switchConfig, waitChange, waitQuestion, waitSeconds} from './rotate-common.js';
+import {bundleChange, bundleQuestions, finishing, inFlight, nodeOf, publishOnly, readBundle, requireConfig, runsConfigChecks, switchConfig, waitChange, waitQuestion, waitSeconds} from './rotate-common.js';
 import type {Facts} from './facts.js';
 
 export const disableIdentityId = 'disable-identity-first';
 export const disableRemoveId = 'disable-remove-keys';
-
-function finishing(facts: Facts, context: PlanContext): StagePlan {
-	return {
-		changes: switchConfig(facts, context, {summary: '', phase: 'resume'}),
-		notes: [`${facts.encryption.path} differs from the config kube-apiserver was restarted with (an interrupted run): restart it with the file on disk first.`],
-	};
-}
 
 function identityPlan(facts: Facts, answers: StageAnswers, context: PlanContext): StagePlan {
 	const {text, config} = requireConfig(facts, 'disable');

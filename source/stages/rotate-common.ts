@@ -6,7 +6,7 @@
 import {configDigest, secretsInText} from '../kube/encryption-config.js';
 import {patchManifest, ManifestError} from '../kube/manifest.js';
 import {parseRecipient} from '../crypto/age.js';
-import {InputError, type AnswerValue, type Change, type Check, type PlanContext, type Question, type StageAnswers} from '../engine/types.js';
+import {InputError, type AnswerValue, type Change, type Check, type PlanContext, type Question, type StageAnswers, type StagePlan} from '../engine/types.js';
 import {apiserverLogPaths, digestAnnotation, manifestPatch} from './apiserver-manifest.js';
 import {apiserverContainer} from './discover.js';
 import {configMode} from './encryption-config.js';
@@ -150,6 +150,14 @@ export type SwitchRequest = {
  * running apiserver, write the config and the manifest's digest annotation (the kubelet
  * restarts the pod), wait for /readyz (else the engine restores both files), report "done".
  */
+/** A run killed between the config write and the restart: finish the restart (no new step). */
+export function finishing(facts: Facts, context: PlanContext): StagePlan {
+	return {
+		changes: switchConfig(facts, context, {summary: '', phase: 'resume'}),
+		notes: [`${facts.encryption.path} differs from the config kube-apiserver was restarted with (an interrupted run): restart it with the file on disk first.`],
+	};
+}
+
 export function switchConfig(facts: Facts, context: PlanContext, request: SwitchRequest): Change[] {
 	const manifest = facts.apiserver;
 	if (!manifest.exists || manifest.text === undefined) throw new InputError(manifest.error ?? `${manifest.path}: not found. Run etcd-harden on a kubeadm control-plane node.`);

@@ -12,6 +12,7 @@ import {InputError, type Check, type PlanContext, type Stage, type StageAnswers,
 import {
 	bundleChange,
 	bundleQuestions,
+	finishing,
 	inFlight,
 	nodeOf,
 	publishOnly,
@@ -30,14 +31,6 @@ export const rotatePrepareId = 'rotate-prepare';
 export const rotatePromoteId = 'rotate-promote';
 export const rotatePruneId = 'rotate-prune';
 export const rotateBundleId = 'rotate-bundle';
-
-/** A run killed between the config write and the restart: finish the restart (no new step). */
-function finishing(facts: Facts, context: PlanContext): StagePlan {
-	return {
-		changes: switchConfig(facts, context, {summary: '', phase: 'resume'}),
-		notes: [`${facts.encryption.path} differs from the config kube-apiserver was restarted with (an interrupted run): restart it with the file on disk first.`],
-	};
-}
 
 function preparePlan(facts: Facts, answers: StageAnswers, context: PlanContext): StagePlan {
 	const {text, config} = requireConfig(facts, 'rotate');
