@@ -3,7 +3,7 @@
  * answers of the backup stage, so `--answers`/`--set backup.*` work the same way.
  */
 import * as path from 'node:path';
-import {InputError, type Answers} from '../engine/types.js';
+import {InputError, type Answers} from '../engine/contract.js';
 import {RecipientError} from './recipients.js';
 import {splitRecipients} from './manifest.js';
 

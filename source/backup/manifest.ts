@@ -9,7 +9,7 @@
  * so a directory named etcd-backup-* is always a whole backup.
  */
 import {parseAgeRecipient} from './recipients.js';
-import type {EncryptionConfig} from '../stages/facts.js';
+import type {EncryptionConfig} from '../kube/types.js';
 
 export const MANIFEST_FORMAT = 'etcd-harden-backup/v1';
 export const SNAPSHOT_FILE = 'snapshot.db.age';

@@ -13,12 +13,12 @@
  * prints key material, the passphrase or plaintext.
  */
 import {AgeError, parseIdentityFile, type DecryptWith} from '../crypto/age.js';
-import type {Check} from '../engine/types.js';
+import type {Check} from '../engine/contract.js';
 import type {EtcdConnection} from '../etcd/connection.js';
 import {scanResources} from '../etcd/scan.js';
 import type {Host, ProcessHandle} from '../host/types.js';
 import {parseEncryptionConfig} from '../kube/encryption-config.js';
-import type {EncryptionConfig} from '../stages/facts.js';
+import type {EncryptionConfig} from '../kube/types.js';
 import {readPassphrase, stagingPrefix, sweepStaleStaging} from './backup.js';
 import {countKeys, snapshotRestore, snapshotStatus} from './etcd.js';
 import {CONFIG_FILE, MANIFEST_FILE, parseManifest, SNAPSHOT_FILE, type BackupManifest} from './manifest.js';

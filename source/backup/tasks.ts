@@ -1,17 +1,15 @@
 /**
- * Task executors of the backup stage (registered in engine/tasks.ts).
- *
- * etcd-backup — params: BackupParams (backup.ts): node paths, public recipients, the etcd
- *   connection; never key material or the passphrase (only the path of its file).
+ * The backup stage's task. Params (BackupParams, backup.ts): node paths, public recipients,
+ * the etcd connection; never key material or the passphrase (only the path of its file).
  */
-import type {TaskExecutor} from '../engine/engine.js';
+import {defineTask} from '../engine/contract.js';
 import {takeBackup, type BackupParams} from './backup.js';
 
-export const etcdBackupTask: TaskExecutor = {
+export const etcdBackupTask = defineTask<BackupParams>('etcd-backup', {
 	async run(params, context) {
 		const result = await takeBackup(
 			context.host,
-			params as unknown as BackupParams,
+			params,
 			{
 				step: label => context.progress({label}),
 				info: text => context.log({level: 'info', text}),
@@ -31,4 +29,4 @@ export const etcdBackupTask: TaskExecutor = {
 		if (result.pruned.length > 0) context.log({level: 'info', text: `Retention: removed ${result.pruned.join(', ')}.`});
 	},
 	// No undo: a finished backup is kept even if a later change of the stage (the timer) fails.
-};
+});

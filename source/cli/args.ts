@@ -1,6 +1,6 @@
 import {parseArgs} from 'node:util';
 import {parse as parseYaml} from 'yaml';
-import {InputError, type AnswerValue, type Answers} from '../engine/types.js';
+import {InputError, type AnswerValue, type Answers} from '../engine/contract.js';
 import {parseBackupFlags, type BackupCliOptions} from '../backup/cli-args.js';
 
 export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable', 'root-password'] as const;

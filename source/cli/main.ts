@@ -1,21 +1,26 @@
+/**
+ * The command line: parse, pick the command's workflow (source/workflow/), run it through the
+ * engine with one frontend (Ink, plain, or none for --yes), print the result, return the exit
+ * code. The parsed options stop here: workflows get the few typed values they need.
+ */
 import * as path from 'node:path';
-import {createEngine} from '../engine/engine.js';
+import {createEngine, type Engine} from '../engine/engine.js';
 import type {EngineState} from '../engine/state.js';
-import {exitCodes, InputError, type Answers, type Check, type Facts, type Stage} from '../engine/types.js';
+import {exitCodes, InputError, type Answers} from '../engine/contract.js';
 import {prepareDemoTree, packageDirectory} from '../host/demo.js';
 import {RealHost} from '../host/real.js';
 import {RecordingHost} from '../host/recording.js';
 import type {Host} from '../host/types.js';
-import {discover, verifyDiscoveryOptions} from '../stages/discover.js';
-import {discoverLive} from '../stages/discover-live.js';
-import {stages as allStages} from '../stages/index.js';
-import {tasks} from '../engine/tasks.js';
-import {backupStage} from '../stages/backup.js';
-import {presetBackupProgram, restoreCheckCommand} from '../backup/cli.js';
-import {rotateCommandStages, rotationAnswers, rotationFactsFor, rotationStatusRows} from './rotate.js';
-import {isCi} from './ci.js';
 import {ROOT_PASSWORD_FILE} from '../etcd/auth.js';
+import {backupWorkflow} from '../workflow/backup.js';
+import {hardenWorkflow, statusRows} from '../workflow/harden.js';
+import type {NodeTarget} from '../workflow/node.js';
+import {rotateWorkflow} from '../workflow/rotate.js';
+import {tasks} from '../workflow/tasks.js';
+import type {Workflow} from '../workflow/workflow.js';
+import {checkText, isCi} from '../ui/format.js';
 import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
+import {restoreCheckCommand} from './restore-check.js';
 
 export type Io = {
 	stdin: NodeJS.ReadStream;
@@ -62,9 +67,41 @@ async function run(argv: string[], io: Io): Promise<number> {
 		io.stdout.write(`${manifest.version}\n`);
 		return exitCodes.ok;
 	}
+	if (options.command === 'restore-check') return restoreCheckCommand({dryRun: options.dryRun, root: options.root, json: options.json, backup: options.backup}, io);
 
-	if (options.command === 'restore-check') return restoreCheckCommand(options, io);
+	const {host, root} = await nodeHost(options, io);
+	if (options.command === 'root-password') return showRootPassword(host, io);
+	const target: NodeTarget = {root, kubeconfig: options.kubeconfig, deep: options.deep, nodeName: options.nodeName};
+	if (options.command === 'status') return status(host, options, target, io);
 
+	const workflow = await workflowFor(options, target);
+	const answers = await workflow.answers(await operatorAnswers(options));
+	const known = new Set(workflow.knownStages);
+	for (const stage of Object.keys(answers)) {
+		if (!known.has(stage)) throw new InputError(`answers name an unknown stage "${stage}": known stages are ${[...known].join(', ')}.`);
+	}
+	const interactive = !options.yes;
+	if (interactive && !io.stdin.isTTY) {
+		throw new InputError('standard input is not a terminal, so the wizard cannot ask questions: pass --yes (with --answers FILE or --set STAGE.Q=VALUE) for a non-interactive run.');
+	}
+	const engine = createEngine({
+		command: workflow.command,
+		host,
+		stages: workflow.stages,
+		skipped: workflow.skipped,
+		answers,
+		interactive,
+		settings: workflow.settings,
+		discover: workflow.discover,
+		tasks,
+	});
+	const exitCode = await runWithFrontend(engine, {interactive, plain: options.plain}, io);
+	printResult(engine.getState(), options, io, root);
+	return exitCode;
+}
+
+/** The host the run works on: the node, a --root tree or the demo's copy; recording under --dry-run. */
+async function nodeHost(options: CliOptions, io: Io): Promise<{host: Host; root?: string}> {
 	let root = options.root;
 	if (options.command === 'demo') {
 		if (root !== undefined) throw new InputError('demo makes its own copied tree: drop --root, or run "etcd-harden harden --root DIR".');
@@ -82,46 +119,39 @@ async function run(argv: string[], io: Io): Promise<number> {
 		const stat = await new RealHost('/').stat(path.resolve(root));
 		if (!stat?.isDirectory) throw new InputError(`--root ${root}: no such directory. Pass an existing directory.`);
 	}
-	const host: Host = options.dryRun ? new RecordingHost(realHost) : realHost;
-	if (options.command === 'root-password') return showRootPassword(host, io);
-	const rotating = options.command === 'rotate' || options.command === 'disable';
-	const {selected, skipped} =
-		options.command === 'backup' ? {selected: [backupStage], skipped: []} : rotating ? await rotateCommandStages(options) : selectStages(options);
+	return {host: options.dryRun ? new RecordingHost(realHost) : realHost, root};
+}
 
-	if (options.command === 'status') return status(host, selected, options, io, root);
-
-	let answers = options.set;
-	if (options.answersFile !== undefined) {
-		const file = path.resolve(options.answersFile);
-		const text = await new RealHost('/').readText(file);
-		if (text === undefined) throw new InputError(`--answers ${options.answersFile}: no such file.`);
-		answers = mergeAnswers(parseAnswersFile(options.answersFile, text), options.set);
+/** The command's workflow, from the few values of the command line it needs. */
+async function workflowFor(options: CliOptions, target: NodeTarget): Promise<Workflow> {
+	const settings = options.timeout === undefined ? {} : {gateTimeoutSeconds: options.timeout};
+	const pick = {only: options.only, skip: options.skip};
+	switch (options.command) {
+		case 'backup':
+			return backupWorkflow(settings, {argv1: process.argv[1], execPath: process.execPath});
+		case 'rotate':
+		case 'disable':
+			// --bundle and --bundle-key name the operator's files, not files under --root.
+			return rotateWorkflow(new RealHost('/'), {command: options.command, ...pick, bundle: options.bundle, bundleKey: options.bundleKey}, target, settings);
+		default:
+			return hardenWorkflow(pick, target, settings);
 	}
-	if (options.command === 'backup') presetBackupProgram(answers);
-	if (rotating) answers = await rotationAnswers(options, answers);
-	const knownStages = new Set([...allStages, backupStage, ...selected].map(stage => stage.id));
-	for (const stage of Object.keys(answers)) {
-		if (!knownStages.has(stage)) throw new InputError(`answers name an unknown stage "${stage}": known stages are ${[...knownStages].join(', ')}.`);
-	}
+}
 
-	const interactive = !options.yes;
-	if (interactive && !io.stdin.isTTY) {
-		throw new InputError('standard input is not a terminal, so the wizard cannot ask questions: pass --yes (with --answers FILE or --set STAGE.Q=VALUE) for a non-interactive run.');
-	}
+/** --answers FILE (the operator's path, not under --root), overridden by --set. */
+async function operatorAnswers(options: CliOptions): Promise<Answers> {
+	if (options.answersFile === undefined) return options.set;
+	const text = await new RealHost('/').readText(path.resolve(options.answersFile));
+	if (text === undefined) throw new InputError(`--answers ${options.answersFile}: no such file.`);
+	return mergeAnswers(parseAnswersFile(options.answersFile, text), options.set);
+}
 
-	const engine = createEngine({
-		command: options.command === 'backup' || rotating ? (options.command as 'backup' | 'rotate' | 'disable') : 'harden',
-		host,
-		stages: selected,
-		skipped,
-		answers,
-		interactive,
-		settings: options.timeout === undefined ? {} : {gateTimeoutSeconds: options.timeout},
-		// A backup needs the file facts only (etcd endpoints, the config), not a scan of etcd.
-		discover: (nodeHost, runAnswers) => (options.command === 'backup' ? discover(nodeHost) : discoverNode(nodeHost, options, root, runAnswers)),
-		tasks,
-	});
-
+/**
+ * Run the engine with the frontend picked once: Ink on an interactive terminal (not under CI,
+ * where Ink only draws the final frame), line mode otherwise. Signals abort the run safely
+ * (the current stage is undone). Resolves with the engine's exit code.
+ */
+async function runWithFrontend(engine: Engine, mode: {interactive: boolean; plain: boolean}, io: Io): Promise<number> {
 	const onSignal = (): void => engine.abort();
 	let hungUp = false;
 	const onHangup = (): void => {
@@ -153,8 +183,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 		process.on('uncaughtException', onUncaught);
 	}
 	try {
-		// Ink only draws the final frame when CI is set, so CI gets the plain frontend.
-		const useInk = interactive && !options.plain && Boolean(io.stderr.isTTY) && !isCi(process.env);
+		const useInk = mode.interactive && !mode.plain && Boolean(io.stderr.isTTY) && !isCi(process.env);
 		let frontend: Promise<void>;
 		if (useInk) {
 			const {runInk} = await import('../ui/index.js');
@@ -172,7 +201,6 @@ async function run(argv: string[], io: Io): Promise<number> {
 		const exitCode = await engine.run();
 		await frontendDone;
 		if (frontendError !== undefined && !hungUp) throw frontendError;
-		printResult(engine.getState(), options, io, root);
 		return exitCode;
 	} finally {
 		frontendStop.abort();
@@ -185,16 +213,6 @@ async function run(argv: string[], io: Io): Promise<number> {
 	}
 }
 
-/**
- * File facts, plus the live control plane (apiserver, kubeadm-config, raw etcd values) when
- * etcd-harden runs on the node itself; with --root there is no live cluster to ask.
- */
-async function discoverNode(host: Host, options: CliOptions, root: string | undefined, runAnswers?: Answers): Promise<Facts> {
-	const facts = await discover(host, runAnswers ? verifyDiscoveryOptions(runAnswers) : {});
-	if (root !== undefined) return facts;
-	return rotationFactsFor(host, options, await discoverLive(host, facts, {kubeconfig: options.kubeconfig, deep: options.deep}));
-}
-
 /** etcd's root password, on stdout only because the operator asked for it. */
 async function showRootPassword(host: Host, io: Io): Promise<number> {
 	const text = await host.readText(ROOT_PASSWORD_FILE);
@@ -205,21 +223,8 @@ async function showRootPassword(host: Host, io: Io): Promise<number> {
 	return exitCodes.ok;
 }
 
-function selectStages(options: CliOptions): {selected: Stage[]; skipped: Stage[]} {
-	const ids = allStages.map(stage => stage.id);
-	for (const id of [...(options.only ?? []), ...(options.skip ?? [])]) {
-		if (!ids.includes(id)) throw new InputError(`unknown stage "${id}": known stages are ${ids.join(', ')}.`);
-	}
-	const wanted = (stage: Stage): boolean =>
-		options.only ? options.only.includes(stage.id) : !(options.skip ?? []).includes(stage.id);
-	return {selected: allStages.filter(wanted), skipped: allStages.filter(stage => !wanted(stage))};
-}
-
-type StatusRow = Check & {stage: string};
-
-async function status(host: Host, stages: Stage[], options: CliOptions, io: Io, root: string | undefined): Promise<number> {
-	const facts = await discoverNode(host, options, root);
-	const rows: StatusRow[] = [...stages.flatMap(stage => stage.status(facts).map(check => ({stage: stage.id, ...check}))), ...rotationStatusRows(facts)];
+async function status(host: Host, options: CliOptions, target: NodeTarget, io: Io): Promise<number> {
+	const rows = await statusRows(host, {only: options.only, skip: options.skip}, target);
 	const failed = rows.some(row => row.status === 'fail');
 	if (options.json) {
 		// For monitoring jobs: PASS/FAIL/WARN, as the CIS benchmark and the text output write them.
@@ -230,8 +235,7 @@ async function status(host: Host, stages: Stage[], options: CliOptions, io: Io, 
 		for (const row of rows) {
 			if (row.stage !== previous) io.stdout.write(`${previous === undefined ? '' : '\n'}${row.stage}\n`);
 			previous = row.stage;
-			io.stdout.write(`  ${row.status.toUpperCase().padEnd(4)}  ${row.id}  ${row.title}${row.actual ? ` (${row.actual})` : ''}\n`);
-			if (row.status !== 'pass' && row.remediation) io.stdout.write(`        fix: ${row.remediation}\n`);
+			io.stdout.write(checkText(row, '  ', {withId: true}));
 		}
 		const counts = ['pass', 'warn', 'fail'].map(kind => `${rows.filter(row => row.status === kind).length} ${kind}`);
 		io.stdout.write(`\n${counts.join(', ')}\n`);

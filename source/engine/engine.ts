@@ -3,7 +3,7 @@ import type {Host} from '../host/types.js';
 import {RecordingHost} from '../host/recording.js';
 import {previewChanges, redact} from './preview.js';
 import {acquireLock, checkLock, findInterruptedRun, RunDir} from './run-dir.js';
-import type {EngineControl, EngineState, LogLine, Progress, Prompt, StagePhase, StageView} from './state.js';
+import type {EngineControl, EngineState, LogLine, Prompt, StagePhase, StageView} from './state.js';
 import {
 	exitCodes,
 	InputError,
@@ -11,44 +11,21 @@ import {
 	type Answers,
 	type Change,
 	type EngineCommand,
-	type Facts,
 	type Question,
 	type Stage,
 	type StageAnswers,
 	type RunSettings,
+	type TaskContext,
+	type TaskRegistry,
 	type StagePlan,
-} from './types.js';
+} from './contract.js';
 
-/** What a task executor gets: the host, the abort signal, and ways to report. */
-export type TaskContext = {
-	host: Host;
-	signal: AbortSignal;
-	runDir?: RunDir;
-	progress(progress: Omit<Progress, 'stageId'>): void;
-	log(line: LogLine): void;
-	/**
-	 * Ask the operator yes/no with a deadline (like iptables-apply): resolves false on "no",
-	 * when `timeoutMs` passes without an answer, or on abort. Non-interactive runs resolve
-	 * true at once (the task has already checked what it can). Optional for callers that
-	 * build a TaskContext themselves: treat a missing confirm as true.
-	 */
-	confirm?(message: string, timeoutMs: number): Promise<boolean>;
-};
-
-export type TaskExecutor = {
-	run(params: Record<string, unknown>, context: TaskContext): Promise<void>;
-	/** Reverse the task while undoing a stage (for example: wait until ready again). */
-	undo?(params: Record<string, unknown>, context: TaskContext): Promise<void>;
-};
-
-export type TaskRegistry = Record<string, TaskExecutor>;
-
-export type EngineOptions = {
+export type EngineOptions<Facts> = {
 	command: EngineCommand;
 	/** The real host, or a RecordingHost for --dry-run. */
 	host: Host;
 	/** Stages to run, in order (already filtered by --only/--skip). */
-	stages: Stage[];
+	stages: Stage<Facts>[];
 	/** Stage ids left out by --only/--skip, shown as skipped. */
 	skipped?: Array<Pick<Stage, 'id' | 'title' | 'explain'>>;
 	/** Answers given up front (--answers FILE, --set). */
@@ -81,19 +58,19 @@ class Aborted extends Error {
 	override name = 'Aborted';
 }
 
-type Planned = {stage: Stage; answers: StageAnswers; plan: StagePlan};
+type Planned<Facts> = {stage: Stage<Facts>; answers: StageAnswers; plan: StagePlan};
 
-export function createEngine(options: EngineOptions): Engine {
-	return new EngineImpl(options);
+export function createEngine<Facts>(options: EngineOptions<Facts>): Engine {
+	return new EngineImpl<Facts>(options);
 }
 
-class EngineImpl implements Engine {
+class EngineImpl<Facts> implements Engine {
 	private state: EngineState;
 	private readonly listeners = new Set<() => void>();
 	private pending?: (response: Response) => void;
 	private readonly abortController = new AbortController();
 
-	constructor(private readonly options: EngineOptions) {
+	constructor(private readonly options: EngineOptions<Facts>) {
 		const view = (stage: Pick<Stage, 'id' | 'title' | 'explain'>, phase: StagePhase): StageView => ({
 			id: stage.id,
 			title: stage.title,
@@ -255,9 +232,9 @@ class EngineImpl implements Engine {
 	 * runs against an overlay of the host, so each stage sees what the earlier ones would
 	 * write; bad input anywhere stops the run while the node is still untouched.
 	 */
-	private async planAll(): Promise<Planned[] | undefined> {
+	private async planAll(): Promise<Planned<Facts>[] | undefined> {
 		const overlay = new RecordingHost(this.options.host);
-		const planned: Planned[] = [];
+		const planned: Planned<Facts>[] = [];
 		const answersSoFar: Answers = {};
 		const plansSoFar: Record<string, StagePlan> = {};
 		for (const [index, stage] of this.options.stages.entries()) {
@@ -304,7 +281,7 @@ class EngineImpl implements Engine {
 		}
 	}
 
-	private async askQuestions(stage: Stage, facts: Facts): Promise<StageAnswers | undefined> {
+	private async askQuestions(stage: Stage<Facts>, facts: Facts): Promise<StageAnswers | undefined> {
 		const preset = this.options.answers[stage.id] ?? {};
 		const answers: StageAnswers = {};
 		const asked: string[] = []; // ids answered interactively, for esc
@@ -368,10 +345,10 @@ class EngineImpl implements Engine {
 		return answers;
 	}
 
-	private async applyAll(planned: Planned[], runDir: RunDir, summary: string[]): Promise<number> {
+	private async applyAll(planned: Planned<Facts>[], runDir: RunDir, summary: string[]): Promise<number> {
 		const allAnswers: Answers = Object.fromEntries(planned.map(item => [item.stage.id, item.answers]));
 		// Applied stages of the current undo group, with their undo steps.
-		let group: Array<{index: number; stage: Stage; undo: Array<() => Promise<void>>}> = [];
+		let group: Array<{index: number; stage: Stage<Facts>; undo: Array<() => Promise<void>>}> = [];
 		for (const [index, {stage, answers, plan}] of planned.entries()) {
 			this.update({current: index});
 			if (stage.undoGroup === undefined || group[0]?.stage.undoGroup !== stage.undoGroup) group = [];
@@ -449,7 +426,7 @@ class EngineImpl implements Engine {
 		return exitCodes.ok;
 	}
 
-	private async verifyOnly(planned: Planned[], summary: string[]): Promise<number> {
+	private async verifyOnly(planned: Planned<Facts>[], summary: string[]): Promise<number> {
 		const allAnswers: Answers = Object.fromEntries(planned.map(item => [item.stage.id, item.answers]));
 		const facts = await this.discover(this.options.host, allAnswers);
 		for (const [index, {stage, answers, plan}] of planned.entries()) {
@@ -465,12 +442,12 @@ class EngineImpl implements Engine {
 		return exitCodes.ok;
 	}
 
-	private verificationFailed(stage: Stage, summary: string[]): number {
+	private verificationFailed(stage: Stage<Facts>, summary: string[]): number {
 		summary.push(`${stage.title}: verification failed; later stages were not run. See the failed checks and their fixes above.`);
 		return exitCodes.failed;
 	}
 
-	private async confirmStage(stage: Stage, index: number): Promise<'yes' | 'no' | 'abort'> {
+	private async confirmStage(stage: Stage<Facts>, index: number): Promise<'yes' | 'no' | 'abort'> {
 		while (true) {
 			const response = await this.ask({
 				type: 'confirm',
@@ -484,7 +461,7 @@ class EngineImpl implements Engine {
 		}
 	}
 
-	private taskContext(stage: Stage, runDir: RunDir): TaskContext {
+	private taskContext(stage: Stage<Facts>, runDir: RunDir): TaskContext {
 		return {
 			host: this.options.host,
 			signal: this.abortController.signal,
@@ -496,7 +473,7 @@ class EngineImpl implements Engine {
 	}
 
 	/** A confirm prompt that answers itself "no" when its deadline passes (see TaskContext.confirm). */
-	private async confirmWithin(stage: Stage, message: string, timeoutMs: number): Promise<boolean> {
+	private async confirmWithin(stage: Stage<Facts>, message: string, timeoutMs: number): Promise<boolean> {
 		if (!this.options.interactive) return true;
 		const deadline = Date.now() + timeoutMs;
 		const prompt: Prompt = {type: 'confirm', stageId: stage.id, message, preview: [], deadline};
@@ -520,7 +497,7 @@ class EngineImpl implements Engine {
 		}
 	}
 
-	private async applyChange(stage: Stage, change: Change, runDir: RunDir, undo: Array<() => Promise<void>>): Promise<void> {
+	private async applyChange(stage: Stage<Facts>, change: Change, runDir: RunDir, undo: Array<() => Promise<void>>): Promise<void> {
 		const {host} = this.options;
 		switch (change.kind) {
 			case 'write-file': {
@@ -563,7 +540,7 @@ class EngineImpl implements Engine {
 				return;
 			}
 			case 'task': {
-				const executor = this.options.tasks?.[change.task];
+				const executor = this.options.tasks?.get(change.task);
 				if (!executor) throw new Error(`internal: no executor for task "${change.task}"`);
 				const context = this.taskContext(stage, runDir);
 				if (executor.undo) {
@@ -578,7 +555,7 @@ class EngineImpl implements Engine {
 		}
 	}
 
-	private async undoAll(stage: Stage, undo: Array<() => Promise<void>>, runDir: RunDir): Promise<string[]> {
+	private async undoAll(stage: Stage<Facts>, undo: Array<() => Promise<void>>, runDir: RunDir): Promise<string[]> {
 		const errors: string[] = [];
 		for (const step of undo.reverse()) {
 			try {

@@ -2,7 +2,7 @@ import {createTwoFilesPatch} from 'diff';
 import type {Host} from '../host/types.js';
 import {renderArgv} from '../host/types.js';
 import type {PreviewItem} from './state.js';
-import type {Change} from './types.js';
+import type {Change} from './contract.js';
 
 export const REDACTED = '<redacted>';
 

@@ -1,41 +1,17 @@
 import type {Host} from '../host/types.js';
-import {InputError} from './types.js';
+import {InputError, RUNS_DIR, STATE_DIR, type JournalEntry, type RunRecord} from './contract.js';
 
-export const STATE_DIR = '/var/lib/etcd-harden';
+export type {JournalEntry} from './contract.js';
+
 export const LOCK_PATH = `${STATE_DIR}/lock`;
-export const RUNS_DIR = `${STATE_DIR}/runs`;
 
-export type JournalEntry = {
-	time: string;
-	stage: string;
-	event:
-		| 'run-start'
-		| 'stage-start'
-		| 'backup'
-		| 'write'
-		| 'created'
-		| 'run'
-		| 'task'
-		| 'stage-done'
-		| 'stage-unchanged'
-		| 'stage-failed'
-		| 'undo'
-		| 'rolled-back'
-		| 'run-end';
-	/** Node path of the file concerned. */
-	path?: string;
-	/** Node path of the backup copy in the run directory. */
-	backup?: string;
-	/** Human summary; never key material (change summaries are written by stages for this). */
-	detail?: string;
-};
 
 /**
  * One run's directory: `/var/lib/etcd-harden/runs/<timestamp>/` with `journal.jsonl` and
  * `backup/<node path>` copies of every file the run overwrote. Backups never go into the
  * manifests directory, where kubelet would start them.
  */
-export class RunDir {
+export class RunDir implements RunRecord {
 	readonly id: string;
 	readonly dir: string;
 

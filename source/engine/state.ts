@@ -3,7 +3,9 @@
  * plain) render these snapshots and answer prompts through the EngineControl; they
  * never decide what to change.
  */
-import type {AnswerValue, Check, Question} from './types.js';
+import type {AnswerValue, Check, LogLine, Question, TaskProgress} from './contract.js';
+
+export type {LogLine} from './contract.js';
 
 export type StagePhase =
 	| 'pending'
@@ -64,19 +66,8 @@ export type Prompt =
 			deadline?: number;
 	  };
 
-export type Progress = {
-	stageId: string;
-	label: string;
-	done?: number;
-	total?: number;
-	/** Items per second. */
-	rate?: number;
-	etaSeconds?: number;
-	/** Last lines of a long-running command's output. */
-	tail?: string[];
-};
+export type Progress = TaskProgress & {stageId: string};
 
-export type LogLine = {level: 'info' | 'warn' | 'error' | 'success'; text: string};
 
 export type EngineState = {
 	command: string;

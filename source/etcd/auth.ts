@@ -7,9 +7,8 @@
  * certificate whose CN has no user is refused once auth is on: enabling auth without a user
  * for kube-apiserver's CN takes the whole control plane down. Planning refuses that case.
  */
-import type {Check} from '../engine/types.js';
-import type {Facts} from '../stages/facts.js';
-import type {EtcdAuthFacts} from './tls.js';
+import type {Check} from '../engine/contract.js';
+import type {EtcdAuthFacts, EtcdNodeFacts} from './types.js';
 
 export const ROOT_PASSWORD_FILE = '/var/lib/etcd-harden/etcd-root-password';
 export const DEFAULT_MONITOR_USER = 'etcd-monitor';
@@ -19,7 +18,7 @@ export const DEFAULT_MONITOR_PREFIX = '/registry/';
 export type EtcdClient = {cn: string; source: string; certPath: string};
 
 /** The certificate CNs that connect to etcd on this node (deduplicated, in a stable order). */
-export function connectingClients(facts: Facts): EtcdClient[] {
+export function connectingClients(facts: EtcdNodeFacts): EtcdClient[] {
 	const certs = facts.etcdCerts ?? {};
 	const out: EtcdClient[] = [];
 	const add = (info: {subjectCN?: string; path: string} | undefined, source: string) => {
@@ -67,7 +66,7 @@ export function monitorRole(user: string): string {
 }
 
 /** Checks on the running etcd's auth state (live facts), for status and verify. */
-export function authChecks(facts: Facts, request: AuthRequest | undefined, strict: boolean): Check[] {
+export function authChecks(facts: EtcdNodeFacts, request: AuthRequest | undefined, strict: boolean): Check[] {
 	const live = facts.etcdLive;
 	if (!live) {
 		return [

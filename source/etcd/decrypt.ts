@@ -30,7 +30,7 @@
  */
 import {createDecipheriv, type CipherGCMTypes} from 'node:crypto';
 import nacl from 'tweetnacl';
-import type {EncryptionConfig, EncryptionKey, KeyedProviderType, Provider, ResourceRule} from '../stages/facts.js';
+import type {EncryptionConfig, EncryptionKey, KeyedProviderType, Provider, ResourceRule} from '../kube/types.js';
 import {classifyValue, isKubernetesObject, valueLabel} from './format.js';
 
 export type GroupResource = {group: string; resource: string};

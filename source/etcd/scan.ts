@@ -23,7 +23,7 @@
  * cluster-scoped ones.
  */
 import type {Host} from '../host/types.js';
-import type {EncryptionConfig} from '../stages/facts.js';
+import type {EncryptionConfig} from '../kube/types.js';
 import type {EtcdConnection} from './connection.js';
 import {DEFAULT_ETCD_PREFIX, normalizeEtcdPrefix} from './connection.js';
 import {EtcdctlError, runEtcdctl} from './etcdctl.js';

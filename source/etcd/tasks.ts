@@ -1,52 +1,36 @@
 /**
- * Task executors of the etcd-tls and etcd-auth stages (registered in engine/tasks.ts).
- * Params are plain data (node paths, names, URLs); passwords are never in params: they are
- * read from the 0600 file the stage writes, passed to etcdctl on stdin or as secret args,
- * and never logged.
+ * Tasks of the etcd-tls and etcd-auth stages. Params are plain data (node paths, names,
+ * URLs); passwords are never in params: they are read from the 0600 file the stage writes,
+ * passed to etcdctl on stdin or as secret args, and never logged.
  *
- * etcd-restart-gate — params: phase 'before' | 'after', manifestPath, metricsUrl?,
- *   health: {endpoints, cacert, cert, key} (the health-check client), kubeconfig?,
- *   timeoutSeconds?, pollMs?, logPaths?. Planned around the etcd manifest write like the
- *   apiserver gate: 'before' records etcd's start time (its undo, run after the engine
- *   restored the manifest, waits until etcd is healthy and kube-apiserver ready again);
- *   'after' waits for a new etcd process, endpoint health and /readyz, or fails (undo).
- *
- * etcd-client-cert — params: cn, caCert, caKey, cert, key, days?. A client certificate
- *   signed by the etcd CA (key made here, written 0600; openssl signs). Undo removes both.
- *
- * etcd-auth-users — params: connection, passwordFile, users: string[], monitoring?:
- *   {user, role, prefix}. Creates root (password from passwordFile, on stdin), the root
- *   role, a password-less user per certificate CN with the root role, and the read-only
- *   monitoring role and user. Undo deletes what this run created.
- *
- * etcd-auth-enable — params: connection (kube-apiserver's), health, passwordFile,
- *   kubeconfig?, timeoutSeconds?, pollMs?, checkPrefix?. `auth enable`, then waits until etcd
- *   is healthy with the health-check certificate, kube-apiserver's certificate can read its
- *   prefix and /readyz passes; else throws. Undo: `auth disable` with the apiserver's
- *   certificate (root role), falling back to the root password.
+ * etcd-restart-gate: the static pod gate (kube/static-pod-gate.ts) for etcd: a new etcd
+ *   process, endpoint health with the health-check client, and kube-apiserver's /readyz.
+ * etcd-client-cert: a client certificate signed by the etcd CA (key made here, written
+ *   0600; openssl signs). Undo removes both.
+ * etcd-auth-users: root (password from passwordFile, on stdin), the root role, a
+ *   password-less user per certificate CN with the root role, and the read-only monitoring
+ *   role and user. Undo deletes what this run created.
+ * etcd-auth-enable: `auth enable`, then waits until etcd is healthy with the health-check
+ *   certificate, kube-apiserver's certificate can read its prefix and /readyz passes; else
+ *   throws. Undo: `auth disable` with the apiserver's certificate (root role), falling back
+ *   to the root password.
  */
 import {generateKeyPairSync} from 'node:crypto';
 import {posix} from 'node:path';
-import type {TaskContext, TaskExecutor} from '../engine/engine.js';
-import {paramNumber as num, paramString as str, paramStrings} from '../engine/task-params.js';
+import {defineTask, type TaskContext} from '../engine/contract.js';
 import type {Arg, Host} from '../host/types.js';
 import {KubeApi} from '../kube/api.js';
+import {ETCD_MANIFEST} from '../kube/defaults.js';
 import {loadKubeconfig} from '../kube/kubeconfig.js';
 import {checkReady} from '../kube/restart-gate.js';
+import {defineStaticPodGate, type GateBase} from '../kube/static-pod-gate.js';
 import type {EtcdConnection} from './connection.js';
 import {runEtcdctl} from './etcdctl.js';
 import {etcdHealthy, readEtcdStartTime, waitForEtcd} from './tls-gate.js';
 
-const DEFAULT_ETCD_MANIFEST = '/etc/kubernetes/manifests/etcd.yaml';
-
-function connection(params: Record<string, unknown>, name: string): EtcdConnection {
-	const value = params[name] as Partial<EtcdConnection> | undefined;
-	if (!value || !Array.isArray(value.endpoints) || value.endpoints.length === 0) throw new Error(`internal: task param ${name} must be an etcd connection`);
-	return {endpoints: value.endpoints, ...(value.cacert ? {cacert: value.cacert} : {}), ...(value.cert ? {cert: value.cert} : {}), ...(value.key ? {key: value.key} : {})};
-}
-
-async function apiFrom(host: Host, params: Record<string, unknown>): Promise<KubeApi | undefined> {
-	const kubeconfig = str(params, 'kubeconfig');
+/** A quick API client (no retries) when the task names a kubeconfig. */
+async function apiFrom(host: Host, params: {kubeconfig?: string}): Promise<KubeApi | undefined> {
+	const kubeconfig = params.kubeconfig;
 	if (kubeconfig === undefined) return undefined;
 	return new KubeApi(host, await loadKubeconfig(host, kubeconfig), {retries: 0, timeoutMs: 10_000});
 }
@@ -57,89 +41,58 @@ function lastLines(text: string, count = 3): string {
 
 // ---- etcd-restart-gate ----
 
-type GateRecord = Record<string, {before?: number}>;
-
-const gateFile = (context: TaskContext) => (context.runDir ? `${context.runDir.dir}/etcd-gate.json` : undefined);
-
-async function readGateRecord(context: TaskContext): Promise<GateRecord> {
-	const file = gateFile(context);
-	const text = file ? await context.host.readText(file) : undefined;
-	return text ? (JSON.parse(text) as GateRecord) : {};
-}
-
-function gateOptions(params: Record<string, unknown>, context: TaskContext, label: string) {
-	const timeoutSeconds = num(params, 'timeoutSeconds') ?? 180;
-	const logPaths = strings(params, 'logPaths');
-	return {
-		metricsUrl: str(params, 'metricsUrl'),
-		health: connection(params, 'health'),
-		timeoutMs: timeoutSeconds * 1000,
-		pollMs: num(params, 'pollMs') ?? 1000,
-		...(logPaths.length ? {logPaths} : {}),
-		signal: context.signal,
-		onStatus: (status: {state: string; elapsedSeconds: number; detail?: string}) =>
-			context.progress({label: `${label} (${status.state.replaceAll('-', ' ')}${status.detail ? `: ${status.detail.slice(0, 80)}` : ''})`, done: Math.round(status.elapsedSeconds), total: timeoutSeconds}),
-	};
-}
-
-export const etcdRestartGate: TaskExecutor = {
-	async run(params, context) {
-		const manifestPath = str(params, 'manifestPath') ?? DEFAULT_ETCD_MANIFEST;
-		const health = connection(params, 'health');
-		if ((str(params, 'phase') ?? 'after') === 'before') {
-			const before = await readEtcdStartTime(context.host, str(params, 'metricsUrl'), health, context.signal);
-			const file = gateFile(context);
-			if (file) {
-				const record = await readGateRecord(context);
-				record[manifestPath] = before === undefined ? {} : {before};
-				await context.host.writeFileAtomic(file, `${JSON.stringify(record)}\n`, 0o600);
-			}
-			if (before === undefined) context.log({level: 'warn', text: "etcd's start time could not be read before the change; its restart is judged by the manifest time."});
-			return;
-		}
-		const before = (await readGateRecord(context))[manifestPath]?.before;
-		const api = await apiFrom(context.host, params);
-		const result = await waitForEtcd(context.host, {
-			...gateOptions(params, context, 'waiting for etcd to restart, pass endpoint health and kube-apiserver /readyz'),
-			...(api ? {api} : {}),
-			...(before === undefined ? {} : {before}),
-			manifestPath,
-		});
-		context.log({level: 'success', text: `etcd restarted and is healthy; kube-apiserver is ready (${result.seconds.toFixed(1)} s).`});
-	},
-	async undo(params, context) {
-		if ((str(params, 'phase') ?? 'after') !== 'before') return;
-		const manifestPath = str(params, 'manifestPath') ?? DEFAULT_ETCD_MANIFEST;
-		const before = (await readGateRecord(context))[manifestPath]?.before;
-		const stat = await context.host.stat(manifestPath);
-		const api = await apiFrom(context.host, params);
-		const result = await waitForEtcd(context.host, {
-			...gateOptions(params, context, 'waiting for etcd and kube-apiserver with the restored manifest'),
-			...(api ? {api} : {}),
-			...(before === undefined ? {} : {before}),
-			...(stat ? {notBefore: stat.mtimeMs / 1000 - 1} : {}),
-			acceptUnchanged: true,
-		});
-		context.log({level: 'info', text: `etcd is healthy with the restored manifest and kube-apiserver is ready (${result.seconds.toFixed(1)} s).`});
-	},
+export type EtcdGateParams = GateBase & {
+	/** etcd's metrics URL (its start time), when it serves one. */
+	metricsUrl?: string;
+	/** The health-check client. */
+	health: EtcdConnection;
+	/** kube-apiserver must pass /readyz too. */
+	kubeconfig?: string;
 };
+
+export const etcdRestartGate = defineStaticPodGate<EtcdGateParams>('etcd-restart-gate', {
+	component: 'etcd',
+	defaultManifest: ETCD_MANIFEST,
+	recordFile: 'etcd-gate.json',
+	waiting: {
+		after: 'etcd to restart, pass endpoint health and kube-apiserver /readyz',
+		restored: 'etcd and kube-apiserver with the restored manifest',
+	},
+	ready: 'etcd restarted and is healthy; kube-apiserver is ready',
+	async readStart(params, context) {
+		return readEtcdStartTime(context.host, params.metricsUrl, params.health, context.signal);
+	},
+	async waitReady(params, context, wait) {
+		const api = await apiFrom(context.host, params);
+		return waitForEtcd(context.host, {
+			metricsUrl: params.metricsUrl,
+			health: params.health,
+			timeoutMs: wait.timeoutMs,
+			pollMs: wait.pollMs,
+			...(params.logPaths?.length ? {logPaths: params.logPaths} : {}),
+			signal: wait.signal,
+			onStatus: wait.onStatus,
+			...(api ? {api} : {}),
+			...(wait.before === undefined ? {} : {before: wait.before}),
+			...(wait.notBefore === undefined ? {} : {notBefore: wait.notBefore}),
+			...(wait.acceptUnchanged ? {acceptUnchanged: true} : {manifestPath: params.manifestPath ?? ETCD_MANIFEST}),
+		});
+	},
+});
 
 // ---- etcd-client-cert ----
 
 /** openssl req configuration for a client leaf certificate (no secrets). */
 const CLIENT_CERT_CONFIG = ['[req]', 'distinguished_name = dn', '[dn]', '[leaf]', 'basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment', 'extendedKeyUsage = clientAuth', ''].join('\n');
 
-export const etcdClientCertTask: TaskExecutor = {
+export type ClientCertParams = {cn: string; caCert: string; caKey: string; cert: string; key: string; days?: number};
+
+export const etcdClientCertTask = defineTask<ClientCertParams>('etcd-client-cert', {
 	async run(params, context) {
-		const cn = str(params, 'cn');
-		const caCert = str(params, 'caCert');
-		const caKey = str(params, 'caKey');
-		const cert = str(params, 'cert');
-		const key = str(params, 'key');
-		if (!cn || !caCert || !caKey || !cert || !key) throw new Error('internal: etcd-client-cert needs cn, caCert, caKey, cert and key');
+		const {cn, caCert, caKey, cert, key} = params;
 		const {privateKey} = generateKeyPairSync('rsa', {modulusLength: 2048});
 		await context.host.writeFileAtomic(key, privateKey.export({type: 'pkcs8', format: 'pem'}) as string, 0o600);
-		const days = String(num(params, 'days') ?? 365);
+		const days = String(params.days ?? 365);
 		// The request's configuration (no secrets) sits beside the run's journal while openssl reads it.
 		const config = context.runDir ? `${context.runDir.dir}/etcd-client-cert.cnf` : `${posix.dirname(cert)}/.etcd-harden-client-cert.cnf`;
 		await context.host.writeFileAtomic(config, CLIENT_CERT_CONFIG, 0o600);
@@ -150,12 +103,9 @@ export const etcdClientCertTask: TaskExecutor = {
 		context.log({level: 'success', text: `wrote ${cert} (CN ${cn}, signed by ${caCert}) and its key ${key} (0600)`});
 	},
 	async undo(params, context) {
-		for (const name of ['cert', 'key']) {
-			const path = str(params, name);
-			if (path) await context.host.remove(path);
-		}
+		for (const path of [params.cert, params.key]) await context.host.remove(path);
 	},
-};
+});
 
 // ---- etcd-auth-users ----
 
@@ -195,10 +145,18 @@ async function rolesOf(context: TaskContext, conn: EtcdConnection, user: string,
 	return (/^Roles:(.*)$/m.exec(out)?.[1] ?? '').trim().split(/\s+/).filter(Boolean);
 }
 
-export const etcdAuthUsersTask: TaskExecutor = {
+export type AuthUsersParams = {
+	connection: EtcdConnection;
+	passwordFile: string;
+	/** Certificate CNs that get a password-less user with the root role. */
+	users: string[];
+	monitoring?: {user: string; role: string; prefix: string};
+};
+
+export const etcdAuthUsersTask = defineTask<AuthUsersParams>('etcd-auth-users', {
 	async run(params, context) {
-		const conn = connection(params, 'connection');
-		const password = await readPassword(context.host, str(params, 'passwordFile'));
+		const conn = params.connection;
+		const password = await readPassword(context.host, params.passwordFile);
 		// The certificate's CN is enough: before auth is on anyone may, after it has the root role.
 		const root: Arg[] = [];
 		const created: Created = {users: [], roles: []};
@@ -234,16 +192,16 @@ export const etcdAuthUsersTask: TaskExecutor = {
 		};
 		await addRole('root');
 		if (!users.has('root')) {
-			if (password === undefined) throw new Error(`no root password in ${str(params, 'passwordFile') ?? '(no file)'}: cannot create the root user`);
+			if (password === undefined) throw new Error(`no root password in ${params.passwordFile}: cannot create the root user`);
 			await addUser('root', password);
 		}
 		await grant('root', 'root');
-		for (const user of strings(params, 'users')) {
+		for (const user of params.users) {
 			await addUser(user);
 			await grant(user, 'root');
 		}
-		const monitoring = params['monitoring'] as {user?: string; role?: string; prefix?: string} | undefined;
-		if (monitoring?.user && monitoring.role && monitoring.prefix) {
+		const monitoring = params.monitoring;
+		if (monitoring) {
 			await addRole(monitoring.role);
 			await mustEtcdctl(context, conn, [...root, 'role', 'grant-permission', monitoring.role, 'read', monitoring.prefix, '--prefix=true'], `etcdctl role grant-permission ${monitoring.role}`);
 			await addUser(monitoring.user);
@@ -256,7 +214,7 @@ export const etcdAuthUsersTask: TaskExecutor = {
 		const text = file ? await context.host.readText(file) : undefined;
 		if (!text) return;
 		const created = JSON.parse(text) as Created;
-		const conn = connection(params, 'connection');
+		const conn = params.connection;
 		const root: Arg[] = [];
 		const problems: string[] = [];
 		for (const user of [...created.users].reverse()) {
@@ -270,29 +228,40 @@ export const etcdAuthUsersTask: TaskExecutor = {
 		if (problems.length) throw new Error(`could not remove the etcd users/roles this run created: ${problems.join('; ')}`);
 		context.log({level: 'info', text: `removed the etcd users (${created.users.join(', ') || 'none'}) and roles (${created.roles.join(', ') || 'none'}) this run created`});
 	},
-};
+});
 
 // ---- etcd-auth-enable ----
 
-async function disableAuth(context: TaskContext, params: Record<string, unknown>): Promise<string> {
-	const conn = connection(params, 'connection');
+export type AuthEnableParams = {
+	/** kube-apiserver's etcd client (root role once users are made). */
+	connection: EtcdConnection;
+	health: EtcdConnection;
+	passwordFile: string;
+	kubeconfig?: string;
+	timeoutSeconds?: number;
+	pollMs?: number;
+	/** The prefix kube-apiserver's certificate must still read (default /registry/). */
+	checkPrefix?: string;
+};
+
+async function disableAuth(context: TaskContext, params: AuthEnableParams): Promise<string> {
+	const conn = params.connection;
 	// The apiserver's certificate has the root role: it can disable auth without a password.
 	const byCert = await etcdctl(context, conn, ['auth', 'disable']);
 	if (byCert.exitCode === 0) return 'with the kube-apiserver etcd client certificate (root role)';
-	const password = await readPassword(context.host, str(params, 'passwordFile'));
+	const password = await readPassword(context.host, params.passwordFile);
 	if (password === undefined) throw new Error(`auth disable failed and there is no root password file: ${lastLines(byCert.stderr)}`);
 	const byPassword = await etcdctl(context, conn, [...asRoot(password), 'auth', 'disable']);
 	if (byPassword.exitCode !== 0) throw new Error(`auth disable failed with the certificate (${lastLines(byCert.stderr, 1)}) and as root (${lastLines(byPassword.stderr, 1)})`);
 	return 'as root';
 }
 
-export const etcdAuthEnableTask: TaskExecutor = {
+export const etcdAuthEnableTask = defineTask<AuthEnableParams>('etcd-auth-enable', {
 	async run(params, context) {
-		const conn = connection(params, 'connection');
-		const health = connection(params, 'health');
-		const timeoutSeconds = num(params, 'timeoutSeconds') ?? 60;
-		const pollMs = num(params, 'pollMs') ?? 1000;
-		const prefix = str(params, 'checkPrefix') ?? '/registry/';
+		const {connection: conn, health} = params;
+		const timeoutSeconds = params.timeoutSeconds ?? 60;
+		const pollMs = params.pollMs ?? 1000;
+		const prefix = params.checkPrefix ?? '/registry/';
 		await mustEtcdctl(context, conn, ['auth', 'enable'], 'etcdctl auth enable');
 		context.log({level: 'info', text: 'etcd authentication enabled; checking that etcd and kube-apiserver still work'});
 		const api = await apiFrom(context.host, params);
@@ -322,20 +291,7 @@ export const etcdAuthEnableTask: TaskExecutor = {
 	async undo(params, context) {
 		const how = await disableAuth(context, params);
 		context.log({level: 'warn', text: `etcd authentication disabled again (${how}).`});
-		const health = connection(params, 'health');
-		const healthy = await etcdHealthy(context.host, health, context.signal);
+		const healthy = await etcdHealthy(context.host, params.health, context.signal);
 		if (!healthy.healthy) context.log({level: 'warn', text: `etcd health after auth disable: ${healthy.detail}`});
 	},
-};
-
-export const etcdTasks = {
-	'etcd-restart-gate': etcdRestartGate,
-	'etcd-client-cert': etcdClientCertTask,
-	'etcd-auth-users': etcdAuthUsersTask,
-	'etcd-auth-enable': etcdAuthEnableTask,
-} satisfies Record<string, TaskExecutor>;
-
-/** A list param; absent means empty. */
-function strings(params: Record<string, unknown>, name: string): string[] {
-	return paramStrings(params, name) ?? [];
-}
+});

@@ -10,64 +10,15 @@
  * no number for use `etcd.*` / `apiserver.*` ids.
  */
 import {posix} from 'node:path';
-import type {Check} from '../engine/types.js';
+import type {Check} from '../engine/contract.js';
 import {primaryProviderFor, ruleIndexFor} from '../kube/encryption-config.js';
 import {hostPathFor, type HostPathMount, type ManifestPatch} from '../kube/manifest.js';
-import type {Facts, ManifestFacts} from '../stages/facts.js';
-import {coversHost, daysLeft, type CertInfo} from './certs.js';
+import type {ManifestFacts} from '../kube/types.js';
+import {coversHost, daysLeft} from './certs.js';
+import {etcdConnectionFromFlags, type EtcdConnection} from './connection.js';
+import type {EtcdCertFacts, EtcdNodeFacts, EtcdProbe} from './types.js';
 
-/** Certificates named by the manifests (node paths, behind the pods' hostPath mounts). */
-export type EtcdCertFacts = {
-	/** etcd --cert-file */
-	server?: CertInfo;
-	/** etcd --peer-cert-file */
-	peer?: CertInfo;
-	/** etcd --trusted-ca-file */
-	trustedCa?: CertInfo;
-	/** etcd --peer-trusted-ca-file */
-	peerTrustedCa?: CertInfo;
-	/** kube-apiserver --etcd-certfile */
-	apiserverClient?: CertInfo;
-	/** kube-apiserver --etcd-cafile */
-	apiserverEtcdCa?: CertInfo;
-	/** <pki>/etcd/healthcheck-client.crt (kubeadm's health-check client) */
-	healthcheckClient?: CertInfo;
-	/** kube-apiserver --client-ca-file (the Kubernetes CA) */
-	kubernetesCa?: CertInfo;
-	/** When the files were read (ISO time): expiry is judged against it. */
-	checkedAt?: string;
-};
-
-/** One real connection attempt to a running etcd. */
-export type EtcdProbe = {
-	id: 'plaintext' | 'no-client-cert' | 'apiserver-cert' | 'peer-cert';
-	url: string;
-	/** The secure outcome: plaintext and cert-less connections refused, the apiserver's cert accepted. */
-	secure: boolean;
-	/** What was seen (HTTP status, exit code, error). */
-	detail: string;
-};
-
-export type EtcdAuthFacts = {
-	/** undefined when it could not be told. */
-	enabled?: boolean;
-	/** user -> roles, when they could be listed. */
-	users?: Record<string, string[]>;
-	/** role -> permissions as etcdctl prints them. */
-	roles?: string[];
-	/** The root password file etcd-harden keeps (source/etcd/auth.ts ROOT_PASSWORD_FILE). */
-	rootPasswordFile?: {path: string; exists: boolean; mode?: number};
-	problem?: string;
-};
-
-/** What the running etcd showed (only when etcd-harden runs on the node itself). */
-export type EtcdLiveFacts = {
-	probes: EtcdProbe[];
-	/** `etcdctl endpoint health` with the health-check client certificate. */
-	healthy: boolean;
-	auth: EtcdAuthFacts;
-	problem?: string;
-};
+export type {EtcdAuthFacts, EtcdCertFacts, EtcdLiveFacts, EtcdProbe} from './types.js';
 
 export const ETCD_MANIFEST_FALLBACK = '/etc/kubernetes/manifests/etcd.yaml';
 /** Days before expiry at which a certificate is reported (WARN). */
@@ -122,7 +73,7 @@ function manifestProblem(m: ManifestFacts, id: string, title: string): Check | u
 }
 
 /** CIS 2.1-2.7 and the URL checks, from the etcd manifest (and the CA certificates for 2.7). */
-export function etcdFlagChecks(facts: Facts): Check[] {
+export function etcdFlagChecks(facts: EtcdNodeFacts): Check[] {
 	const m = facts.etcd;
 	const problem = manifestProblem(m, 'etcd.manifest', 'etcd static pod manifest is readable');
 	if (problem) return [problem];
@@ -182,7 +133,7 @@ export function etcdFlagChecks(facts: Facts): Check[] {
 }
 
 /** CIS 2.7: a trusted CA for etcd that is not the Kubernetes CA. */
-function uniqueCaCheck(facts: Facts): Check {
+function uniqueCaCheck(facts: EtcdNodeFacts): Check {
 	const f = facts.etcd.flags;
 	const title = 'etcd trusts its own CA, distinct from the Kubernetes CA (--trusted-ca-file)';
 	const trusted = f['trusted-ca-file'];
@@ -216,7 +167,7 @@ function uniqueCaCheck(facts: Facts): Check {
 }
 
 /** CIS 1.2.24, 1.2.27 and https --etcd-servers, from the apiserver manifest. */
-export function apiserverEtcdChecks(facts: Facts): Check[] {
+export function apiserverEtcdChecks(facts: EtcdNodeFacts): Check[] {
 	const m = facts.apiserver;
 	const problem = manifestProblem(m, 'apiserver.manifest', 'kube-apiserver static pod manifest is readable');
 	if (problem) return [problem];
@@ -243,7 +194,7 @@ export function apiserverEtcdChecks(facts: Facts): Check[] {
 }
 
 /** CIS 1.2.28 and 1.2.29: encryption at rest is configured, with a strong first provider. */
-export function encryptionChecks(facts: Facts): Check[] {
+export function encryptionChecks(facts: EtcdNodeFacts): Check[] {
 	const m = facts.apiserver;
 	if (!m.exists || m.error) return [];
 	const flag = m.flags['encryption-provider-config'];
@@ -312,7 +263,7 @@ type CertKey = Exclude<keyof EtcdCertFacts, 'checkedAt'>;
 type CertRole = {key: CertKey; label: string; usage: Array<'serverAuth' | 'clientAuth'>; hosts?: string[]; issuer?: {ca: CertKey; label: string}};
 
 /** Expiry, names and key usage of every certificate the manifests name. */
-export function certificateChecks(facts: Facts, now: Date): Check[] {
+export function certificateChecks(facts: EtcdNodeFacts, now: Date): Check[] {
 	const certs = facts.etcdCerts;
 	if (!certs) return [];
 	const roles: CertRole[] = [
@@ -386,7 +337,7 @@ export function certificateChecks(facts: Facts, now: Date): Check[] {
 }
 
 /** Real connections to the running etcd (only with live facts). */
-export function connectionChecks(facts: Facts): Check[] {
+export function connectionChecks(facts: EtcdNodeFacts): Check[] {
 	const live = facts.etcdLive;
 	if (!live) return [];
 	if (live.problem && live.probes.length === 0) {
@@ -410,13 +361,13 @@ export function connectionChecks(facts: Facts): Check[] {
 }
 
 /** The time certificates are judged at: when discovery read them. */
-export function auditTime(facts: Facts): Date {
+export function auditTime(facts: EtcdNodeFacts): Date {
 	const at = facts.etcdCerts?.checkedAt;
 	return at ? new Date(at) : new Date(0);
 }
 
 /** Everything `status` reports for etcd transport security. */
-export function tlsAudit(facts: Facts, now: Date = auditTime(facts)): Check[] {
+export function tlsAudit(facts: EtcdNodeFacts, now: Date = auditTime(facts)): Check[] {
 	return [...etcdFlagChecks(facts), ...apiserverEtcdChecks(facts), ...encryptionChecks(facts), ...certificateChecks(facts, now), ...connectionChecks(facts)];
 }
 
@@ -458,7 +409,7 @@ function portOf(url: string, fallback: string): string {
 const bracket = (host: string) => (host.includes(':') ? `[${host}]` : host);
 
 /** The flags (and mount) that bring the etcd manifest to CIS 2.1-2.6 and https client URLs. */
-export function planTlsFix(facts: Facts, options: TlsFixOptions): TlsFix {
+export function planTlsFix(facts: EtcdNodeFacts, options: TlsFixOptions): TlsFix {
 	const m = facts.etcd;
 	const f = m.flags;
 	const flags: Record<string, string> = {};
@@ -534,4 +485,20 @@ export function planTlsFix(facts: Facts, options: TlsFixOptions): TlsFix {
 		changes.push(`hostPath mount of ${pkiEtcd} (the certificates)`);
 	}
 	return {patch: {flags, ...(mounts.length ? {mounts} : {})}, changes, notes, problems};
+}
+
+/** The health-check client connection (kubeadm's healthcheck-client certificate). */
+export function healthcheckConnection(facts: EtcdNodeFacts): EtcdConnection | undefined {
+	let endpoints: string[];
+	try {
+		endpoints = etcdConnectionFromFlags(facts.apiserver.flags).endpoints;
+	} catch {
+		endpoints = ['https://127.0.0.1:2379'];
+	}
+	const dir = posix.join(facts.pki.dir, 'etcd');
+	const cert = posix.join(dir, 'healthcheck-client.crt');
+	const key = posix.join(dir, 'healthcheck-client.key');
+	if (facts.pki.files[cert]?.exists !== true || facts.pki.files[key]?.exists !== true) return undefined;
+	const cacert = nodePath(facts.etcd, 'trusted-ca-file') ?? posix.join(dir, 'ca.crt');
+	return {endpoints, cacert, cert, key};
 }

@@ -4,7 +4,7 @@
  * iptables-persistent) restores /etc/iptables/rules.v4 and rules.v6; the nftables service
  * loads /etc/nftables.conf, which gets one include line for our file.
  */
-import type {WriteFileChange} from '../engine/types.js';
+import type {WriteFileChange} from '../engine/contract.js';
 import type {Family} from './address.js';
 import {mergeRulesFile} from './iptables.js';
 import {withInclude} from './nft.js';

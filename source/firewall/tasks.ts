@@ -17,12 +17,8 @@
  * confirmed (firewall-confirmed) or restored the rules itself (firewall-watchdog.stop). Other rules (kube-proxy's,
  * the distribution's) are never rewritten: only our chain, its jumps and our table.
  *
- * params: backend 'iptables' | 'nftables'; confirmTimeoutSeconds; settleSeconds? (3);
- *   etcd?: {endpoints, cacert?, cert?, key?}; kubeconfig? (admin kubeconfig: check /readyz);
- *   iptables: variant, v4: {save, restore, chain: string[]}, v6?: same;
- *   nftables: table (the whole table text).
  */
-import type {TaskContext, TaskExecutor} from '../engine/engine.js';
+import {defineTask, type TaskContext} from '../engine/contract.js';
 import type {DetachedProcess, Host} from '../host/types.js';
 import type {EtcdConnection} from '../etcd/connection.js';
 import {runEtcdctl} from '../etcd/etcdctl.js';
@@ -35,11 +31,29 @@ import type {IptablesVariant} from './types.js';
 import {WATCHDOG_FILES, WATCHDOG_GRACE_SECONDS, watchdogArgv, watchdogPlan, type WatchdogState} from './watchdog.js';
 
 type Parsed = ReturnType<typeof parseSave>;
-type FamilyParams = {save: string; restore: string; chain: string[]};
+/** One address family: its save and restore commands and the chain's rules. */
+export type FamilyParams = {save: string; restore: string; chain: string[]};
+
+export type FirewallApplyParams = {
+	backend: 'iptables' | 'nftables';
+	confirmTimeoutSeconds: number;
+	/** Seconds between applying and the second health check (default 3). */
+	settleSeconds?: number;
+	/** Every member's client URLs: endpoint health before and after. */
+	etcd?: EtcdConnection;
+	/** The admin kubeconfig, when kube-apiserver was ready at planning: /readyz before and after. */
+	kubeconfig?: string;
+	/** iptables. */
+	variant?: IptablesVariant;
+	v4?: FamilyParams;
+	v6?: FamilyParams;
+	/** nftables: the whole table text. */
+	table?: string;
+};
 type Snapshot = {backend: 'iptables'; v4?: Parsed; v6?: Parsed} | {backend: 'nftables'; table?: string};
 
-const snapshots = new WeakMap<Record<string, unknown>, Snapshot>();
-const watchdogs = new WeakMap<Record<string, unknown>, DetachedProcess>();
+const snapshots = new WeakMap<FirewallApplyParams, Snapshot>();
+const watchdogs = new WeakMap<FirewallApplyParams, DetachedProcess>();
 
 /** Seconds one round of health checks can take at most (etcdctl and /readyz time out). */
 const HEALTH_BOUND_SECONDS = 45;
@@ -48,19 +62,10 @@ function snapshotPath(context: TaskContext): string | undefined {
 	return context.runDir ? `${context.runDir.dir}/firewall-before.json` : undefined;
 }
 
-function families(params: Record<string, unknown>): Array<[4 | 6, FamilyParams]> {
+function families(params: FirewallApplyParams): Array<[4 | 6, FamilyParams]> {
 	const out: Array<[4 | 6, FamilyParams]> = [];
-	for (const [family, key] of [
-		[4, 'v4'],
-		[6, 'v6'],
-	] as const) {
-		const value = params[key] as FamilyParams | undefined;
-		if (value === undefined) continue;
-		if (typeof value.save !== 'string' || typeof value.restore !== 'string' || !Array.isArray(value.chain)) {
-			throw new Error(`internal: firewall-apply param ${key} needs save, restore and chain`);
-		}
-		out.push([family, value]);
-	}
+	if (params.v4) out.push([4, params.v4]);
+	if (params.v6) out.push([6, params.v6]);
 	return out;
 }
 
@@ -88,8 +93,8 @@ async function must(host: Host, argv: string[], input: string | undefined, what:
 	if (result.exitCode !== 0) throw new Error(`${what} (${argv.join(' ')}) exited ${result.exitCode}: ${firstLines(result.stderr || result.stdout)}`);
 }
 
-async function takeSnapshot(host: Host, params: Record<string, unknown>): Promise<Snapshot> {
-	if (params['backend'] === 'nftables') {
+async function takeSnapshot(host: Host, params: FirewallApplyParams): Promise<Snapshot> {
+	if (params.backend === 'nftables') {
 		const table = await readTable(host);
 		return table === undefined ? {backend: 'nftables'} : {backend: 'nftables', table};
 	}
@@ -131,9 +136,9 @@ async function apiserverReady(host: Host, kubeconfig: string, signal: AbortSigna
 	}
 }
 
-async function checkHealth(host: Host, params: Record<string, unknown>, signal: AbortSignal): Promise<Health> {
-	const etcd = params['etcd'] as EtcdConnection | undefined;
-	const kubeconfig = params['kubeconfig'];
+async function checkHealth(host: Host, params: FirewallApplyParams, signal: AbortSignal): Promise<Health> {
+	const etcd = params.etcd;
+	const kubeconfig = params.kubeconfig;
 	const health: Health = {etcd: etcd && etcd.endpoints.length > 0 ? await etcdHealth(host, etcd, signal) : new Map()};
 	if (typeof kubeconfig === 'string') health.apiserver = await apiserverReady(host, kubeconfig, signal);
 	return health;
@@ -151,9 +156,9 @@ export function regressions(before: Health, after: Health, apiserverChecked: boo
 
 // ---- apply and revert ----
 
-async function apply(host: Host, params: Record<string, unknown>, context: TaskContext): Promise<void> {
-	if (params['backend'] === 'nftables') {
-		const table = params['table'];
+async function apply(host: Host, params: FirewallApplyParams, context: TaskContext): Promise<void> {
+	if (params.backend === 'nftables') {
+		const table = params.table;
 		if (typeof table !== 'string') throw new Error('internal: firewall-apply needs the table');
 		await must(host, ['nft', '-f', '-'], replaceScript(table), `loading table ${TABLE_REF}`, context.signal);
 		const live = await readTable(host);
@@ -175,7 +180,7 @@ async function apply(host: Host, params: Record<string, unknown>, context: TaskC
 	}
 }
 
-async function revert(host: Host, params: Record<string, unknown>, snapshot: Snapshot, context: TaskContext): Promise<void> {
+async function revert(host: Host, params: FirewallApplyParams, snapshot: Snapshot, context: TaskContext): Promise<void> {
 	if (snapshot.backend === 'nftables') {
 		const current = await readTable(host);
 		if (sameTable(current, snapshot.table)) return;
@@ -185,7 +190,7 @@ async function revert(host: Host, params: Record<string, unknown>, snapshot: Sna
 		context.log({level: 'info', text: snapshot.table === undefined ? `removed table ${TABLE_REF} (it did not exist before)` : `restored the previous table ${TABLE_REF}`});
 		return;
 	}
-	const variant = (params['variant'] === 'legacy' ? 'legacy' : 'nft') as IptablesVariant;
+	const variant = params.variant === 'legacy' ? 'legacy' : 'nft';
 	for (const [family, commands] of families(params)) {
 		const before = snapshot[family === 4 ? 'v4' : 'v6'];
 		if (!before) continue;
@@ -200,7 +205,7 @@ async function revert(host: Host, params: Record<string, unknown>, snapshot: Sna
 	}
 }
 
-async function loadSnapshot(params: Record<string, unknown>, context: TaskContext): Promise<Snapshot | undefined> {
+async function loadSnapshot(params: FirewallApplyParams, context: TaskContext): Promise<Snapshot | undefined> {
 	const kept = snapshots.get(params);
 	if (kept) return kept;
 	const file = snapshotPath(context);
@@ -209,9 +214,9 @@ async function loadSnapshot(params: Record<string, unknown>, context: TaskContex
 	return JSON.parse(text) as Snapshot;
 }
 
-function watchdogState(params: Record<string, unknown>, snapshot: Snapshot): WatchdogState {
+function watchdogState(params: FirewallApplyParams, snapshot: Snapshot): WatchdogState {
 	if (snapshot.backend === 'nftables') return {backend: 'nftables', table: snapshot.table};
-	const variant = (params['variant'] === 'legacy' ? 'legacy' : 'nft') as IptablesVariant;
+	const variant = params.variant === 'legacy' ? 'legacy' : 'nft';
 	const list: Extract<WatchdogState, {backend: 'iptables'}>['families'] = [];
 	for (const [family, commands] of families(params)) {
 		const before = snapshot[family === 4 ? 'v4' : 'v6'];
@@ -224,7 +229,7 @@ function watchdogState(params: Record<string, unknown>, snapshot: Snapshot): Wat
  * Start the watchdog before anything changes (no watchdog, no change). It acts at `capSeconds`
  * from now at the latest; the deadline file brings that forward once the prompt starts.
  */
-async function startWatchdog(params: Record<string, unknown>, snapshot: Snapshot, context: TaskContext, capSeconds: number): Promise<void> {
+async function startWatchdog(params: FirewallApplyParams, snapshot: Snapshot, context: TaskContext, capSeconds: number): Promise<void> {
 	const {host, runDir} = context;
 	if (!runDir) return;
 	const plan = watchdogPlan(watchdogState(params, snapshot));
@@ -246,7 +251,7 @@ async function setWatchdogDeadline(context: TaskContext, seconds: number): Promi
 }
 
 /** The watchdog must not act any more: `marker` is firewall-confirmed or firewall-watchdog.stop. */
-async function stopWatchdog(params: Record<string, unknown>, context: TaskContext, marker: string): Promise<void> {
+async function stopWatchdog(params: FirewallApplyParams, context: TaskContext, marker: string): Promise<void> {
 	if (context.runDir) await context.host.writeFileAtomic(`${context.runDir.dir}/${marker}`, `${context.host.now().toISOString()}\n`, 0o600);
 	watchdogs.get(params)?.kill();
 	watchdogs.delete(params);
@@ -258,7 +263,7 @@ function healthLine(health: Health): string {
 	return parts.join(', ');
 }
 
-export const firewallApplyTask: TaskExecutor = {
+export const firewallApplyTask = defineTask<FirewallApplyParams>('firewall-apply', {
 	async run(params, context) {
 		const {host, signal} = context;
 		const snapshot = await takeSnapshot(host, params);
@@ -270,8 +275,8 @@ export const firewallApplyTask: TaskExecutor = {
 		const before = await checkHealth(host, params, signal);
 		if (before.etcd.size > 0 || 'apiserver' in before) context.log({level: 'info', text: `before: ${healthLine(before)}`});
 
-		const settle = typeof params['settleSeconds'] === 'number' ? params['settleSeconds'] : 3;
-		const seconds = typeof params['confirmTimeoutSeconds'] === 'number' ? params['confirmTimeoutSeconds'] : 30;
+		const settle = params.settleSeconds ?? 3;
+		const seconds = params.confirmTimeoutSeconds;
 		await startWatchdog(params, snapshot, context, settle + 3 * (HEALTH_BOUND_SECONDS + 1) + seconds + WATCHDOG_GRACE_SECONDS);
 
 		context.progress({label: 'applying the firewall rules'});
@@ -283,7 +288,7 @@ export const firewallApplyTask: TaskExecutor = {
 		let after = before;
 		for (let attempt = 0; attempt < 3; attempt++) {
 			after = await checkHealth(host, params, signal);
-			lost = regressions(before, after, typeof params['kubeconfig'] === 'string');
+			lost = regressions(before, after, typeof params.kubeconfig === 'string');
 			if (lost.length === 0) break;
 			await host.sleep(1000, signal);
 		}
@@ -310,4 +315,4 @@ export const firewallApplyTask: TaskExecutor = {
 		// stays, and tries the same at its deadline.)
 		await stopWatchdog(params, context, WATCHDOG_FILES.stop);
 	},
-};
+});

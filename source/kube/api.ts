@@ -8,7 +8,8 @@
  * Every request goes through `host.request`, which keeps connections alive per TLS identity.
  */
 import type {Host, HttpResponse} from '../host/types.js';
-import type {ApiConnection} from './kubeconfig.js';
+import {ADMIN_KUBECONFIG} from './defaults.js';
+import {loadKubeconfig, type ApiConnection} from './kubeconfig.js';
 
 export type {ApiConnection} from './kubeconfig.js';
 
@@ -305,4 +306,13 @@ export class KubeApi {
 		if (!found) throw new NotFoundError(`resource ${name} is not served by the apiserver (${group || 'core'}/${version})`, 404, 'NotFound');
 		return {group, version, resource, namespaced: found.namespaced};
 	}
+}
+
+/** Where a task reaches the API: a kubeconfig (default admin.conf) and, optionally, the LOCAL apiserver's URL. */
+export type ApiTarget = {kubeconfig?: string; url?: string};
+
+/** An API client for this kubeconfig (and local apiserver URL). */
+export async function apiFor(host: Host, target: ApiTarget): Promise<KubeApi> {
+	const connection = await loadKubeconfig(host, target.kubeconfig ?? ADMIN_KUBECONFIG, {server: target.url});
+	return new KubeApi(host, connection);
 }

@@ -13,7 +13,7 @@ import type {
 	Provider,
 	ProviderType,
 	ResourceRule,
-} from '../stages/facts.js';
+} from './types.js';
 import {templates} from './templates.generated.js';
 import {editYaml, parseYaml} from './yaml-edit.js';
 
@@ -555,4 +555,14 @@ function unique(values: string[]): string[] {
 /** sha256 (hex) of the config text, for the pod annotation that restarts the apiserver. */
 export function configDigest(text: string): string {
 	return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+/** The resources a raw etcd scan reads for this config: its named resources (wildcards left out), else secrets. */
+export function scannedResources(config: EncryptionConfig | undefined): string[] {
+	const names = new Set<string>();
+	for (const rule of config?.resources ?? []) {
+		for (const resource of rule.resources) if (!resource.includes('*')) names.add(resource);
+	}
+	if (names.size === 0) names.add('secrets');
+	return [...names];
 }

@@ -4,7 +4,7 @@
  * as they were. Pure: text in, text out.
  */
 import {isMap, isScalar, isSeq, type Document, type YAMLMap, type YAMLSeq} from 'yaml';
-import type {ManifestFacts, Volume, VolumeMount} from '../stages/facts.js';
+import type {ManifestFacts, Volume, VolumeMount} from './types.js';
 import {editYaml, parseYaml} from './yaml-edit.js';
 
 /** What `inspectManifest` reads from a manifest (the text-derived part of ManifestFacts). */

@@ -2,25 +2,37 @@
  * Re-encryption through the API: rewrite every object of the given resources so the
  * apiserver stores it with the current primary key.
  *
- * Each object is written with an empty JSON merge patch (`{}`). The apiserver turns it into
- * a read-modify-write of the *latest* stored object under its own optimistic concurrency
- * (etcd3 store GuaranteedUpdate: a transaction guarded by the key's mod revision, retried
- * on conflict), so a concurrent update is never lost: either it lands before our rewrite
- * and is rewritten with it, or after it. GuaranteedUpdate skips the etcd write of an
- * unchanged object unless the stored value was read with a non-primary transformer
- * (`origState.stale`), so stale objects are rewritten and current ones cost a read only.
- * (k8s.io/apiserver/pkg/storage/etcd3/store.go in Kubernetes 1.20.) A PUT mode (GET, then
- * PUT with the resourceVersion, re-read and retry on 409) is kept for comparison.
+ * The default method, `list-put`, lists full objects page by page and PUTs each one back as
+ * listed, guarded by its resourceVersion: a concurrent update makes the PUT a 409, after which
+ * the object is re-read and written again, so no update is ever lost. The apiserver's etcd3
+ * store (GuaranteedUpdate) skips the etcd write of an unchanged object unless its stored
+ * value was read with a non-primary transformer (`origState.stale`), so stale objects are
+ * rewritten and current ones cost a read only (k8s.io/apiserver/pkg/storage/etcd3/store.go,
+ * Kubernetes 1.20). `patch` (an empty JSON merge patch per object) and `put` (GET, then PUT
+ * with the resourceVersion) are kept for comparison.
  *
- * Lists are paginated (limit 500) and ask only for metadata. An expired continue token
- * (410) restarts the list and skips what was already dispatched. A deleted object (404)
- * counts as done. Progress is saved to a small JSON state file so a rerun after SIGKILL
- * continues where the last one stopped; correctness never depends on it (a targeted rerun
- * from a raw etcd scan rewrites whatever still uses another key).
+ * Lists are paginated (REENCRYPT_DEFAULTS.pageSize). An expired continue token (410)
+ * restarts the list and skips what was already dispatched. A deleted object (404) counts as
+ * done. Progress is saved to a small JSON state file so a rerun after SIGKILL continues
+ * where the last one stopped; correctness never depends on it (a targeted rerun from a raw
+ * etcd scan rewrites whatever still uses another key).
  */
 import type {Host} from '../host/types.js';
-import {RUNS_DIR} from '../engine/run-dir.js';
+import {RUNS_DIR} from '../engine/contract.js';
 import {ConflictError, GoneError, NotFoundError, resourcePath, type KubeApi, type KubeObject, type ListPage, type ResourceInfo} from './api.js';
+
+export type ReencryptMethod = 'list-put' | 'patch' | 'put';
+
+/** The one home of re-encryption's defaults (the CLI's help and the stage's question read them). */
+export const REENCRYPT_DEFAULTS = {
+	/** Writes in flight. */
+	concurrency: 16,
+	/** Highest --concurrency accepted. */
+	maxConcurrency: 256,
+	/** List page size. */
+	pageSize: 500,
+	method: 'list-put' as ReencryptMethod,
+} as const;
 
 /** One object to rewrite (targeted mode, from the raw etcd scan). */
 export type ObjectTarget = {resource: string; namespace?: string; name: string};
@@ -59,14 +71,14 @@ export type ReencryptOptions = {
 	resources: string[];
 	/** Targeted mode: rewrite exactly these objects instead of listing the resources. */
 	targets?: ObjectTarget[];
-	/** Writes in flight (default 16). */
+	/** Writes in flight (default REENCRYPT_DEFAULTS.concurrency). */
 	concurrency?: number;
 	/** At most this many objects per second (default: unlimited). */
 	rate?: number;
-	/** List page size (default 500). */
+	/** List page size (default REENCRYPT_DEFAULTS.pageSize). */
 	pageSize?: number;
-	/** 'patch' (default): empty merge patch; 'put': GET then PUT with resourceVersion, retried on 409. */
-	method?: 'patch' | 'put' | 'list-put';
+	/** Default REENCRYPT_DEFAULTS.method; see the header. */
+	method?: ReencryptMethod;
 	signal?: AbortSignal;
 	onProgress?: (progress: ReencryptProgress) => void;
 	/** Minimum interval between progress callbacks (default 250 ms). */
@@ -190,7 +202,7 @@ class Reencryptor {
 	private readonly host: Host;
 	private readonly concurrency: number;
 	private readonly pageSize: number;
-	private readonly method: 'patch' | 'put' | 'list-put';
+	private readonly method: ReencryptMethod;
 	private readonly maxConflictRetries: number;
 	private readonly started: number;
 	private readonly counters: Counters = {done: 0, rewritten: 0, notFound: 0, conflicts: 0, thisRun: 0};
@@ -211,9 +223,9 @@ class Reencryptor {
 		private readonly options: ReencryptOptions,
 	) {
 		this.host = api.host;
-		this.concurrency = Math.max(1, Math.floor(options.concurrency ?? 16));
-		this.pageSize = Math.max(1, Math.floor(options.pageSize ?? 500));
-		this.method = options.method ?? 'patch';
+		this.concurrency = Math.max(1, Math.floor(options.concurrency ?? REENCRYPT_DEFAULTS.concurrency));
+		this.pageSize = Math.max(1, Math.floor(options.pageSize ?? REENCRYPT_DEFAULTS.pageSize));
+		this.method = options.method ?? REENCRYPT_DEFAULTS.method;
 		this.maxConflictRetries = options.maxConflictRetries ?? 20;
 		this.started = this.host.now().getTime();
 		const resumable = options.targets === undefined && options.resumeFrom?.mode === 'all' && options.resumeFrom.fingerprint === options.fingerprint;

@@ -11,7 +11,7 @@
  * (secretbox, aesgcm, aescbc) are touched; KMS providers and identity are never removed.
  */
 import {isMap, isSeq, type Document, type YAMLMap, type YAMLSeq} from 'yaml';
-import type {EncryptionConfig, KeyedProviderType, Provider} from '../stages/facts.js';
+import type {EncryptionConfig, KeyedProviderType, Provider} from '../kube/types.js';
 import {keyedProviders, keyNames} from './encryption-config.js';
 import {editYaml} from './yaml-edit.js';
 

@@ -6,7 +6,7 @@
 import {Writable} from 'node:stream';
 import {checkbox, confirm, input, password, select} from '@inquirer/prompts';
 import type {EngineControl, EngineState, Prompt, Progress, StageView} from '../engine/state.js';
-import type {AnswerValue} from '../engine/types.js';
+import type {AnswerValue} from '../engine/contract.js';
 import {
 	checkLines,
 	confirmDefault,

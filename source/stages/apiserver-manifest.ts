@@ -5,19 +5,23 @@
  * the kubelet restarts the static pod whenever the config changes. Pure text patching with
  * the yaml Document API; the engine backs the manifest up into its run directory.
  */
+import type {NodeStage} from './facts.js';
 import {posix} from 'node:path';
 import {configDigest} from '../kube/encryption-config.js';
 import {containerPathFor, patchManifest, ManifestError, versionAtLeast, type ManifestPatch} from '../kube/manifest.js';
 import {createTwoFilesPatch} from 'diff';
 import {encryptionConfigVolume, KubeadmConfigError, patchClusterConfiguration, readApiServerSettings} from '../kube/kubeadm-config.js';
-import {InputError, type Change, type Check, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
-import {apiserverContainer, encryptionFlag} from './discover.js';
+import {InputError, type Change, type Check, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
+import {APISERVER_CONTAINER, ENCRYPTION_FLAG} from '../kube/defaults.js';
 import {encryptionConfigStageId} from './encryption-config.js';
 import type {Facts} from './facts.js';
+import {apiserverRestartGate, kubeadmConfigTask} from '../kube/tasks.js';
+import {CONFIG_DIGEST_ANNOTATION, GATE_TIMEOUT_SECONDS} from '../kube/defaults.js';
+import {DEFAULT_APISERVER_LOGS} from '../kube/restart-gate.js';
 
 export const apiserverManifestStageId = 'apiserver-manifest';
 export const reloadFlag = 'encryption-provider-config-automatic-reload';
-export const digestAnnotation = 'etcd-harden.io/encryption-config-sha256';
+export const digestAnnotation = CONFIG_DIGEST_ANNOTATION;
 export const volumeName = 'etcd-harden-encryption';
 /** First kube-apiserver release with --encryption-provider-config-automatic-reload. */
 export const reloadSince = '1.26';
@@ -45,7 +49,7 @@ export function configTarget(facts: Facts, context: Pick<PlanContext, 'answers' 
 /** The patch this stage applies for a config at `path` with `content`. */
 export function manifestPatch(facts: Facts, target: {path: string; content: string}): ManifestPatch {
 	const dir = posix.dirname(target.path);
-	const flags: Record<string, string> = {[encryptionFlag]: target.path};
+	const flags: Record<string, string> = {[ENCRYPTION_FLAG]: target.path};
 	if (versionAtLeast(facts.apiserver.version, reloadSince)) flags[reloadFlag] = 'true';
 	return {
 		flags,
@@ -79,7 +83,7 @@ function plan(facts: Facts, _answers: StageAnswers, context: PlanContext): Stage
 	}
 	let patched: string;
 	try {
-		patched = patchManifest(text, m.path, apiserverContainer, manifestPatch(facts, target));
+		patched = patchManifest(text, m.path, APISERVER_CONTAINER, manifestPatch(facts, target));
 	} catch (error) {
 		if (error instanceof ManifestError) throw new InputError(error.message);
 		throw error;
@@ -95,7 +99,7 @@ function plan(facts: Facts, _answers: StageAnswers, context: PlanContext): Stage
 		path: m.path,
 		content: patched,
 		mode: m.mode ?? 0o600,
-		summary: `Point kube-apiserver at ${target.path}: --${encryptionFlag}, read-only mount of ${posix.dirname(target.path)}, config sha256 annotation`,
+		summary: `Point kube-apiserver at ${target.path}: --${ENCRYPTION_FLAG}, read-only mount of ${posix.dirname(target.path)}, config sha256 annotation`,
 	};
 	const cluster = facts.cluster;
 	if (!cluster) return {changes: [write], notes, warnings};
@@ -103,19 +107,14 @@ function plan(facts: Facts, _answers: StageAnswers, context: PlanContext): Stage
 	// The restart gate brackets the write: 'before' records the running apiserver's start
 	// time (and, when the stage is undone, waits until it is ready on the restored files);
 	// 'after' waits for a new process that passes /readyz, or fails and undoes the stage.
-	const timeoutSeconds = context.settings?.gateTimeoutSeconds ?? 180;
-	const gate = {kubeconfig: cluster.kubeconfig, manifestPath: m.path, timeoutSeconds, logPaths: apiserverLogPaths};
+	const timeoutSeconds = context.settings?.gateTimeoutSeconds ?? GATE_TIMEOUT_SECONDS;
 	return {
 		changes: [
-			{kind: 'task', task: 'apiserver-restart-gate', params: {...gate, phase: 'before'}, summary: 'Record the running kube-apiserver (restored and awaited again if this stage is undone)'},
-			write,
-			{
-				kind: 'task',
-				task: 'apiserver-restart-gate',
-				params: {...gate, phase: 'after'},
-				summary: 'Wait until kube-apiserver has restarted with the new manifest and passes /readyz',
-				detail: [`timeout ${timeoutSeconds} s; on timeout or a crash loop every file of this stage is restored byte for byte and the apiserver awaited again`],
-			},
+			...apiserverRestartGate.bracket({kubeconfig: cluster.kubeconfig, manifestPath: m.path, timeoutSeconds, logPaths: DEFAULT_APISERVER_LOGS}, [write], {
+				before: 'Record the running kube-apiserver (restored and awaited again if this stage is undone)',
+				after: 'Wait until kube-apiserver has restarted with the new manifest and passes /readyz',
+				detail: `timeout ${timeoutSeconds} s; on timeout or a crash loop every file of this stage is restored byte for byte and the apiserver awaited again`,
+			}),
 			...(kubeadm ? [kubeadm] : []),
 		],
 		notes,
@@ -123,8 +122,6 @@ function plan(facts: Facts, _answers: StageAnswers, context: PlanContext): Stage
 	};
 }
 
-/** Where the apiserver's log can be read: kubelet's pod log layout, and the testbed kubelet's. */
-export const apiserverLogPaths = ['/var/log/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log'];
 
 /**
  * Persist the flag and the volume in kubeadm's ClusterConfiguration so `kubeadm upgrade`
@@ -134,7 +131,7 @@ function kubeadmChange(facts: Facts, configPath: string): Change | undefined {
 	const text = facts.cluster?.kubeadmConfig;
 	if (text === undefined) return undefined;
 	const directory = posix.dirname(configPath);
-	const extraArgs: Record<string, string> = {[encryptionFlag]: configPath};
+	const extraArgs: Record<string, string> = {[ENCRYPTION_FLAG]: configPath};
 	if (versionAtLeast(facts.apiserver.version, reloadSince)) extraArgs[reloadFlag] = 'true';
 	const extraVolumes = [encryptionConfigVolume(volumeName, directory)];
 	let patched: string;
@@ -148,13 +145,11 @@ function kubeadmChange(facts: Facts, configPath: string): Change | undefined {
 	const diff = createTwoFilesPatch('a/kube-system/kubeadm-config', 'b/kube-system/kubeadm-config', text, patched, undefined, undefined, {context: 2})
 		.split('\n')
 		.filter(line => !line.startsWith('====='));
-	return {
-		kind: 'task',
-		task: 'kubeadm-config',
-		params: {kubeconfig: facts.cluster?.kubeconfig, extraArgs, extraVolumes},
-		summary: 'Persist the flag and volume in kubeadm-config (ClusterConfiguration) so kubeadm upgrade keeps them',
-		detail: diff,
-	};
+	return kubeadmConfigTask.change(
+		{kubeconfig: facts.cluster?.kubeconfig, extraArgs, extraVolumes},
+		'Persist the flag and volume in kubeadm-config (ClusterConfiguration) so kubeadm upgrade keeps them',
+		diff,
+	);
 }
 
 /** strict (verify): a missing digest annotation fails instead of warning. */
@@ -172,12 +167,12 @@ function checks(facts: Facts, strict: boolean): Check[] {
 		];
 	}
 	const enc = facts.encryption;
-	const flag = m.flags[encryptionFlag];
+	const flag = m.flags[ENCRYPTION_FLAG];
 	const out: Check[] = [];
 	const flagOk = flag !== undefined;
 	out.push({
 		id: 'flag',
-		title: `kube-apiserver has --${encryptionFlag}`,
+		title: `kube-apiserver has --${ENCRYPTION_FLAG}`,
 		status: flagOk ? 'pass' : 'fail',
 		actual: flag ?? 'not set',
 		...(flagOk ? {} : {remediation: 'Run etcd-harden (stage apiserver-manifest).'}),
@@ -206,7 +201,7 @@ function checks(facts: Facts, strict: boolean): Check[] {
 	if (kubeadmText !== undefined) {
 		let persisted: string | undefined;
 		try {
-			persisted = readApiServerSettings(kubeadmText).extraArgs[encryptionFlag];
+			persisted = readApiServerSettings(kubeadmText).extraArgs[ENCRYPTION_FLAG];
 		} catch {
 			persisted = undefined;
 		}
@@ -232,7 +227,7 @@ function checks(facts: Facts, strict: boolean): Check[] {
 	return out;
 }
 
-export const apiserverManifestStage: Stage = {
+export const apiserverManifestStage: NodeStage = {
 	id: apiserverManifestStageId,
 	title: 'kube-apiserver manifest',
 	explain:

@@ -3,13 +3,15 @@
  * snapshot with the encryption config in use and a manifest, and optionally a systemd timer
  * that repeats it with retention. Pure planning; the `etcd-backup` task does the work.
  */
+import type {NodeStage} from './facts.js';
+import {etcdBackupTask} from '../backup/tasks.js';
 import {backupId, DEFAULT_OUTPUT_DIR, DEFAULT_STAGING_PARENT, splitRecipients} from '../backup/manifest.js';
 import {RecipientError} from '../backup/recipients.js';
 import {isSchedule, renderUnits, SERVICE_NAME, TIMER_NAME, UNIT_DIR, type Schedule} from '../backup/units.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
-import {InputError, type AnswerValue, type Change, type Check, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
+import {InputError, type AnswerValue, type Change, type Check, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
 import type {BackupParams} from '../backup/backup.js';
-import {scannedResources} from './discover-live.js';
+import {scannedResources} from '../kube/encryption-config.js';
 import type {Facts} from './facts.js';
 
 export const backupStageId = 'backup';
@@ -85,7 +87,7 @@ function plan(facts: Facts, answers: StageAnswers, context: {now: Date}): StageP
 		...(passphraseFile ? {passphraseFile} : {}),
 		connection,
 		etcdPrefix: etcdPrefixFromFlags(facts.apiserver.flags),
-		resources: scannedResources(facts),
+		resources: scannedResources(facts.encryption.config),
 		...(configPath ? {configPath} : {}),
 		...(facts.cluster?.version ?? facts.apiserver.version ? {kubernetesVersion: facts.cluster?.version ?? facts.apiserver.version} : {}),
 		keep,
@@ -95,20 +97,14 @@ function plan(facts: Facts, answers: StageAnswers, context: {now: Date}): StageP
 	if (!configPath) warnings.push('This node has no encryption config: secrets are stored in plaintext in etcd, so the snapshot holds them in plaintext (the backup file itself is still encrypted).');
 	if (enc.errors.length > 0) warnings.push(...enc.errors);
 	const changes: Change[] = [
-		{
-			kind: 'task',
-			task: 'etcd-backup',
-			params: params as unknown as Record<string, unknown>,
-			summary: `Snapshot etcd and write an age-encrypted backup ${to} to ${output}/${id}/`,
-			detail: [
+		etcdBackupTask.change(params, `Snapshot etcd and write an age-encrypted backup ${to} to ${output}/${id}/`, [
 				`etcdctl snapshot save from ${connection.endpoints[0]} into a private 0700 directory under ${DEFAULT_STAGING_PARENT}, deleted when done or failed`,
 				'etcdctl snapshot status checks it; its sha256, revision and key count go into manifest.json',
 				`${output}/${id}/snapshot.db.age (age, streaming, 0600)`,
 				configPath ? `${output}/${id}/encryption-config.yaml.age: ${configPath}, encrypted the same way (keys listed in the manifest by name only)` : 'no encryption config to archive',
 				keep > 0 ? `keep the newest ${keep} backups in ${output}, delete older etcd-backup-* directories` : `keep every backup in ${output}`,
 				recipients ? 'only the public recipients are on this node: prove the backup with "etcd-harden restore-check --identity KEYFILE" where the key is' : 'the backup is decrypted again with the passphrase (into a hash) before it counts as written',
-			],
-		},
+		]),
 	];
 	const schedule = answers['schedule'];
 	if (isSchedule(schedule)) changes.push(...unitChanges(schedule as Schedule, answers, {output, keep, ...(recipients ? {recipients} : {}), ...(passphraseFile ? {passphraseFile} : {})}));
@@ -130,7 +126,7 @@ function unitChanges(schedule: Schedule, answers: StageAnswers, options: {output
 	];
 }
 
-export const backupStage: Stage = {
+export const backupStage: NodeStage = {
 	id: backupStageId,
 	title: 'Encrypted etcd backup',
 	explain:

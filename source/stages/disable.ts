@@ -3,9 +3,11 @@
  * reencrypt (everything rewritten in plaintext) -> remove the keys, only once a raw etcd scan
  * finds no k8s:enc: value left and every control plane runs the identity-first config.
  */
+import type {NodeStage} from './facts.js';
+import {keysUnusedTask} from '../kube/rotation-tasks.js';
 import {configDigest} from '../kube/encryption-config.js';
 import {allKeyNames, disableState, identityFirst, removeKeys} from '../kube/rotation.js';
-import type {PlanContext, Stage, StageAnswers, StagePlan} from '../engine/types.js';
+import type {PlanContext, Stage, StageAnswers, StagePlan} from '../engine/contract.js';
 import {bundleChange, bundleQuestions, finishing, inFlight, nodeOf, publishOnly, readBundle, requireConfig, runsConfigChecks, switchConfig, waitChange, waitQuestion, waitSeconds} from './rotate-common.js';
 import type {Facts} from './facts.js';
 
@@ -45,12 +47,10 @@ function removePlan(facts: Facts, answers: StageAnswers, context: PlanContext): 
 			...waitChange(facts, 'disable-identity', waitSeconds(answers)),
 			...(facts.cluster
 				? [
-						{
-							kind: 'task' as const,
-							task: 'rotation-keys-unused',
-							params: {configPath: facts.encryption.path, manifestPath: facts.apiserver.path, anyEncrypted: true, action: 'remove the encryption keys'},
-							summary: 'Scan etcd raw: refuse unless no k8s:enc: value remains',
-						},
+						keysUnusedTask.change(
+							{configPath: facts.encryption.path, manifestPath: facts.apiserver.path, anyEncrypted: true, action: 'remove the encryption keys'},
+							'Scan etcd raw: refuse unless no k8s:enc: value remains',
+						),
 					]
 				: []),
 			...switchConfig(facts, context, {
@@ -64,7 +64,7 @@ function removePlan(facts: Facts, answers: StageAnswers, context: PlanContext): 
 	};
 }
 
-export const disableIdentityStage: Stage = {
+export const disableIdentityStage: NodeStage = {
 	id: disableIdentityId,
 	title: 'Disable: identity first',
 	explain: 'Moves identity first in the encryption config: new writes are stored in plaintext while every key still decrypts what is encrypted. kube-apiserver restarts with the restart gate.',
@@ -74,7 +74,7 @@ export const disableIdentityStage: Stage = {
 	status: () => [],
 };
 
-export const disableRemoveStage: Stage = {
+export const disableRemoveStage: NodeStage = {
 	id: disableRemoveId,
 	title: 'Disable: remove the keys',
 	explain: 'Waits until every control plane runs the identity-first config, scans etcd raw, and removes the keys only when no encrypted value remains.',

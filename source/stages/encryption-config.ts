@@ -2,6 +2,8 @@
  * Stage encryption-config: write (or merge into) the apiserver's EncryptionConfiguration
  * with a fresh 32-byte key. Pure: the key comes from context.randomBytes.
  */
+import type {NodeStage} from './facts.js';
+import {sealedCopyTask} from '../crypto/tasks.js';
 import {posix} from 'node:path';
 import {parseRecipient} from '../crypto/age.js';
 import {
@@ -19,8 +21,8 @@ import {
 } from '../kube/encryption-config.js';
 import type {KmsRequest} from '../kube/encryption-config.js';
 import {isUnder, versionAtLeast} from '../kube/manifest.js';
-import {InputError, type AnswerValue, type Change, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
-import {defaultManifestsDir} from './discover.js';
+import {InputError, type AnswerValue, type Change, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
+import {MANIFESTS_DIR} from '../kube/defaults.js';
 import type {Facts, KeyedProviderType} from './facts.js';
 
 export const encryptionConfigStageId = 'encryption-config';
@@ -137,8 +139,8 @@ function pathProblem(path: string): string | undefined {
 	if (!path.startsWith('/')) return `${JSON.stringify(path)} is not an absolute path; use for example ${defaultConfigPath}.`;
 	if (path.endsWith('/')) return `${JSON.stringify(path)} names a directory; give a file name such as ${defaultConfigPath}.`;
 	if (posix.normalize(path) !== path) return `${JSON.stringify(path)} is not a normalised path; write it as ${posix.normalize(path)}.`;
-	if (isUnder(path, defaultManifestsDir)) {
-		return `${path} is inside ${defaultManifestsDir}, where the kubelet runs every file as a static pod; use for example ${defaultConfigPath}.`;
+	if (isUnder(path, MANIFESTS_DIR)) {
+		return `${path} is inside ${MANIFESTS_DIR}, where the kubelet runs every file as a static pod; use for example ${defaultConfigPath}.`;
 	}
 	return undefined;
 }
@@ -308,22 +310,18 @@ function recoveryChange(answers: StageAnswers, content: string, keyName: string)
 	if (recovery === 'stored-elsewhere') return undefined;
 	const path = `${recoveryDir}/encryption-config.${configDigest(content).slice(0, 12)}.yaml.age`;
 	if (recovery === 'age-recipient' && typeof answers['recipient'] === 'string') {
-		return {
-			kind: 'task',
-			task: 'recovery-copy',
-			params: {path, recipient: answers['recipient'].trim(), secretContent: content},
-			summary: `Write a recovery copy of the config with key ${keyName}, encrypted to ${answers['recipient'].trim()}, to ${path} (0600)`,
-			detail: [`decrypt it with: age -d -i YOUR-AGE-IDENTITY ${path.split('/').pop()}`, 'copy it off this node'],
-		};
+		return sealedCopyTask.change(
+			{path, to: {recipient: answers['recipient'].trim()}, secretContent: content, what: 'recovery copy'},
+			`Write a recovery copy of the config with key ${keyName}, encrypted to ${answers['recipient'].trim()}, to ${path} (0600)`,
+			[`decrypt it with: age -d -i YOUR-AGE-IDENTITY ${path.split('/').pop()}`, 'copy it off this node'],
+		);
 	}
 	if (recovery === 'passphrase' && typeof answers['passphrase'] === 'string') {
-		return {
-			kind: 'task',
-			task: 'recovery-copy',
-			params: {path, passphrase: answers['passphrase'], secretContent: content},
-			summary: `Write a recovery copy of the config with key ${keyName}, encrypted with your passphrase, to ${path} (0600)`,
-			detail: [`decrypt it with: age -d ${path.split('/').pop()}`, 'copy it off this node'],
-		};
+		return sealedCopyTask.change(
+			{path, to: {passphrase: answers['passphrase']}, secretContent: content, what: 'recovery copy'},
+			`Write a recovery copy of the config with key ${keyName}, encrypted with your passphrase, to ${path} (0600)`,
+			[`decrypt it with: age -d ${path.split('/').pop()}`, 'copy it off this node'],
+		);
 	}
 	throw new InputError(
 		`${encryptionConfigStageId}.recovery: a new key needs a recovery copy: answer recovery=age-recipient with recipient=age1…, ` +
@@ -507,7 +505,7 @@ export function formatMode(mode: number | undefined): string {
 	return mode === undefined ? 'unknown' : `0${mode.toString(8).padStart(3, '0')}`;
 }
 
-export const encryptionConfigStage: Stage = {
+export const encryptionConfigStage: NodeStage = {
 	id: encryptionConfigStageId,
 	title: 'Encryption config',
 	explain:

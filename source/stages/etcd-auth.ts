@@ -8,12 +8,14 @@
  * Refuses before changing anything when a connecting CN would have no user. Needs the live
  * etcd (etcd-harden on the node itself).
  */
+import type {NodeStage} from './facts.js';
+import {etcdAuthEnableTask, etcdAuthUsersTask, etcdClientCertTask} from '../etcd/tasks.js';
 import {posix} from 'node:path';
-import {InputError, type Change, type Check, type Question, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
+import {InputError, type Change, type Check, type Question, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
 import {authChecks, connectingClients, DEFAULT_MONITOR_USER, missingUsers, monitorRole, prefixProblem, ROOT_PASSWORD_FILE, userNameProblem, type AuthRequest} from '../etcd/auth.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
 import {nodePath} from '../etcd/tls.js';
-import {healthcheckConnection} from './discover-etcd.js';
+import {healthcheckConnection} from '../etcd/tls.js';
 import type {Facts} from './facts.js';
 
 export const etcdAuthStageId = 'etcd-auth';
@@ -86,18 +88,18 @@ function plan(facts: Facts, answers: StageAnswers, context: PlanContext): StageP
 	const monitoring = request.monitoring;
 	const monitoringNeeded = monitoring !== undefined && !(users[monitoring.user] ?? []).includes(monitoring.role);
 	if (!rootExists || !(users['root'] ?? []).includes('root') || needsUser.length > 0 || monitoringNeeded) {
-		changes.push({
-			kind: 'task',
-			task: 'etcd-auth-users',
-			params: {connection, passwordFile: passwordFile.path, users: request.users, ...(monitoring ? {monitoring} : {})},
-			summary: `Create etcd users: root (password), ${request.users.join(', ')} (certificate CN, root role)${monitoring ? `, ${monitoring.user} (read-only on ${monitoring.prefix})` : ''}`,
-			detail: [
+		changes.push(
+			etcdAuthUsersTask.change(
+				{connection, passwordFile: passwordFile.path, users: request.users, ...(monitoring ? {monitoring} : {})},
+				`Create etcd users: root (password), ${request.users.join(', ')} (certificate CN, root role)${monitoring ? `, ${monitoring.user} (read-only on ${monitoring.prefix})` : ''}`,
+				[
 				'etcdctl role add root; user add root --interactive=false (password on stdin); user grant-role root root',
 				...request.users.map(user => `etcdctl user add ${user} --no-password; user grant-role ${user} root`),
 				...(monitoring ? [`etcdctl role add ${monitoring.role}; role grant-permission ${monitoring.role} read ${monitoring.prefix} --prefix=true; user add ${monitoring.user} --no-password; user grant-role ${monitoring.user} ${monitoring.role}`] : []),
 				'undone: the users and roles this run created are deleted',
-			],
-		});
+				],
+			),
+		);
 	}
 	if (monitoring) {
 		const dir = posix.join(facts.pki.dir, 'etcd');
@@ -107,23 +109,20 @@ function plan(facts: Facts, answers: StageAnswers, context: PlanContext): StageP
 		const caKey = caCert.replace(/\.crt$/, '.key');
 		if (facts.pki.files[cert]?.exists !== true) {
 			if (facts.pki.files[caKey]?.exists !== true) throw new InputError(`etcd-auth: ${caKey} (the etcd CA key) is needed to issue the ${monitoring.user} client certificate.`);
-			changes.push({
-				kind: 'task',
-				task: 'etcd-client-cert',
-				params: {cn: monitoring.user, caCert, caKey, cert, key},
-				summary: `Issue a client certificate for ${monitoring.user}: ${cert} and ${key} (0600), signed by ${caCert}`,
-			});
+			changes.push(
+				etcdClientCertTask.change({cn: monitoring.user, caCert, caKey, cert, key}, `Issue a client certificate for ${monitoring.user}: ${cert} and ${key} (0600), signed by ${caCert}`),
+			);
 		}
 		notes.push(`The monitoring job connects with the certificate ${cert}, its key ${key} and the etcd CA; it may read ${monitoring.prefix}* and nothing else.`);
 	}
 	if (!auth.enabled) {
-		changes.push({
-			kind: 'task',
-			task: 'etcd-auth-enable',
-			params: {connection, health, passwordFile: passwordFile.path, kubeconfig: cluster.kubeconfig, timeoutSeconds: Math.min(context.settings?.gateTimeoutSeconds ?? 60, 120), checkPrefix: `${etcdPrefixFromFlags(facts.apiserver.flags)}/`},
-			summary: 'etcdctl auth enable, then check etcd health, that kube-apiserver\'s certificate reads its prefix, and /readyz',
-			detail: ['if a check fails: etcdctl auth disable (kube-apiserver\'s certificate has the root role; the root password otherwise), and the users this run created are removed'],
-		});
+		changes.push(
+			etcdAuthEnableTask.change(
+				{connection, health, passwordFile: passwordFile.path, kubeconfig: cluster.kubeconfig, timeoutSeconds: Math.min(context.settings?.gateTimeoutSeconds ?? 60, 120), checkPrefix: `${etcdPrefixFromFlags(facts.apiserver.flags)}/`},
+				'etcdctl auth enable, then check etcd health, that kube-apiserver\'s certificate reads its prefix, and /readyz',
+				['if a check fails: etcdctl auth disable (kube-apiserver\'s certificate has the root role; the root password otherwise), and the users this run created are removed'],
+			),
+		);
 	}
 	if (changes.length === 0) notes.push('etcd authentication is already on with a user for every connecting certificate CN.');
 	return {changes, notes, warnings};
@@ -145,7 +144,7 @@ function statusChecks(facts: Facts): Check[] {
 	return checks;
 }
 
-export const etcdAuthStage: Stage = {
+export const etcdAuthStage: NodeStage = {
 	id: etcdAuthStageId,
 	title: 'etcd authentication',
 	explain:

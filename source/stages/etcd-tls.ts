@@ -7,12 +7,15 @@
  * Verification adds real connections: plaintext and certificate-less connections refused,
  * the apiserver's certificate accepted, the peer port demanding a certificate.
  */
-import {InputError, type Check, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
+import type {NodeStage} from './facts.js';
+import {etcdRestartGate} from '../etcd/tasks.js';
+import {GATE_TIMEOUT_SECONDS} from '../kube/defaults.js';
+import {InputError, type Check, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
 import {DEFAULT_ETCD_LOGS} from '../etcd/tls-gate.js';
 import {apiserverEtcdChecks, connectionChecks, etcdFlagChecks, isWildcardHost, planTlsFix, splitUrls, tlsAudit, urlHost} from '../etcd/tls.js';
 import {ManifestError, patchManifest} from '../kube/manifest.js';
-import {healthcheckConnection} from './discover-etcd.js';
-import {etcdContainer} from './discover.js';
+import {healthcheckConnection} from '../etcd/tls.js';
+import {ETCD_CONTAINER} from '../kube/defaults.js';
 import type {Facts} from './facts.js';
 
 export const etcdTlsStageId = 'etcd-tls';
@@ -49,7 +52,7 @@ function plan(facts: Facts, answers: StageAnswers, context: PlanContext): StageP
 	if (fix.problems.length > 0) throw new InputError(fix.problems.join('\n'));
 	let patched: string;
 	try {
-		patched = patchManifest(text, facts.etcd.path, etcdContainer, fix.patch);
+		patched = patchManifest(text, facts.etcd.path, ETCD_CONTAINER, fix.patch);
 	} catch (error) {
 		if (error instanceof ManifestError) throw new InputError(error.message);
 		throw error;
@@ -74,7 +77,7 @@ function plan(facts: Facts, answers: StageAnswers, context: PlanContext): StageP
 	if (!health) {
 		throw new InputError(`${facts.pki.dir}/etcd/healthcheck-client.crt and .key are needed to check etcd's health after the restart. Fix: kubeadm init phase certs etcd-healthcheck-client, then rerun.`);
 	}
-	const timeoutSeconds = context.settings?.gateTimeoutSeconds ?? 180;
+	const timeoutSeconds = context.settings?.gateTimeoutSeconds ?? GATE_TIMEOUT_SECONDS;
 	const gate = {
 		manifestPath: facts.etcd.path,
 		health,
@@ -85,17 +88,11 @@ function plan(facts: Facts, answers: StageAnswers, context: PlanContext): StageP
 	};
 	return {
 		notes,
-		changes: [
-			{kind: 'task', task: 'etcd-restart-gate', params: {...gate, phase: 'before'}, summary: 'Record the running etcd (restored and awaited again if this stage is undone)'},
-			write,
-			{
-				kind: 'task',
-				task: 'etcd-restart-gate',
-				params: {...gate, phase: 'after'},
-				summary: 'Wait until etcd has restarted, passes endpoint health with the health-check certificate, and kube-apiserver passes /readyz',
-				detail: [`timeout ${timeoutSeconds} s; on failure the manifest is restored byte for byte and etcd and kube-apiserver are awaited again`],
-			},
-		],
+		changes: etcdRestartGate.bracket(gate, [write], {
+			before: 'Record the running etcd (restored and awaited again if this stage is undone)',
+			after: 'Wait until etcd has restarted, passes endpoint health with the health-check certificate, and kube-apiserver passes /readyz',
+			detail: `timeout ${timeoutSeconds} s; on failure the manifest is restored byte for byte and etcd and kube-apiserver are awaited again`,
+		}),
 	};
 }
 
@@ -108,7 +105,7 @@ function verify(facts: Facts): Check[] {
 	return [...etcdFlagChecks(facts), ...apiserverEtcdChecks(facts), ...connectionChecks(facts)];
 }
 
-export const etcdTlsStage: Stage = {
+export const etcdTlsStage: NodeStage = {
 	id: etcdTlsStageId,
 	title: 'etcd transport security',
 	explain:

@@ -1,78 +1,16 @@
 /**
- * Facts: plain data that discovery reads from the node (through the host) and that every
- * stage plans from. No functions, no host handles: facts can be printed as JSON.
+ * Facts: plain data that discovery (source/discover/) reads from the node through the host
+ * and that every stage plans from. Composed from the domains' own types; no functions, no
+ * host handles: facts can be printed as JSON.
  */
+import type {Stage} from '../engine/contract.js';
+import type {ClusterFacts, EncryptionFacts, ManifestFacts, PkiFacts} from '../kube/types.js';
+import type {AtRestFacts, EtcdCertFacts, EtcdLiveFacts} from '../etcd/types.js';
+import type {FirewallFacts} from '../firewall/types.js';
+import type {RotationFacts} from '../kube/rotation-status.js';
 
-export type Volume = {name: string; hostPath?: string; type?: string};
-export type VolumeMount = {name: string; mountPath: string; readOnly?: boolean};
-
-export type ManifestFacts = {
-	/** Node path, e.g. /etc/kubernetes/manifests/kube-apiserver.yaml */
-	path: string;
-	exists: boolean;
-	/** Raw file text; planning patches this text with the yaml Document API. */
-	text?: string;
-	mode?: number;
-	/** Set when the file exists but cannot be used: names the file, the problem and the fix. */
-	error?: string;
-	image?: string;
-	/** From the image tag, without the leading v: "1.20.2". */
-	version?: string;
-	/** The container's command and args, in order. */
-	command: string[];
-	/** `--flag=value` pairs from command (last occurrence wins); `--flag` alone maps to "true". */
-	flags: Record<string, string>;
-	volumes: Volume[];
-	volumeMounts: VolumeMount[];
-	annotations: Record<string, string>;
-};
-
-export type KeyedProviderType = 'secretbox' | 'aesgcm' | 'aescbc';
-export type ProviderType = KeyedProviderType | 'identity' | 'kms';
-
-export type EncryptionKey = {name: string; secret: string};
-
-export type Provider =
-	| {type: KeyedProviderType; keys: EncryptionKey[]}
-	| {type: 'identity'}
-	| {
-			type: 'kms';
-			apiVersion?: 'v1' | 'v2';
-			name: string;
-			endpoint: string;
-			timeout?: string;
-			cachesize?: number;
-	  };
-
-export type ResourceRule = {resources: string[]; providers: Provider[]};
-
-export type EncryptionConfig = {
-	apiVersion: string;
-	kind: 'EncryptionConfiguration';
-	resources: ResourceRule[];
-};
-
-export type EncryptionFacts = {
-	/** Value of --encryption-provider-config in the apiserver manifest, if set. */
-	flagPath?: string;
-	/** Node path of the config discovery looked at (the flag's, or the default path). */
-	path: string;
-	exists: boolean;
-	mode?: number;
-	text?: string;
-	/** Parsed and valid config. */
-	config?: EncryptionConfig;
-	/** Problems that make the config unusable: each names the file, the problem and the fix. */
-	errors: string[];
-	/** Whether the config's path is visible inside the apiserver pod through its hostPath mounts. */
-	mountedInPod: boolean;
-};
-
-export type PkiFacts = {
-	dir: string;
-	/** Node path -> exists, for the files kubeadm lays out and the manifests reference. */
-	files: Record<string, {exists: boolean; mode?: number}>;
-};
+export type * from '../kube/types.js';
+export type {AtRestFacts, AtRestResource} from '../etcd/types.js';
 
 export type Facts = {
 	root: string;
@@ -84,60 +22,20 @@ export type Facts = {
 	/** Present only when discovery probed the running control plane (etcd-harden on the node). */
 	cluster?: ClusterFacts;
 	atRest?: AtRestFacts;
-	/** Certificates the etcd and apiserver manifests name (source/stages/discover-etcd.ts). */
-	etcdCerts?: import('../etcd/tls.js').EtcdCertFacts;
+	/** Certificates the etcd and apiserver manifests name (source/discover/etcd.ts). */
+	etcdCerts?: EtcdCertFacts;
 	/** Connection tests and auth state of the running etcd (live discovery only). */
-	etcdLive?: import('../etcd/tls.js').EtcdLiveFacts;
-	/** The node's firewall and etcd's peers (live only; source/stages/discover-firewall.ts). */
-	firewall?: import('../firewall/types.js').FirewallFacts;
+	etcdLive?: EtcdLiveFacts;
+	/** The node's firewall and etcd's peers (live only; source/discover/firewall.ts). */
+	firewall?: FirewallFacts;
 	/** This node's name, the control planes and their reported configs (rotate, disable, status; source/kube/rotation-status.ts). */
-	rotation?: import('../kube/rotation-status.js').RotationFacts;
-};
-
-/** The running control plane, read through the API (only when etcd-harden runs on the node itself). */
-export type ClusterFacts = {
-	/** Node path of the kubeconfig used (admin.conf). */
-	kubeconfig: string;
-	server?: string;
-	/** The apiserver answered at all. */
-	reachable: boolean;
-	/** GET /readyz said ok. */
-	ready: boolean;
-	/** From /version, without the leading v: "1.20.2". */
-	version?: string;
-	/** Why the apiserver could not be used (names the problem and the fix). */
-	problem?: string;
-	/** The kubeadm-config ConfigMap's ClusterConfiguration text, when it exists. */
-	kubeadmConfig?: string;
-};
-
-/** Raw etcd values of one resource, classified (never values or keys' material). */
-export type AtRestResource = {
-	resource: string;
-	total: number;
-	/** Counts per stored key: `secretbox:key1`, `plaintext`, `unknown`. */
-	byKey: Record<string, number>;
-	plaintext: number;
-	unknown: number;
-	/** Label of the primary of the config on disk, e.g. `secretbox:key1` or `identity`. */
-	primary?: string;
-	/** How many objects are not stored with the primary. */
-	notOnPrimary: number;
-	/** Values under a provider/key the config cannot read. */
-	keyNotInConfig: number;
-	/** Sample decryption with the config: checked, failed, first failures (etcd key + reason). */
-	decrypt?: {checked: number; failed: number; failures: Array<{key: string; reason: string}>};
-	/** Every value is on the primary and readable. */
-	clean: boolean;
-};
-
-export type AtRestFacts = {
-	resources: AtRestResource[];
-	/** Set when etcd could not be scanned (names the problem and the fix). */
-	problem?: string;
+	rotation?: RotationFacts;
 };
 
 export type LiveFacts = {
 	cluster?: ClusterFacts;
 	atRest?: AtRestFacts;
 };
+
+/** A stage of this tool: plans from these facts. */
+export type NodeStage = Stage<Facts>;

@@ -8,8 +8,10 @@
  * state, applies atomically, checks every member's health and the apiserver's /readyz, asks
  * the operator to confirm within a timeout, and otherwise restores the previous rules exactly.
  */
-import {InputError, type Change, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
-import {etcdConnectionFromFlags} from '../etcd/connection.js';
+import type {NodeStage} from './facts.js';
+import {firewallApplyTask, type FirewallApplyParams} from '../firewall/tasks.js';
+import {InputError, type Change, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
+import {etcdConnectionFromFlags, type EtcdConnection} from '../etcd/connection.js';
 import {buildAllowList, describeRules, parseCidrList, refusals, type AllowList} from '../firewall/model.js';
 import {applyScript, compareChain, renderChain, type ChainComparison} from '../firewall/iptables.js';
 import {compareTable, renderTable, replaceScript, TABLE_REF} from '../firewall/nft.js';
@@ -221,7 +223,7 @@ function plan(facts: Facts, answers: StageAnswers): StagePlan {
 
 function applyTask(facts: Facts, firewall: FirewallFacts, desired: Desired, answers: StageAnswers, differences: string[]): Change {
 	const timeout = Number(answers['confirm-timeout'] ?? DEFAULT_CONFIRM_SECONDS);
-	let etcd: Record<string, unknown> | undefined;
+	let etcd: EtcdConnection | undefined;
 	try {
 		const connection = etcdConnectionFromFlags(facts.apiserver.flags);
 		const endpoints = firewall.members?.flatMap(member => member.clientURLs) ?? [];
@@ -230,7 +232,7 @@ function applyTask(facts: Facts, firewall: FirewallFacts, desired: Desired, answ
 		etcd = undefined;
 	}
 	const cluster = facts.cluster;
-	const params: Record<string, unknown> = {
+	const params: FirewallApplyParams = {
 		backend: desired.backend,
 		confirmTimeoutSeconds: timeout,
 		etcd,
@@ -238,26 +240,24 @@ function applyTask(facts: Facts, firewall: FirewallFacts, desired: Desired, answ
 	};
 	let script: string[];
 	if (desired.backend === 'nftables') {
-		params['table'] = desired.table;
+		params.table = desired.table;
 		script = [`nft -f - <<EOF`, ...replaceScript(desired.table!).trimEnd().split('\n'), 'EOF'];
 	} else {
 		const iptables = firewall.iptables!;
-		params['variant'] = iptables.variant;
-		params['v4'] = {...iptables.v4, chain: desired.chain4};
-		if (desired.chain6) params['v6'] = {...iptables.v6, chain: desired.chain6};
+		params.variant = iptables.variant;
+		params.v4 = {...iptables.v4, chain: desired.chain4!};
+		if (desired.chain6) params.v6 = {...iptables.v6, chain: desired.chain6};
 		script = [`${iptables.v4.restore} --noflush <<EOF`, ...applyScript(iptables.state4, desired.chain4!).trimEnd().split('\n'), 'EOF'];
 		if (desired.chain6) script.push(`${iptables.v6.restore} --noflush <<EOF`, ...applyScript(iptables.state6, desired.chain6).trimEnd().split('\n'), 'EOF');
 	}
 	const checks = [
-		etcd ? `etcd endpoint health for ${(etcd['endpoints'] as string[]).join(', ')}` : undefined,
-		params['kubeconfig'] ? 'kube-apiserver /readyz' : undefined,
+		etcd ? `etcd endpoint health for ${etcd.endpoints.join(', ')}` : undefined,
+		params.kubeconfig ? 'kube-apiserver /readyz' : undefined,
 	].filter(Boolean);
-	return {
-		kind: 'task',
-		task: 'firewall-apply',
+	return firewallApplyTask.change(
 		params,
-		summary: `Restrict etcd's ports 2379/2380 (${desired.backend === 'nftables' ? `nftables table ${TABLE_REF}` : `iptables-${firewall.iptables!.variant} chain ETCD-HARDEN`})`,
-		detail: [
+		`Restrict etcd's ports 2379/2380 (${desired.backend === 'nftables' ? `nftables table ${TABLE_REF}` : `iptables-${firewall.iptables!.variant} chain ETCD-HARDEN`})`,
+		[
 			...describeRules(desired.list),
 			'',
 			...differences.map(line => `now: ${line}`),
@@ -267,7 +267,7 @@ function applyTask(facts: Facts, firewall: FirewallFacts, desired: Desired, answ
 			`then: ${checks.length > 0 ? checks.join(' and ') : 'no health check possible (etcd and the apiserver are unknown)'}; ` +
 				`interactively, confirm within ${timeout} s; otherwise the previous rules are restored exactly`,
 		],
-	};
+	);
 }
 
 function liveChecks(facts: Facts, expected: FirewallRecord | undefined, strict: boolean): Check[] {
@@ -360,7 +360,7 @@ function status(facts: Facts): Check[] {
 	return checks;
 }
 
-export const firewallStage: Stage = {
+export const firewallStage: NodeStage = {
 	id: firewallStageId,
 	title: "Firewall etcd's ports",
 	explain:

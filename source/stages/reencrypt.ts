@@ -4,8 +4,11 @@
  * etcd classifies every value, and a sample decrypts with the configured key into a
  * Kubernetes object. Needs the live control plane (etcd-harden on the node itself).
  */
-import {InputError, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
-import {scannedResources} from './discover-live.js';
+import type {NodeStage} from './facts.js';
+import {reencryptTask} from '../kube/tasks.js';
+import {REENCRYPT_DEFAULTS} from '../kube/reencrypt.js';
+import {InputError, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
+import {scannedResources} from '../kube/encryption-config.js';
 import type {AtRestResource, Facts} from './facts.js';
 
 export const reencryptStageId = 'reencrypt';
@@ -49,31 +52,28 @@ function plan(facts: Facts, answers: StageAnswers): StagePlan {
 		notes.push('Every object is already stored with the primary key: nothing to rewrite.');
 		return {changes: [], notes};
 	}
-	const concurrency = Number(answers['concurrency'] ?? '16');
+	const concurrency = Number(answers['concurrency'] ?? REENCRYPT_DEFAULTS.concurrency);
 	const rate = Number(answers['rate'] ?? '0');
-	const resources = scannedResources(facts);
+	const resources = scannedResources(facts.encryption.config);
 	const total = stale.reduce((sum, resource) => sum + resource.notOnPrimary, 0);
 	return {
 		notes,
 		changes: [
-			{
-				kind: 'task',
-				task: 'reencrypt',
-				params: {
+			reencryptTask.change(
+				{
 					kubeconfig: cluster.kubeconfig,
 					resources,
-					targeted: true,
-					configPath: facts.encryption.path,
+					scanConfigPath: facts.encryption.path,
 					concurrency,
 					...(rate > 0 ? {rate} : {}),
 				},
-				summary: `Rewrite ${total} object(s) not yet on the primary key through the API`,
-				detail: [
+				`Rewrite ${total} object(s) not yet on the primary key through the API`,
+				[
 					...stale.map(resource => `${resource.notOnPrimary} ${resource.resource} not on ${resource.primary ?? 'the primary'} (of ${resource.total})`),
-					`each object PUT back as listed (pages of 500), ${concurrency} in flight${rate > 0 ? `, at most ${rate}/s` : ''}, guarded by its resourceVersion: a concurrent update makes it a conflict that re-reads the latest version, so none is lost`,
+					`each object PUT back as listed (pages of ${REENCRYPT_DEFAULTS.pageSize}), ${concurrency} in flight${rate > 0 ? `, at most ${rate}/s` : ''}, guarded by its resourceVersion: a concurrent update makes it a conflict that re-reads the latest version, so none is lost`,
 					'the objects are found again by a raw etcd scan when the rewrite starts, so a rerun after an interruption rewrites only what is left',
 				],
-			},
+			),
 		],
 	};
 }
@@ -118,7 +118,7 @@ function atRestChecks(facts: Facts, whenMissing: 'pass' | 'warn'): Check[] {
 	return checks;
 }
 
-export const reencryptStage: Stage = {
+export const reencryptStage: NodeStage = {
 	id: reencryptStageId,
 	title: 'Re-encrypt existing objects',
 	explain:
@@ -134,6 +134,6 @@ export const reencryptStage: Stage = {
 };
 
 const reencryptQuestions: Question[] = [
-		{id: 'concurrency', kind: 'text', message: 'Writes in flight', default: '16', help: 'Higher is faster; the apiserver handles 16-64 well.', validate: positiveInteger('concurrency', 256)},
+		{id: 'concurrency', kind: 'text', message: 'Writes in flight', default: String(REENCRYPT_DEFAULTS.concurrency), help: 'Higher is faster; the apiserver handles 16-64 well.', validate: positiveInteger('concurrency', REENCRYPT_DEFAULTS.maxConcurrency)},
 		{id: 'rate', kind: 'text', message: 'At most this many objects per second (0: no limit)', default: '0', validate: rateProblem},
 ];

@@ -3,12 +3,17 @@
  * text (bundle, report "started", restart gate around the config and manifest writes, report
  * "done"), finishing a switch a killed run left half done, and the bundle answers.
  */
+import {sealedCopyTask} from '../crypto/tasks.js';
+import {apiserverRestartGate} from '../kube/tasks.js';
+import {rotationPublishTask, waitControlPlanesTask} from '../kube/rotation-tasks.js';
+import {GATE_TIMEOUT_SECONDS} from '../kube/defaults.js';
+import {DEFAULT_APISERVER_LOGS} from '../kube/restart-gate.js';
 import {configDigest, secretsInText} from '../kube/encryption-config.js';
 import {patchManifest, ManifestError} from '../kube/manifest.js';
 import {parseRecipient} from '../crypto/age.js';
-import {InputError, type AnswerValue, type Change, type Check, type PlanContext, type Question, type StageAnswers, type StagePlan} from '../engine/types.js';
-import {apiserverLogPaths, digestAnnotation, manifestPatch} from './apiserver-manifest.js';
-import {apiserverContainer} from './discover.js';
+import {InputError, type AnswerValue, type Change, type Check, type PlanContext, type Question, type StageAnswers, type StagePlan} from '../engine/contract.js';
+import {digestAnnotation, manifestPatch} from './apiserver-manifest.js';
+import {APISERVER_CONTAINER} from '../kube/defaults.js';
 import {configMode} from './encryption-config.js';
 import type {Facts} from './facts.js';
 
@@ -95,13 +100,11 @@ export function readBundle(answers: StageAnswers, context: Pick<PlanContext, 'an
 export function bundleChange(choice: BundleChoice, text: string): Change | undefined {
 	if (choice.kind === 'none') return undefined;
 	const path = bundlePathFor(text);
-	return {
-		kind: 'task',
-		task: 'rotation-bundle',
-		params: {path, ...(choice.kind === 'recipient' ? {recipient: choice.recipient} : {passphrase: choice.passphrase}), secretContent: text, command: applyCommand(path)},
-		summary: `Write the rotation bundle ${path} (the new config, age-encrypted ${choice.kind === 'recipient' ? `to ${choice.recipient}` : 'with your passphrase'}, 0600)`,
-		detail: [`apply it on every other control plane: ${applyCommand(path)}`],
-	};
+	return sealedCopyTask.change(
+		{path, to: choice.kind === 'recipient' ? {recipient: choice.recipient} : {passphrase: choice.passphrase}, secretContent: text, what: 'rotation bundle', command: applyCommand(path)},
+		`Write the rotation bundle ${path} (the new config, age-encrypted ${choice.kind === 'recipient' ? `to ${choice.recipient}` : 'with your passphrase'}, 0600)`,
+		[`apply it on every other control plane: ${applyCommand(path)}`],
+	);
 }
 
 /** The config the apiserver runs differs from the file: a killed run wrote the config but not (or not yet in force) the manifest. */
@@ -125,12 +128,10 @@ export function requireConfig(facts: Facts, command: string): {text: string; con
 }
 
 function publish(facts: Facts, phase: string, state: 'started' | 'done'): Change {
-	return {
-		kind: 'task',
-		task: 'rotation-publish',
-		params: {kubeconfig: facts.cluster?.kubeconfig, node: nodeOf(facts), phase, state, configPath: facts.encryption.path},
-		summary: `Report ${nodeOf(facts)}: ${phase} ${state} (config sha256, no key material) to kube-system/etcd-harden-status`,
-	};
+	return rotationPublishTask.change(
+		{kubeconfig: facts.cluster?.kubeconfig, node: nodeOf(facts), phase, state, configPath: facts.encryption.path},
+		`Report ${nodeOf(facts)}: ${phase} ${state} (config sha256, no key material) to kube-system/etcd-harden-status`,
+	);
 }
 
 export function publishOnly(facts: Facts, phase: string): Change[] {
@@ -166,7 +167,7 @@ export function switchConfig(facts: Facts, context: PlanContext, request: Switch
 	if (text === undefined) throw new InputError(`${path}: no config to run.`);
 	let patched: string;
 	try {
-		patched = patchManifest(manifest.text, manifest.path, apiserverContainer, manifestPatch(facts, {path, content: text}));
+		patched = patchManifest(manifest.text, manifest.path, APISERVER_CONTAINER, manifestPatch(facts, {path, content: text}));
 	} catch (error) {
 		if (error instanceof ManifestError) throw new InputError(error.message);
 		throw error;
@@ -187,20 +188,15 @@ export function switchConfig(facts: Facts, context: PlanContext, request: Switch
 	}
 	const cluster = facts.cluster;
 	if (!cluster) return [...(request.bundle ? [request.bundle] : []), ...writes];
-	const timeoutSeconds = context.settings?.gateTimeoutSeconds ?? 180;
-	const gate = {kubeconfig: cluster.kubeconfig, manifestPath: manifest.path, timeoutSeconds, logPaths: apiserverLogPaths};
+	const timeoutSeconds = context.settings?.gateTimeoutSeconds ?? GATE_TIMEOUT_SECONDS;
 	return [
 		...(request.bundle ? [request.bundle] : []),
 		publish(facts, request.phase, 'started'),
-		{kind: 'task', task: 'apiserver-restart-gate', params: {...gate, phase: 'before'}, summary: 'Record the running kube-apiserver (restored and awaited again if this stage is undone)'},
-		...writes,
-		{
-			kind: 'task',
-			task: 'apiserver-restart-gate',
-			params: {...gate, phase: 'after'},
-			summary: 'Wait until kube-apiserver has restarted with the new config and passes /readyz',
-			detail: [`timeout ${timeoutSeconds} s; on timeout or a crash loop the config and the manifest are restored byte for byte`],
-		},
+		...apiserverRestartGate.bracket({kubeconfig: cluster.kubeconfig, manifestPath: manifest.path, timeoutSeconds, logPaths: DEFAULT_APISERVER_LOGS}, writes, {
+			before: 'Record the running kube-apiserver (restored and awaited again if this stage is undone)',
+			after: 'Wait until kube-apiserver has restarted with the new config and passes /readyz',
+			detail: `timeout ${timeoutSeconds} s; on timeout or a crash loop the config and the manifest are restored byte for byte`,
+		}),
 		publish(facts, request.phase, 'done'),
 	];
 }
@@ -210,13 +206,11 @@ export function waitChange(facts: Facts, phase: string, seconds: number): Change
 	if (!cluster || facts.encryption.text === undefined) return [];
 	const hint = applyCommand(bundlePathFor(facts.encryption.text));
 	return [
-		{
-			kind: 'task',
-			task: 'wait-control-planes',
-			params: {kubeconfig: cluster.kubeconfig, node: nodeOf(facts), phase, configPath: facts.encryption.path, manifestPath: facts.apiserver.path, timeoutSeconds: seconds, bundleHint: hint},
-			summary: `Wait (at most ${seconds} s) until every control plane reports config sha256 ${configDigest(facts.encryption.text).slice(0, 12)}; refuse naming the ones that do not`,
-			detail: ['control planes: etcd members and Nodes with the control-plane role; reports: kube-system/etcd-harden-status', `elsewhere: ${hint}`],
-		},
+		waitControlPlanesTask.change(
+			{kubeconfig: cluster.kubeconfig, node: nodeOf(facts), phase, configPath: facts.encryption.path, manifestPath: facts.apiserver.path, timeoutSeconds: seconds, bundleHint: hint},
+			`Wait (at most ${seconds} s) until every control plane reports config sha256 ${configDigest(facts.encryption.text).slice(0, 12)}; refuse naming the ones that do not`,
+			['control planes: etcd members and Nodes with the control-plane role; reports: kube-system/etcd-harden-status', `elsewhere: ${hint}`],
+		),
 	];
 }
 

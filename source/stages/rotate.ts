@@ -6,9 +6,11 @@
  * node is, whatever the journal says. Conditions that only hold when the stage runs (every
  * control plane runs the config; no object uses the old key) are tasks that check then.
  */
+import type {NodeStage} from './facts.js';
+import {keysUnusedTask} from '../kube/rotation-tasks.js';
 import {configDigest, generateKeySecret, parseEncryptionConfig} from '../kube/encryption-config.js';
 import {keyedRuleIndices, keyLabels, promoteKey, removeKeys, rotationKeyName, rotationState, addPendingKey, primaryProviderType} from '../kube/rotation.js';
-import {InputError, type Check, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/types.js';
+import {InputError, type Check, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
 import {
 	bundleChange,
 	bundleQuestions,
@@ -114,12 +116,10 @@ function prunePlan(facts: Facts, answers: StageAnswers, context: PlanContext): S
 			...waitChange(facts, 'promote', waitSeconds(answers)),
 			...(facts.cluster
 				? [
-						{
-							kind: 'task' as const,
-							task: 'rotation-keys-unused',
-							params: {configPath: facts.encryption.path, manifestPath: facts.apiserver.path, labels, action: `remove ${labels.join(', ')}`},
-							summary: `Scan etcd raw: refuse unless no object uses ${labels.join(', ')}`,
-						},
+						keysUnusedTask.change(
+							{configPath: facts.encryption.path, manifestPath: facts.apiserver.path, labels, action: `remove ${labels.join(', ')}`},
+							`Scan etcd raw: refuse unless no object uses ${labels.join(', ')}`,
+						),
 					]
 				: []),
 			...switchConfig(facts, context, {
@@ -142,7 +142,7 @@ function questionsFor(required: boolean) {
 	};
 }
 
-export const rotatePrepareStage: Stage = {
+export const rotatePrepareStage: NodeStage = {
 	id: rotatePrepareId,
 	title: 'Rotate: prepare the new key',
 	explain:
@@ -154,7 +154,7 @@ export const rotatePrepareStage: Stage = {
 	status: () => [],
 };
 
-export const rotatePromoteStage: Stage = {
+export const rotatePromoteStage: NodeStage = {
 	id: rotatePromoteId,
 	title: 'Rotate: promote the new key',
 	explain:
@@ -165,7 +165,7 @@ export const rotatePromoteStage: Stage = {
 	status: () => [],
 };
 
-export const rotatePruneStage: Stage = {
+export const rotatePruneStage: NodeStage = {
 	id: rotatePruneId,
 	title: 'Rotate: prune the old keys',
 	explain:
@@ -177,7 +177,7 @@ export const rotatePruneStage: Stage = {
 };
 
 /** `rotate --bundle FILE` on another control plane: run the config from the bundle (decrypted by the CLI, held in memory). */
-export function rotateBundleStage(bundleText: string, source: string): Stage {
+export function rotateBundleStage(bundleText: string, source: string): NodeStage {
 	return {
 		id: rotateBundleId,
 		title: 'Apply a rotation bundle',

@@ -4,7 +4,7 @@
  * the environment; callers pass widths and decide on colour.
  */
 import type {EngineState, PreviewItem, Progress, StagePhase, StageView} from '../engine/state.js';
-import type {AnswerValue, Check, CheckStatus, Question} from '../engine/types.js';
+import type {AnswerValue, Check, CheckStatus, Question} from '../engine/contract.js';
 
 /** A colour intent; each frontend maps it to its own styling (or none). */
 export type Tone = 'plain' | 'muted' | 'active' | 'success' | 'warn' | 'error' | 'add' | 'remove' | 'hunk' | 'meta';
@@ -82,16 +82,25 @@ export function checkTone(status: CheckStatus): Tone {
 }
 
 /**
- * A check as lines: "PASS  title: actual", then "      fix: remediation" for fail/warn.
- * The first line carries the status tone; the fix line is plain.
+ * The one rendering of a check, for every frontend and command: "PASS  title: actual" (with
+ * the id before the title where ids matter: "FAIL  2.2  title: actual"), then
+ * "      fix: remediation" for fail/warn. The first line carries the status tone; the fix
+ * line is plain.
  */
-export function checkLines(check: Check): Styled[] {
-	const head = `${checkLabel(check.status)}  ${check.title}${check.actual ? `: ${check.actual}` : ''}`;
+export function checkLines(check: Check, options: {withId?: boolean} = {}): Styled[] {
+	const head = `${checkLabel(check.status)}  ${options.withId ? `${check.id}  ` : ''}${check.title}${check.actual ? `: ${check.actual}` : ''}`;
 	const lines: Styled[] = [{text: head, tone: checkTone(check.status)}];
 	if (check.status !== 'pass' && check.remediation) {
 		lines.push({text: `      fix: ${check.remediation}`, tone: 'plain'});
 	}
 	return lines;
+}
+
+/** checkLines as plain text lines, each with this indent. */
+export function checkText(check: Check, indent: string, options: {withId?: boolean} = {}): string {
+	return checkLines(check, options)
+		.map(line => `${indent}${line.text}\n`)
+		.join('');
 }
 
 /** 65 -> "1m05s", 7 -> "7s", 3700 -> "1h01m". */
@@ -263,7 +272,17 @@ export function logPrefix(level: 'info' | 'warn' | 'error' | 'success'): string 
 	}
 }
 
-/** CI set (and not "0"/"false") means: no animation, deterministic output. */
-export {isCi} from '../cli/ci.js';
+/**
+ * Whether we run under CI, by the rule Ink itself uses (is-in-ci): CI or
+ * CONTINUOUS_INTEGRATION set to anything but "0" or "false", even empty. Under CI Ink draws
+ * only the final frame, so the CLI picks the plain frontend there.
+ */
+export function isCi(env: NodeJS.ProcessEnv): boolean {
+	const on = (key: string) => {
+		const value = env[key];
+		return value !== undefined && value !== '0' && value !== 'false';
+	};
+	return on('CI') || on('CONTINUOUS_INTEGRATION');
+}
 
 export const spinnerFrames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'] as const;

@@ -5,7 +5,7 @@
  */
 import React, {useState} from 'react';
 import {Box, Text, useInput} from 'ink';
-import type {AnswerValue, Choice, Question} from '../engine/types.js';
+import type {AnswerValue, Choice, Question} from '../engine/contract.js';
 import {defaultHint, yesNoHint} from './format.js';
 
 type InputProps = {

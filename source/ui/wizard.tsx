@@ -5,7 +5,7 @@
 import React, {useCallback, useEffect, useRef, useState, useSyncExternalStore} from 'react';
 import {Box, Static, Text, useApp, useInput, useStdin} from 'ink';
 import type {EngineControl, EngineState, Prompt, Progress, StageView} from '../engine/state.js';
-import type {AnswerValue, Check} from '../engine/types.js';
+import type {AnswerValue, Check} from '../engine/contract.js';
 import {advanceFeed, emptyFeed, type Feed, type FeedItem} from './feed.js';
 import {
 	checkLines,

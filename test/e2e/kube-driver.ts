@@ -6,7 +6,7 @@
 //   writer: update secrets in a loop until a stop file appears; report the last values written
 import {RealHost} from '../../source/host/real.js';
 import {RunDir} from '../../source/engine/run-dir.js';
-import {tasks} from '../../source/engine/tasks.js';
+import {tasks} from '../../source/workflow/tasks.js';
 import type {LogLine, Progress} from '../../source/engine/state.js';
 import {KubeApi} from '../../source/kube/api.js';
 import {loadKubeconfig} from '../../source/kube/kubeconfig.js';
@@ -24,7 +24,7 @@ function emit(value: unknown): void {
 
 async function runTask(cmd: TaskCommand): Promise<void> {
 	if (cmd.pidFile) await host.writeFileAtomic(cmd.pidFile, `${process.pid}\n`, 0o600);
-	const executor = tasks[cmd.task];
+	const executor = tasks.get(cmd.task);
 	if (!executor) throw new Error(`no task ${cmd.task}`);
 	// The run id is a timestamp: several driver calls share one run directory.
 	const runDir = new RunDir(host, new Date(cmd.runId));

@@ -310,7 +310,7 @@ describe('re-encryption, restart gate and kubeadm-config on the real testbed', (
 		expect(before['k8s:enc:secretbox:v1:key3']).toBe(30);
 		const offPrimary = Object.entries(before).filter(([label]) => label !== 'k8s:enc:secretbox:v1:key3').reduce((sum, [, count]) => sum + count, 0);
 
-		const result = await task('reencrypt', {resources: ['secrets'], targeted: true, configPath: ENC_CONFIG, manifestPath: MANIFEST}, newRunId());
+		const result = await task('reencrypt', {resources: ['secrets'], scanConfigPath: ENC_CONFIG, manifestPath: MANIFEST}, newRunId());
 		expect(result.error).toBeUndefined();
 		expect(result.logs?.map(line => line.text)).toContain(`The etcd scan found ${offPrimary} object(s) not on the primary key.`);
 		expect(result.lastProgress).toMatchObject({done: offPrimary, total: offPrimary});

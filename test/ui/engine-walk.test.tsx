@@ -14,13 +14,13 @@ vi.hoisted(() => {
 import {cleanup} from 'ink-testing-library';
 import {createEngine, type Engine} from '../../source/engine/engine.js';
 import type {Prompt} from '../../source/engine/state.js';
-import {tasks} from '../../source/engine/tasks.js';
+import {tasks} from '../../source/workflow/tasks.js';
 import {RealHost} from '../../source/host/real.js';
 import {RecordingHost} from '../../source/host/recording.js';
 import type {Host} from '../../source/host/types.js';
 import {runPlain} from '../../source/plain/index.js';
-import {discover} from '../../source/stages/discover.js';
-import {stages} from '../../source/stages/index.js';
+import {discover} from '../../source/discover/files.js';
+import {hardenStages} from '../../source/workflow/harden.js';
 import {keys, renderWizard, stripAnsi, until} from './ink-harness.js';
 import {copyDemo, snapshot, tempFiles, type Snapshot} from './tree.js';
 
@@ -42,7 +42,7 @@ async function setup(options: {dryRun?: boolean; wrap?: (host: Host) => Host} = 
 	const engine = createEngine({
 		command: 'harden',
 		host,
-		stages,
+		stages: [...hardenStages],
 		// The recovery-copy choice for the new key is preset: these walks take every default.
 		answers: {'encryption-config': {recovery: 'stored-elsewhere', storedElsewhere: true}},
 		interactive: true,

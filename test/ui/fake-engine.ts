@@ -3,7 +3,7 @@
  * records what the frontend sent back. It is not the engine; tests using it are UI tests.
  */
 import type {EngineControl, EngineState, Prompt, StagePhase, StageView} from '../../source/engine/state.js';
-import type {AnswerValue, Question} from '../../source/engine/types.js';
+import type {AnswerValue, Question} from '../../source/engine/contract.js';
 
 export type Call =
 	| {type: 'answer'; value: AnswerValue}

@@ -9,7 +9,7 @@ vi.hoisted(() => {
 });
 
 import type {Prompt} from '../../source/engine/state.js';
-import type {Question} from '../../source/engine/types.js';
+import type {Question} from '../../source/engine/contract.js';
 import {runPlain} from '../../source/plain/index.js';
 import {ask, baseState, FakeEngine, stage} from './fake-engine.js';
 import {keys, stripAnsi, until} from './ink-harness.js';

@@ -8,7 +8,7 @@ vi.hoisted(() => {
 });
 
 import {cleanup} from 'ink-testing-library';
-import type {Question} from '../../source/engine/types.js';
+import type {Question} from '../../source/engine/contract.js';
 import {ask, baseState, FakeEngine, stage} from './fake-engine.js';
 import {keys, renderWizard} from './ink-harness.js';
 import {Wizard} from '../../source/ui/wizard.js';

@@ -22,10 +22,10 @@ import {backupArgv, renderUnits, systemdWord} from '../../source/backup/units.js
 import {snapshotEndpoint} from '../../source/backup/etcd.js';
 import {parseCli} from '../../source/cli/args.js';
 import {generateIdentity} from '../../source/crypto/age.js';
-import {InputError, type StageAnswers, type TaskChange} from '../../source/engine/types.js';
+import {InputError, type StageAnswers, type TaskChange} from '../../source/engine/contract.js';
 import {parseEncryptionConfig} from '../../source/kube/encryption-config.js';
 import {backupStage} from '../../source/stages/backup.js';
-import {discover} from '../../source/stages/discover.js';
+import {discover} from '../../source/discover/files.js';
 import {MemoryHost} from './helpers/memory-host.js';
 
 const demoDir = fileURLToPath(new URL('../../demo/', import.meta.url));

@@ -1,6 +1,6 @@
 import {fileURLToPath} from 'node:url';
 import {describe, expect, it} from 'vitest';
-import {discover} from '../../source/stages/discover.js';
+import {discover} from '../../source/discover/files.js';
 import {MemoryHost} from './helpers/memory-host.js';
 
 const demoDir = fileURLToPath(new URL('../../demo/', import.meta.url));

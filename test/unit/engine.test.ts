@@ -2,9 +2,11 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {afterEach, beforeEach, describe, expect, test} from 'vitest';
-import {createEngine, type TaskRegistry} from '../../source/engine/engine.js';
-import {LOCK_PATH, RUNS_DIR} from '../../source/engine/run-dir.js';
-import {InputError, type Facts, type Stage} from '../../source/engine/types.js';
+import {createEngine} from '../../source/engine/engine.js';
+import {taskRegistry, defineTask, type TaskRegistry} from '../../source/engine/contract.js';
+import {LOCK_PATH} from '../../source/engine/run-dir.js';
+import {InputError, RUNS_DIR, type Stage} from '../../source/engine/contract.js';
+import type {Facts} from '../../source/stages/facts.js';
 import {RealHost} from '../../source/host/real.js';
 import {RecordingHost} from '../../source/host/recording.js';
 import type {Host} from '../../source/host/types.js';
@@ -107,13 +109,13 @@ describe('engine', () => {
 	});
 
 	test('a failing change undoes the stage byte for byte and exits 3', async () => {
-		const failing: TaskRegistry = {
+		const failing: TaskRegistry = registryOf({
 			explode: {
 				run: async () => {
 					throw new Error('apiserver did not become ready');
 				},
 			},
-		};
+		});
 		const stage = writeStage('a', '/etc/existing.txt', 'changed\n', {
 			plan: () => ({
 				changes: [
@@ -134,7 +136,7 @@ describe('engine', () => {
 	});
 
 	test('a failing stage also undoes the earlier stages of its undo group', async () => {
-		const failing: TaskRegistry = {explode: {run: async () => Promise.reject(new Error('kube-apiserver did not become ready'))}};
+		const failing: TaskRegistry = registryOf({explode: {run: async () => Promise.reject(new Error('kube-apiserver did not become ready'))}});
 		const config = writeStage('config', '/etc/existing.txt', 'new config\n', {undoGroup: 'encryption'});
 		const other = writeStage('other', '/etc/other.txt', 'kept\n');
 		const manifest = writeStage('manifest', '/etc/manifest.txt', 'x', {
@@ -264,7 +266,7 @@ describe('engine', () => {
 
 	test('abort while applying undoes the stage', async () => {
 		let engineRef: ReturnType<typeof createEngine> | undefined;
-		const tasks: TaskRegistry = {
+		const tasks: TaskRegistry = registryOf({
 			slow: {
 				run: async (_params, context) => {
 					engineRef?.abort();
@@ -272,7 +274,7 @@ describe('engine', () => {
 					if (context.signal.aborted) throw new Error('aborted');
 				},
 			},
-		};
+		});
 		const stage = writeStage('a', '/etc/existing.txt', 'x', {
 			plan: () => ({
 				changes: [
@@ -293,7 +295,7 @@ describe('timed confirm from a task (TaskContext.confirm)', () => {
 	// A stage whose task writes a marker, asks the operator with a deadline, and fails on "no";
 	// its undo removes the marker (like the firewall's revert).
 	function confirmingStage(results: boolean[], timeoutMs: number): {stage: Stage; tasks: TaskRegistry} {
-		const tasks: TaskRegistry = {
+		const tasks: TaskRegistry = registryOf({
 			ask: {
 				run: async (_params, context) => {
 					await context.host.writeFileAtomic('/etc/marker', 'applied\n', 0o600);
@@ -305,7 +307,7 @@ describe('timed confirm from a task (TaskContext.confirm)', () => {
 					await context.host.remove('/etc/marker');
 				},
 			},
-		};
+		});
 		const stage = writeStage('t', '/etc/unused', '', {plan: () => ({changes: [{kind: 'task', task: 'ask', params: {}, summary: 'ask'}]})});
 		return {stage, tasks};
 	}
@@ -385,3 +387,8 @@ describe('timed confirm from a task (TaskContext.confirm)', () => {
 		await expect(fs.stat(path.join(root, 'etc/marker'))).rejects.toThrow(/ENOENT/);
 	});
 });
+
+/** A registry of ad-hoc executors by name, as a workflow builds one from task definitions. */
+function registryOf(executors: Record<string, Parameters<typeof defineTask<object>>[1]>): TaskRegistry {
+	return taskRegistry(Object.entries(executors).map(([name, executor]) => defineTask<object>(name, executor)));
+}

@@ -1,7 +1,7 @@
 // etcd-auth planning as pure logic: who connects, refusal naming a CN without a user, the
 // changes (password file, users, monitoring certificate, auth enable), nothing secret shown.
 import {describe, expect, it} from 'vitest';
-import {InputError, type StagePlan} from '../../source/engine/types.js';
+import {InputError, type StagePlan} from '../../source/engine/contract.js';
 import {authChecks, connectingClients, missingUsers, monitorRole, prefixProblem, userNameProblem} from '../../source/etcd/auth.js';
 import type {EtcdAuthFacts} from '../../source/etcd/tls.js';
 import {etcdAuthStage} from '../../source/stages/etcd-auth.js';

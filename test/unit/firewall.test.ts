@@ -10,7 +10,8 @@ import {firewallTemplates} from '../../source/firewall/templates.generated.js';
 import type {FirewallFacts} from '../../source/firewall/types.js';
 import {regressions} from '../../source/firewall/tasks.js';
 import {firewallStage} from '../../source/stages/firewall.js';
-import {InputError, type Facts} from '../../source/engine/types.js';
+import {InputError} from '../../source/engine/contract.js';
+import type {Facts} from '../../source/stages/facts.js';
 
 const noOptions: FirewallOptions = {clientCidrs: [], peerCidrs: [], exclude: [], log: false};
 

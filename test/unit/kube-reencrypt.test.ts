@@ -19,7 +19,7 @@ function writes(fake: FakeSecrets): number[] {
 describe('reencrypt (all objects of a resource, scripted fake apiserver)', () => {
 	it('rewrites every stale object exactly once through paginated metadata-only lists', async () => {
 		const {fake, host, api} = setup(1234);
-		const result = await reencrypt(api, {resources: ['secrets']});
+		const result = await reencrypt(api, {resources: ['secrets'], method: 'patch'});
 		expect(result.rewritten).toBe(1234);
 		expect(result.byResource).toEqual({secrets: 1234});
 		expect(writes(fake).every(count => count === 1)).toBe(true);
@@ -161,6 +161,7 @@ describe('reencrypt (all objects of a resource, scripted fake apiserver)', () =>
 		const chosen = [keys[1]!, keys[17]!, keys[42]!];
 		const result = await reencrypt(api, {
 			resources: ['secrets'],
+			method: 'patch',
 			targets: chosen.map(key => ({resource: 'secrets', namespace: key.split('/')[0], name: key.split('/')[1]!})),
 		});
 		expect(result.rewritten).toBe(3);

@@ -7,7 +7,7 @@ import {mismatches, parseEntries} from '../../source/kube/rotation-status.js';
 import {rotatePrepareStage, rotatePromoteStage, rotatePruneStage} from '../../source/stages/rotate.js';
 import {digestAnnotation} from '../../source/stages/apiserver-manifest.js';
 import type {Facts} from '../../source/stages/facts.js';
-import {InputError, type PlanContext, type WriteFileChange} from '../../source/engine/types.js';
+import {InputError, type PlanContext, type WriteFileChange} from '../../source/engine/contract.js';
 
 const K1 = 'MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=';
 const K2 = 'YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXphYmNkZWY=';

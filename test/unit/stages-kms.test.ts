@@ -2,9 +2,9 @@
 // kube-apiserver 1.29, merged like any provider, no key generated and no recovery copy asked.
 import {fileURLToPath} from 'node:url';
 import {describe, expect, it} from 'vitest';
-import {InputError, type StageAnswers} from '../../source/engine/types.js';
+import {InputError, type StageAnswers} from '../../source/engine/contract.js';
 import {parseEncryptionConfig} from '../../source/kube/encryption-config.js';
-import {discover} from '../../source/stages/discover.js';
+import {discover} from '../../source/discover/files.js';
 import {encryptionConfigStage} from '../../source/stages/encryption-config.js';
 import {countingBytes, MemoryHost} from './helpers/memory-host.js';
 

@@ -1,13 +1,15 @@
 import {fileURLToPath} from 'node:url';
 import {describe, expect, it} from 'vitest';
-import {InputError, type Answers, type PlanContext, type StagePlan, type WriteFileChange} from '../../source/engine/types.js';
+import {InputError, type Answers, type PlanContext, type StagePlan, type WriteFileChange} from '../../source/engine/contract.js';
 import {configDigest, parseEncryptionConfig} from '../../source/kube/encryption-config.js';
 import {inspectManifest} from '../../source/kube/manifest.js';
 import {apiserverManifestStage, digestAnnotation, reloadFlag} from '../../source/stages/apiserver-manifest.js';
-import {discover, verifyDiscoveryOptions} from '../../source/stages/discover.js';
+import {discover, verifyDiscoveryOptions} from '../../source/discover/files.js';
 import {encryptionConfigStage} from '../../source/stages/encryption-config.js';
 import type {Facts} from '../../source/stages/facts.js';
-import {stageIds, stages} from '../../source/stages/index.js';
+import {hardenStages as stages} from '../../source/workflow/harden.js';
+
+const stageIds = stages.map(stage => stage.id);
 import {countingBytes, MemoryHost} from './helpers/memory-host.js';
 
 const demoDir = fileURLToPath(new URL('../../demo/', import.meta.url));
@@ -54,7 +56,7 @@ describe('recovery copy of a new key', () => {
 		const plan = encryptionConfigStage.plan(facts, {recovery: 'age-recipient', recipient}, context());
 		expect(plan.changes.map(change => change.kind)).toEqual(['task', 'write-file']);
 		const task = plan.changes[0]!;
-		expect(task.kind === 'task' && task.task).toBe('recovery-copy');
+		expect(task.kind === 'task' && task.task).toBe('sealed-copy');
 		const config = plan.changes[1]!;
 		expect(task.kind === 'task' && config.kind === 'write-file' && task.params['secretContent']).toBe(config.kind === 'write-file' && config.content);
 		expect(task.summary).toContain(recipient);

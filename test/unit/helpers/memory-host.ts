@@ -5,7 +5,7 @@
 import {readdirSync, readFileSync, statSync} from 'node:fs';
 import {join, posix} from 'node:path';
 import type {FileStat} from '../../../source/host/types.js';
-import type {ReadHost} from '../../../source/stages/discover.js';
+import type {ReadHost} from '../../../source/discover/files.js';
 
 type Entry = {data: Buffer; mode: number} | {error: string};
 

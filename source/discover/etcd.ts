@@ -15,9 +15,9 @@ import {ROOT_PASSWORD_FILE} from '../etcd/auth.js';
 import {parseCertificate, type CertInfo} from '../etcd/certs.js';
 import {etcdConnectionFromFlags, type EtcdConnection} from '../etcd/connection.js';
 import {runEtcdctl} from '../etcd/etcdctl.js';
-import {isWildcardHost, nodePath, splitUrls, type EtcdAuthFacts, type EtcdCertFacts, type EtcdLiveFacts, type EtcdProbe} from '../etcd/tls.js';
-import type {ReadHost} from './discover.js';
-import type {Facts} from './facts.js';
+import {healthcheckConnection, isWildcardHost, nodePath, splitUrls, type EtcdAuthFacts, type EtcdCertFacts, type EtcdLiveFacts, type EtcdProbe} from '../etcd/tls.js';
+import type {ReadHost} from './files.js';
+import type {Facts} from '../stages/facts.js';
 
 async function readOrUndefined(host: ReadHost, path: string | undefined): Promise<string | undefined> {
 	if (path === undefined) return undefined;
@@ -69,21 +69,6 @@ export async function discoverEtcdCerts(host: ReadHost, facts: Facts): Promise<F
 	return {...facts, etcdCerts: certs};
 }
 
-/** The health-check client connection (kubeadm's healthcheck-client certificate). */
-export function healthcheckConnection(facts: Facts): EtcdConnection | undefined {
-	let endpoints: string[];
-	try {
-		endpoints = etcdConnectionFromFlags(facts.apiserver.flags).endpoints;
-	} catch {
-		endpoints = ['https://127.0.0.1:2379'];
-	}
-	const dir = posix.join(facts.pki.dir, 'etcd');
-	const cert = posix.join(dir, 'healthcheck-client.crt');
-	const key = posix.join(dir, 'healthcheck-client.key');
-	if (facts.pki.files[cert]?.exists !== true || facts.pki.files[key]?.exists !== true) return undefined;
-	const cacert = nodePath(facts.etcd, 'trusted-ca-file') ?? posix.join(dir, 'ca.crt');
-	return {endpoints, cacert, cert, key};
-}
 
 const CURL_TIMEOUT_SECONDS = '3';
 

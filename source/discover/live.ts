@@ -12,11 +12,11 @@ import {readClusterConfiguration} from '../kube/kubeadm-config.js';
 import {checkReady} from '../kube/restart-gate.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
 import {scanResources, scanIsClean} from '../etcd/scan.js';
-import {discoverFirewall} from './discover-firewall.js';
-import type {AtRestFacts, AtRestResource, ClusterFacts, Facts} from './facts.js';
-import {discoverEtcdLive} from './discover-etcd.js';
-
-export const adminKubeconfig = '/etc/kubernetes/admin.conf';
+import {scannedResources} from '../kube/encryption-config.js';
+import {ADMIN_KUBECONFIG} from '../kube/defaults.js';
+import {discoverFirewall} from './firewall.js';
+import type {AtRestFacts, AtRestResource, ClusterFacts, Facts} from '../stages/facts.js';
+import {discoverEtcdLive} from './etcd.js';
 
 export type LiveOptions = {
 	kubeconfig?: string;
@@ -26,7 +26,7 @@ export type LiveOptions = {
 
 export async function discoverLive(host: Host, fileFacts: Facts, options: LiveOptions = {}): Promise<Facts> {
 	const facts = await discoverEtcdLive(host, fileFacts);
-	const cluster = await discoverCluster(host, options.kubeconfig ?? adminKubeconfig);
+	const cluster = await discoverCluster(host, options.kubeconfig ?? ADMIN_KUBECONFIG);
 	const atRest = await discoverAtRest(host, facts, options.deep ?? false);
 	// An image without a version tag (a digest, a private registry's naming): /version tells.
 	const apiserver = facts.apiserver.version || !cluster.version ? facts.apiserver : {...facts.apiserver, version: cluster.version};
@@ -34,15 +34,6 @@ export async function discoverLive(host: Host, fileFacts: Facts, options: LiveOp
 	return {...facts, apiserver, cluster, atRest, firewall};
 }
 
-/** Resources the config names (wildcards cannot be scanned by name), default secrets. */
-export function scannedResources(facts: Facts): string[] {
-	const names = new Set<string>();
-	for (const rule of facts.encryption.config?.resources ?? []) {
-		for (const resource of rule.resources) if (!resource.includes('*')) names.add(resource);
-	}
-	if (names.size === 0) names.add('secrets');
-	return [...names];
-}
 
 async function discoverCluster(host: Host, kubeconfig: string): Promise<ClusterFacts> {
 	let api: KubeApi;
@@ -87,7 +78,7 @@ async function discoverAtRest(host: Host, facts: Facts, deep: boolean): Promise<
 		return {resources: [], problem: (error as Error).message};
 	}
 	try {
-		const report = await scanResources(host, connection, scannedResources(facts), {
+		const report = await scanResources(host, connection, scannedResources(facts.encryption.config), {
 			pageSize: 5000,
 			etcdPrefix: etcdPrefixFromFlags(flags),
 			config: facts.encryption.config,

@@ -24,7 +24,7 @@ import {
 } from '../firewall/persistence.js';
 import {RECORD_PATH} from '../firewall/record.js';
 import {parseReverted, WATCHDOG_FILES} from '../firewall/watchdog.js';
-import {RUNS_DIR} from '../engine/run-dir.js';
+import {RUNS_DIR} from '../engine/contract.js';
 import type {
 	BackendId,
 	ChainState,
@@ -37,7 +37,7 @@ import type {
 	NodeAddress,
 	WatchdogFacts,
 } from '../firewall/types.js';
-import type {Facts} from './facts.js';
+import type {Facts} from '../stages/facts.js';
 
 const READ = {readOnly: true, timeoutMs: 20_000} as const;
 

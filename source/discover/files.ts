@@ -6,16 +6,13 @@
  */
 import {posix} from 'node:path';
 import type {Host} from '../host/types.js';
+import {APISERVER_CONTAINER, ENCRYPTION_FLAG, ETCD_CONTAINER, MANIFESTS_DIR} from '../kube/defaults.js';
 import {defaultConfigPath, parseEncryptionConfig} from '../kube/encryption-config.js';
 import {containerPathFor, hostPathFor, inspectManifest, ManifestError, stripUndefined} from '../kube/manifest.js';
-import type {EncryptionFacts, Facts, ManifestFacts, PkiFacts} from './facts.js';
-import {discoverEtcdCerts} from './discover-etcd.js';
+import type {EncryptionFacts, Facts, ManifestFacts, PkiFacts} from '../stages/facts.js';
+import {discoverEtcdCerts} from './etcd.js';
 
-export const defaultManifestsDir = '/etc/kubernetes/manifests';
 export const defaultPkiDir = '/etc/kubernetes/pki';
-export const apiserverContainer = 'kube-apiserver';
-export const etcdContainer = 'etcd';
-export const encryptionFlag = 'encryption-provider-config';
 
 /** What discovery uses of a Host: its read methods only. Any Host satisfies it. */
 export type ReadHost = Pick<Host, 'root' | 'readText' | 'stat' | 'listDir' | 'isRoot'>;
@@ -45,9 +42,9 @@ export function verifyDiscoveryOptions(answers: Readonly<Record<string, Readonly
 }
 
 export async function discover(host: ReadHost, options: DiscoverOptions = {}): Promise<Facts> {
-	const manifestsDir = options.manifestsDir ?? defaultManifestsDir;
-	const apiserver = await readManifest(host, posix.join(manifestsDir, 'kube-apiserver.yaml'), apiserverContainer);
-	const etcd = await readManifest(host, posix.join(manifestsDir, 'etcd.yaml'), etcdContainer);
+	const manifestsDir = options.manifestsDir ?? MANIFESTS_DIR;
+	const apiserver = await readManifest(host, posix.join(manifestsDir, 'kube-apiserver.yaml'), APISERVER_CONTAINER);
+	const etcd = await readManifest(host, posix.join(manifestsDir, 'etcd.yaml'), ETCD_CONTAINER);
 	const encryption = await readEncryption(host, apiserver, options.encryptionConfigPath);
 	const pki = await readPki(host, options.pkiDir ?? defaultPkiDir, [apiserver, etcd]);
 	return discoverEtcdCerts(host, {root: host.root, isRoot: host.isRoot(), apiserver, etcd, encryption, pki});
@@ -71,7 +68,7 @@ export async function readManifest(host: ReadHost, path: string, containerName: 
 }
 
 async function readEncryption(host: ReadHost, apiserver: ManifestFacts, override: string | undefined): Promise<EncryptionFacts> {
-	const flagPath = apiserver.flags[encryptionFlag];
+	const flagPath = apiserver.flags[ENCRYPTION_FLAG];
 	// The flag names a path inside the pod; the file on the node is behind its hostPath mount.
 	const path = override ?? (flagPath ? (hostPathFor(apiserver, flagPath) ?? flagPath) : defaultConfigPath);
 	const podPath = flagPath ?? path;

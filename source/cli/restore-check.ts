@@ -1,30 +1,23 @@
 /**
- * The command-line side of `backup` and `restore-check` that does not fit the engine:
- * restore-check is a read-only check (like `status`): it changes nothing on the node (its
- * temporary files are private and removed), so it runs directly, prints Checks, and exits 1 when
- * the backup would not restore. It needs no root: it can run wherever the age identity is.
+ * `etcd-harden restore-check`, which does not fit the engine: a read-only check (like
+ * `status`): it changes nothing on the node (its temporary files are private and removed),
+ * so it runs directly, prints Checks, and exits 1 when the backup would not restore. It needs
+ * no root: it can run wherever the age identity is.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import {exitCodes, InputError, type Answers, type Check} from '../engine/types.js';
+import {exitCodes, InputError} from '../engine/contract.js';
 import {RealHost} from '../host/real.js';
-import type {CliOptions} from '../cli/args.js';
-import {DEFAULT_OUTPUT_DIR, DEFAULT_STAGING_PARENT, isBackupId} from './manifest.js';
-import {restoreCheck, RestoreCheckInputError} from './restore-check.js';
+import type {BackupCliOptions} from '../backup/cli-args.js';
+import {DEFAULT_OUTPUT_DIR, DEFAULT_STAGING_PARENT, isBackupId} from '../backup/manifest.js';
+import {restoreCheck, RestoreCheckInputError} from '../backup/restore-check.js';
+import {checkText} from '../ui/format.js';
 
 type Io = {stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; isRoot: boolean; handleSignals?: boolean};
 
-/**
- * The service's ExecStart needs the command that runs this very etcd-harden: node and the CLI
- * script, unless --set backup.program=... says otherwise.
- */
-export function presetBackupProgram(answers: Answers, argv1: string | undefined = process.argv[1]): void {
-	if (!argv1) return;
-	const stage = (answers['backup'] ??= {});
-	stage['program'] ??= /\.[cm]?js$/.test(argv1) ? `${process.execPath} ${path.resolve(argv1)}` : path.resolve(argv1);
-}
+export type RestoreCheckRequest = {dryRun: boolean; root?: string; json: boolean; backup: BackupCliOptions};
 
-export async function restoreCheckCommand(options: CliOptions, io: Io): Promise<number> {
+export async function restoreCheckCommand(options: RestoreCheckRequest, io: Io): Promise<number> {
 	// Ctrl-C stops at the next step and still runs the cleanup (throwaway etcd, plaintext).
 	const abort = new AbortController();
 	const onSignal = (): void => {
@@ -45,7 +38,7 @@ export async function restoreCheckCommand(options: CliOptions, io: Io): Promise<
 	}
 }
 
-async function restoreCheckRun(options: CliOptions, io: Io, signal: AbortSignal): Promise<number> {
+async function restoreCheckRun(options: RestoreCheckRequest, io: Io, signal: AbortSignal): Promise<number> {
 	if (options.dryRun) throw new InputError('restore-check changes nothing on the node (only private temporary files, removed afterwards): run it without --dry-run.');
 	const root = options.root;
 	const host = new RealHost(root ?? '/');
@@ -85,7 +78,7 @@ async function restoreCheckRun(options: CliOptions, io: Io, signal: AbortSignal)
 	if (options.json) {
 		io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 	} else {
-		for (const check of report.checks) io.stdout.write(checkLine(check));
+		for (const check of report.checks) io.stdout.write(checkText(check, '  '));
 		io.stdout.write(
 			report.ok
 				? `\nThe backup ${report.id ?? backupDir} restores: etcd serves it and every secret decrypts with its config.\n`
@@ -93,10 +86,4 @@ async function restoreCheckRun(options: CliOptions, io: Io, signal: AbortSignal)
 		);
 	}
 	return report.ok ? exitCodes.ok : exitCodes.failed;
-}
-
-function checkLine(check: Check): string {
-	let line = `  ${check.status.toUpperCase().padEnd(4)}  ${check.title}${check.actual ? ` (${check.actual})` : ''}\n`;
-	if (check.status !== 'pass' && check.remediation) line += `        fix: ${check.remediation}\n`;
-	return line;
 }

@@ -1,0 +1,45 @@
+/**
+ * How the workflows read the node: the files (always), and the running control plane when
+ * etcd-harden runs on the node itself (no --root). Each workflow says what it needs.
+ */
+import type {Answers} from '../engine/contract.js';
+import type {Host} from '../host/types.js';
+import {discover, verifyDiscoveryOptions} from '../discover/files.js';
+import {discoverLive} from '../discover/live.js';
+import {ADMIN_KUBECONFIG} from '../kube/defaults.js';
+import {discoverRotation, nodeNameFrom} from '../kube/rotation-status.js';
+import type {Facts} from '../stages/facts.js';
+
+/** Where and how to look: from the command line, as plain typed values. */
+export type NodeTarget = {
+	/** --root: a copied tree, so there is no live control plane to ask. */
+	root?: string;
+	/** --kubeconfig (default admin.conf). */
+	kubeconfig?: string;
+	/** --deep: decrypt every raw etcd value, not a sample. */
+	deep: boolean;
+	/** --node-name: this node in kube-system/etcd-harden-status. */
+	nodeName?: string;
+};
+
+export type Discovery = (host: Host, runAnswers?: Answers) => Promise<Facts>;
+
+/**
+ * File facts, plus the live control plane (apiserver, kubeadm-config, raw etcd values) on
+ * the node itself, plus the control planes' rotation reports when `rotation` is set.
+ * For verification the engine passes the run's answers, so discovery looks where this run
+ * wrote (a config path the apiserver flag does not name yet).
+ */
+export function nodeDiscovery(target: NodeTarget, rotation: boolean): Discovery {
+	return async (host, runAnswers) => {
+		const facts = await discover(host, runAnswers ? verifyDiscoveryOptions(runAnswers) : {});
+		if (target.root !== undefined) return facts;
+		const live = await discoverLive(host, facts, {kubeconfig: target.kubeconfig, deep: target.deep});
+		if (!rotation) return live;
+		const node = nodeNameFrom(target.nodeName, live.etcd.flags);
+		return {...live, rotation: await discoverRotation(host, live.cluster?.kubeconfig ?? target.kubeconfig ?? ADMIN_KUBECONFIG, live.apiserver.flags, node)};
+	};
+}
+
+/** The files alone (a backup needs the etcd endpoints and the config, not a scan of etcd). */
+export const fileDiscovery: Discovery = host => discover(host);
