@@ -3,7 +3,8 @@
 //   node bench/age-cli.mjs encrypt -r age1... IN OUT
 //   node bench/age-cli.mjs decrypt -i IDENTITY_FILE IN OUT      (OUT "-" streams to stdout)
 // Prints one JSON line to stderr: {"seconds": ..., "maxRssBytes": ...}.
-// The library is loaded from $AGE_LIB (a built age.js), default dist/source/crypto/age.js.
+// The library is loaded from $AGE_LIB (a built age.js), default dist/source/crypto/age.js, and
+// its file loop from $AGE_FILES_LIB (the host's age-files.js), default beside it in dist.
 // AGE_CLI_SYNC=0 skips the fsync of encryptFile/decryptFile (the age command does not fsync).
 import {createReadStream, readFileSync} from 'node:fs';
 import {dirname, join, resolve} from 'node:path';
@@ -11,7 +12,8 @@ import {fileURLToPath, pathToFileURL} from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const library = process.env.AGE_LIB ? resolve(process.env.AGE_LIB) : join(here, '..', 'dist', 'source', 'crypto', 'age.js');
-const age = await import(pathToFileURL(library).href);
+const filesLibrary = process.env.AGE_FILES_LIB ? resolve(process.env.AGE_FILES_LIB) : join(here, '..', 'dist', 'source', 'host', 'age-files.js');
+const age = {...(await import(pathToFileURL(library).href)), ...(await import(pathToFileURL(filesLibrary).href))};
 
 const [mode, flag, key, input, output] = process.argv.slice(2);
 if (!((mode === 'encrypt' && flag === '-r') || (mode === 'decrypt' && flag === '-i')) || !key || !input || !output) {

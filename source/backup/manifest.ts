@@ -8,6 +8,7 @@
  * It is assembled in a dot-prefixed `.partial` sibling and renamed into place when complete,
  * so a directory named etcd-backup-* is always a whole backup.
  */
+import {STATE_DIR} from '../engine/contract.js';
 import {parseAgeRecipient} from './recipients.js';
 import type {EncryptionConfig} from '../kube/types.js';
 
@@ -19,7 +20,7 @@ export const BACKUP_PREFIX = 'etcd-backup-';
 /** Where backups go unless --output says otherwise (never the manifests directory). */
 export const DEFAULT_OUTPUT_DIR = '/var/backups/etcd-harden';
 /** Parent of the private staging directories that hold a plaintext snapshot for seconds. */
-export const DEFAULT_STAGING_PARENT = '/var/lib/etcd-harden/tmp';
+export const DEFAULT_STAGING_PARENT = `${STATE_DIR}/tmp`;
 
 /** Names only: which provider and key each rule uses, in config order. Never the secrets. */
 export type KeyInUse = {resources: string[]; provider: string; name: string; primary: boolean};

@@ -62,8 +62,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 		return exitCodes.ok;
 	}
 	if (options.version) {
-		const {readFile} = await import('node:fs/promises');
-		const manifest = JSON.parse(await readFile(path.join(await packageDirectory(), 'package.json'), 'utf8')) as {version: string};
+		const manifest = JSON.parse((await new RealHost('/').readText(path.join(await packageDirectory(), 'package.json'))) ?? '{}') as {version: string};
 		io.stdout.write(`${manifest.version}\n`);
 		return exitCodes.ok;
 	}

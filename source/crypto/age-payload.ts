@@ -7,8 +7,6 @@
  * are allocated or reused.
  */
 import {createCipheriv, createDecipheriv} from 'node:crypto';
-import {setFlagsFromString} from 'node:v8';
-import {runInNewContext} from 'node:vm';
 import {AgeError} from './age-header.js';
 
 /** Plaintext bytes per chunk. */
@@ -26,36 +24,13 @@ export const OUTPUT_ROOM = CHUNKS_PER_FEED * SEALED_CHUNK_SIZE;
 /**
  * node:crypto returns every update() result in a fresh 64 KiB buffer. V8 frees those only when a
  * young-generation GC runs, and its external-memory heuristics let 40-80 MB of dead buffers pile
- * up first (measured: peak RSS 112-135 MB for a bare 2 GiB cipher loop on Node 20). A scavenge
- * every GC_EVERY_CHUNKS chunks (8 MiB) keeps the pile near 10 MB (peak RSS ~68 MB) for well under
- * a millisecond each. `--expose-gc` only makes `gc` available to contexts created afterwards, so
- * the main context is unchanged; if any of this is unavailable the loop just runs without it.
+ * up first (measured: peak RSS 112-135 MB for a bare 2 GiB cipher loop on Node 20). A caller that
+ * moves large files passes a `reclaim` hook (the host's: a minor GC, source/host/memory.ts),
+ * called every RECLAIM_EVERY_CHUNKS chunks (8 MiB); this module sets no process-wide flag.
  */
-const GC_EVERY_CHUNKS = 128;
-type GcFunction = (options: {type: 'minor'; execution: 'sync'}) => void;
-let scavengeFunction: GcFunction | null | undefined;
-function scavenge(): void {
-	if (scavengeFunction === undefined) {
-		scavengeFunction = null;
-		try {
-			const existing = (globalThis as {gc?: unknown}).gc;
-			if (typeof existing === 'function') {
-				scavengeFunction = existing as GcFunction;
-			} else {
-				setFlagsFromString('--expose-gc');
-				const gc: unknown = runInNewContext('gc');
-				if (typeof gc === 'function') scavengeFunction = gc as GcFunction;
-			}
-		} catch {
-			scavengeFunction = null;
-		}
-	}
-	try {
-		scavengeFunction?.({type: 'minor', execution: 'sync'});
-	} catch {
-		scavengeFunction = null;
-	}
-}
+export const RECLAIM_EVERY_CHUNKS = 128;
+/** Called every RECLAIM_EVERY_CHUNKS chunks so the caller can free dead cipher buffers. */
+export type Reclaim = () => void;
 
 function chunkNonce(nonce: Buffer, counter: number, last: boolean): Buffer {
 	// 11-byte big-endian counter then the last-chunk flag. Bytes 0..4 stay zero: 2^48 chunks
@@ -84,7 +59,10 @@ export class PayloadSealer {
 	#counter = 0;
 	#finished = false;
 
-	constructor(payloadKey: Buffer) {
+	constructor(
+		payloadKey: Buffer,
+		private readonly reclaim?: Reclaim,
+	) {
 		this.#key = payloadKey;
 	}
 
@@ -95,7 +73,7 @@ export class PayloadSealer {
 		let at = offset + cipher.update(plaintext).copy(out, offset);
 		cipher.final();
 		at += cipher.getAuthTag().copy(out, at);
-		if (this.#counter % GC_EVERY_CHUNKS === 0) scavenge();
+		if (this.#counter % RECLAIM_EVERY_CHUNKS === 0) this.reclaim?.();
 		return at;
 	}
 
@@ -142,7 +120,10 @@ export class PayloadOpener {
 	#counter = 0;
 	#finished = false;
 
-	constructor(payloadKey: Buffer) {
+	constructor(
+		payloadKey: Buffer,
+		private readonly reclaim?: Reclaim,
+	) {
 		this.#key = payloadKey;
 	}
 
@@ -159,7 +140,7 @@ export class PayloadOpener {
 		}
 		this.#counter++;
 		const at = offset + plaintext.copy(out, offset);
-		if (this.#counter % GC_EVERY_CHUNKS === 0) scavenge();
+		if (this.#counter % RECLAIM_EVERY_CHUNKS === 0) this.reclaim?.();
 		return at;
 	}
 

@@ -19,8 +19,6 @@
  * forms of the key objects.
  */
 import {createHmac, randomBytes, timingSafeEqual} from 'node:crypto';
-import {open, rename, rm, type FileHandle} from 'node:fs/promises';
-import {basename, dirname, join} from 'node:path';
 import {Duplex, type Readable, type Writable} from 'node:stream';
 import {pipeline} from 'node:stream/promises';
 import {AgeError, formatHeaderWithoutMac, encodeBase64, MAX_HEADER_BYTES, tryParseHeader, type Stanza} from './age-header.js';
@@ -32,7 +30,12 @@ import {
 	X25519Identity,
 	X25519Recipient,
 } from './age-keys.js';
-import {MAX_FEED, OUTPUT_ROOM, PAYLOAD_NONCE_BYTES, PayloadOpener, PayloadSealer} from './age-payload.js';
+import {MAX_FEED, OUTPUT_ROOM, PAYLOAD_NONCE_BYTES, PayloadOpener, PayloadSealer, type Reclaim} from './age-payload.js';
+
+export {MAX_FEED, OUTPUT_ROOM, type Reclaim} from './age-payload.js';
+
+/** How a long stream frees memory as it goes (see age-payload.ts). */
+export type StreamOptions = {reclaim?: Reclaim};
 
 export {AgeError, type AgeErrorCode, type Stanza} from './age-header.js';
 export {
@@ -139,7 +142,7 @@ function isPassphraseOptions(value: unknown): value is {passphrase: string} {
 	return typeof value === 'object' && value !== null && 'passphrase' in value && !Array.isArray(value);
 }
 
-function resolveRecipients(to: EncryptTo): Array<X25519Recipient | ScryptRecipient> {
+export function resolveRecipients(to: EncryptTo): Array<X25519Recipient | ScryptRecipient> {
 	let list: Array<X25519Recipient | ScryptRecipient>;
 	if (isPassphraseOptions(to)) {
 		const options = to as PassphraseRecipientOptions;
@@ -160,7 +163,7 @@ function resolveRecipients(to: EncryptTo): Array<X25519Recipient | ScryptRecipie
 	return list;
 }
 
-function resolveIdentities(keys: DecryptWith): Array<X25519Identity | ScryptIdentity> {
+export function resolveIdentities(keys: DecryptWith): Array<X25519Identity | ScryptIdentity> {
 	let list: Array<X25519Identity | ScryptIdentity>;
 	if (isPassphraseOptions(keys)) {
 		const options = keys as PassphraseIdentityOptions;
@@ -210,20 +213,20 @@ async function unwrapFileKey(stanzas: readonly Stanza[], identities: Array<X2551
 // Starting a file
 
 /** A byte source the header phase can pull from: resolves undefined at end of input. */
-type Pull = () => Promise<Buffer | undefined>;
+export type Pull = () => Promise<Buffer | undefined>;
 
-async function startEncryption(recipients: Array<X25519Recipient | ScryptRecipient>) {
+export async function startEncryption(recipients: Array<X25519Recipient | ScryptRecipient>, reclaim?: Reclaim) {
 	const fileKey = randomBytes(FILE_KEY_BYTES);
 	const header = await buildHeader(fileKey, recipients);
 	const nonce = randomBytes(PAYLOAD_NONCE_BYTES);
-	return {prefix: Buffer.concat([header, nonce]), sealer: new PayloadSealer(hkdf(fileKey, nonce, 'payload'))};
+	return {prefix: Buffer.concat([header, nonce]), sealer: new PayloadSealer(hkdf(fileKey, nonce, 'payload'), reclaim)};
 }
 
 /**
  * Read and authenticate the header, then the payload nonce. Returns the opener and the bytes that
  * were read past the nonce. Nothing of the payload is decrypted before the header MAC is verified.
  */
-async function startDecryption(pull: Pull, identities: Array<X25519Identity | ScryptIdentity>) {
+export async function startDecryption(pull: Pull, identities: Array<X25519Identity | ScryptIdentity>, reclaim?: Reclaim) {
 	let buffered = Buffer.alloc(0);
 	let header;
 	for (;;) {
@@ -251,7 +254,7 @@ async function startDecryption(pull: Pull, identities: Array<X25519Identity | Sc
 		if (more === undefined) throw new AgeError('TRUNCATED', 'file is truncated: the payload nonce is missing');
 		rest = Buffer.concat([rest, more]);
 	}
-	const opener = new PayloadOpener(hkdf(fileKey, rest.subarray(0, PAYLOAD_NONCE_BYTES), 'payload'));
+	const opener = new PayloadOpener(hkdf(fileKey, rest.subarray(0, PAYLOAD_NONCE_BYTES), 'payload'), reclaim);
 	return {opener, rest: rest.subarray(PAYLOAD_NONCE_BYTES)};
 }
 
@@ -262,7 +265,7 @@ function toBuffer(piece: unknown): Buffer {
 	throw new AgeError('INVALID_ARGUMENT', 'stream produced a value that is not bytes');
 }
 
-interface Processor {
+export interface Processor {
 	feed(block: Buffer, out: Buffer, offset?: number): number;
 	finish(out: Buffer, offset?: number): number;
 }
@@ -290,21 +293,21 @@ async function* bytesOf(source: AsyncIterable<unknown>): AsyncGenerator<Buffer> 
 }
 
 /** Plaintext pieces in, the complete age file out. */
-async function* encryptPieces(source: AsyncIterable<unknown>, recipients: Array<X25519Recipient | ScryptRecipient>) {
-	const {prefix, sealer} = await startEncryption(recipients);
+async function* encryptPieces(source: AsyncIterable<unknown>, recipients: Array<X25519Recipient | ScryptRecipient>, reclaim?: Reclaim) {
+	const {prefix, sealer} = await startEncryption(recipients, reclaim);
 	yield prefix;
 	yield* processPieces(bytesOf(source), sealer, MAX_FEED);
 }
 
 /** Age file pieces in, authenticated plaintext out. */
-async function* decryptPieces(source: AsyncIterable<unknown>, identities: Array<X25519Identity | ScryptIdentity>) {
+async function* decryptPieces(source: AsyncIterable<unknown>, identities: Array<X25519Identity | ScryptIdentity>, reclaim?: Reclaim) {
 	const iterator = source[Symbol.asyncIterator]();
 	const pull: Pull = async () => {
 		const next = await iterator.next();
 		return next.done === true ? undefined : toBuffer(next.value);
 	};
 	try {
-		const {opener, rest} = await startDecryption(pull, identities);
+		const {opener, rest} = await startDecryption(pull, identities, reclaim);
 		const remaining = async function* () {
 			yield rest;
 			for (;;) {
@@ -326,9 +329,9 @@ async function* decryptPieces(source: AsyncIterable<unknown>, identities: Array<
  * A Duplex that takes plaintext and produces an age file encrypted to `to`. Recipient strings are
  * validated now; later errors surface as 'error' events. Output comes one feed (up to 1 MiB) at a time.
  */
-export function createEncryptStream(to: EncryptTo): Duplex {
+export function createEncryptStream(to: EncryptTo, options: StreamOptions = {}): Duplex {
 	const recipients = resolveRecipients(to);
-	return Duplex.from((source: AsyncIterable<unknown>) => encryptPieces(source, recipients));
+	return Duplex.from((source: AsyncIterable<unknown>) => encryptPieces(source, recipients, options.reclaim));
 }
 
 /**
@@ -336,22 +339,23 @@ export function createEncryptStream(to: EncryptTo): Duplex {
  * emitted; on any failure the stream errors, possibly after emitting an authentic prefix of the
  * plaintext (see the module comment: write to a temp file and delete it on error).
  */
-export function createDecryptStream(keys: DecryptWith): Duplex {
+export function createDecryptStream(keys: DecryptWith, options: StreamOptions = {}): Duplex {
 	const identities = resolveIdentities(keys);
-	return Duplex.from((source: AsyncIterable<unknown>) => decryptPieces(source, identities));
+	return Duplex.from((source: AsyncIterable<unknown>) => decryptPieces(source, identities, options.reclaim));
 }
 
 /**
  * Encrypt `input` to `to`, writing the age file to `output`. Resolves when `output` has finished;
- * rejects (and destroys both streams) on any error. For file to file, `encryptFile` is faster.
+ * rejects (and destroys both streams) on any error. For file to file, the host's `encryptFile` (source/host/age-files.ts) is faster.
  */
 export async function encryptStream(
 	input: Readable | AsyncIterable<Uint8Array>,
 	output: Writable,
 	to: EncryptTo,
+	options: StreamOptions = {},
 ): Promise<void> {
 	const recipients = resolveRecipients(to);
-	await pipeline(input, (source: AsyncIterable<unknown>) => encryptPieces(source, recipients), output);
+	await pipeline(input, (source: AsyncIterable<unknown>) => encryptPieces(source, recipients, options.reclaim), output);
 }
 
 /**
@@ -360,15 +364,16 @@ export async function encryptStream(
  * Nothing unauthenticated is written, but on failure (tampering, truncation, wrong key) the output
  * may already hold an authentic prefix of the plaintext and the promise rejects with an AgeError.
  * CALLERS MUST write to a private temporary file and delete it when this rejects, or use
- * `decryptFile`, which does so; never decrypt straight into the final destination.
+ * the host's `decryptFile`, which does so; never decrypt straight into the final destination.
  */
 export async function decryptStream(
 	input: Readable | AsyncIterable<Uint8Array>,
 	output: Writable,
 	keys: DecryptWith,
+	options: StreamOptions = {},
 ): Promise<void> {
 	const identities = resolveIdentities(keys);
-	await pipeline(input, (source: AsyncIterable<unknown>) => decryptPieces(source, identities), output);
+	await pipeline(input, (source: AsyncIterable<unknown>) => decryptPieces(source, identities, options.reclaim), output);
 }
 
 async function collect(pieces: AsyncIterable<Buffer>): Promise<Buffer> {
@@ -392,151 +397,4 @@ export async function encrypt(plaintext: Uint8Array | string, to: EncryptTo): Pr
 export async function decrypt(ciphertext: Uint8Array, keys: DecryptWith): Promise<Buffer> {
 	const identities = resolveIdentities(keys);
 	return collect(decryptPieces(single(ciphertext), identities));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Files
-
-export interface FileOutputOptions {
-	/** Mode of the created file; default 0o600. */
-	readonly mode?: number;
-	/**
-	 * fsync the file and its directory before returning (default true). Only turn this off for
-	 * scratch output, e.g. benchmarks comparing with tools that do not fsync.
-	 */
-	readonly sync?: boolean;
-}
-
-async function writeAll(handle: FileHandle, buffer: Buffer, length: number): Promise<void> {
-	let done = 0;
-	while (done < length) {
-		const {bytesWritten} = await handle.write(buffer, done, length - done, null);
-		done += bytesWritten;
-	}
-}
-
-/**
- * The file loop: fixed buffers, one read and one write in flight while the current block is
- * processed, so memory stays constant and I/O overlaps the cipher work.
- */
-async function pumpFile(
-	input: FileHandle,
-	output: FileHandle,
-	processor: Processor,
-	blockSize: number,
-	leftover: Buffer,
-): Promise<void> {
-	// Two read buffers and two output buffers, swapped each round: one of each is busy with I/O
-	// while the other is being processed.
-	let readBuffer = Buffer.allocUnsafe(blockSize);
-	let spareRead = Buffer.allocUnsafe(blockSize);
-	let outBuffer = Buffer.allocUnsafe(OUTPUT_ROOM);
-	let spareOut = Buffer.allocUnsafe(OUTPUT_ROOM);
-	let writing: Promise<void> = Promise.resolve();
-	const emit = async (length: number): Promise<void> => {
-		await writing; // spareOut is free again once the previous write finished
-		writing = writeAll(output, outBuffer, length);
-		[outBuffer, spareOut] = [spareOut, outBuffer];
-	};
-	let reading = input.read(readBuffer, 0, blockSize, null);
-	try {
-		for (let i = 0; i < leftover.length; i += blockSize) {
-			await emit(processor.feed(leftover.subarray(i, i + blockSize), outBuffer));
-		}
-		for (;;) {
-			const {bytesRead} = await reading;
-			if (bytesRead === 0) break;
-			const block = readBuffer.subarray(0, bytesRead);
-			[readBuffer, spareRead] = [spareRead, readBuffer];
-			reading = input.read(readBuffer, 0, blockSize, null);
-			await emit(processor.feed(block, outBuffer));
-		}
-		await emit(processor.finish(outBuffer));
-		await writing;
-	} finally {
-		// Never leave an operation running on a handle the caller is about to close.
-		await Promise.allSettled([reading, writing]);
-	}
-}
-
-/**
- * Run `inputPath` through `work` into `outputPath` atomically: a dot-prefixed temporary file in
- * the same directory (created exclusively with `mode`), fsync, rename, fsync the directory. On any
- * failure the temporary file is removed, so no partial output survives and `outputPath` is
- * untouched.
- */
-async function transformFile(
-	inputPath: string,
-	outputPath: string,
-	options: FileOutputOptions,
-	work: (input: FileHandle, output: FileHandle) => Promise<void>,
-): Promise<void> {
-	const mode = options.mode ?? 0o600;
-	const durable = options.sync ?? true;
-	const directory = dirname(outputPath);
-	const temporary = join(directory, `.${basename(outputPath)}.${randomBytes(6).toString('hex')}.partial`);
-	const input = await open(inputPath, 'r');
-	try {
-		const output = await open(temporary, 'wx', mode);
-		try {
-			await work(input, output);
-			if (durable) await output.sync();
-		} catch (error) {
-			await output.close().catch(() => undefined);
-			await rm(temporary, {force: true});
-			throw error;
-		}
-		await output.close();
-		await rename(temporary, outputPath).catch(async (error: unknown) => {
-			await rm(temporary, {force: true});
-			throw error;
-		});
-	} finally {
-		await input.close();
-	}
-	if (!durable) return;
-	const directoryHandle = await open(directory, 'r');
-	try {
-		await directoryHandle.sync();
-	} finally {
-		await directoryHandle.close();
-	}
-}
-
-/** Encrypt the file at `inputPath` into `outputPath` (atomic replace, mode 0600 by default). */
-export async function encryptFile(
-	inputPath: string,
-	outputPath: string,
-	to: EncryptTo,
-	options: FileOutputOptions = {},
-): Promise<void> {
-	const recipients = resolveRecipients(to);
-	await transformFile(inputPath, outputPath, options, async (input, output) => {
-		const {prefix, sealer} = await startEncryption(recipients);
-		await writeAll(output, prefix, prefix.length);
-		await pumpFile(input, output, sealer, MAX_FEED, Buffer.alloc(0));
-	});
-}
-
-/**
- * Decrypt the age file at `inputPath` into `outputPath` (mode 0600 by default). The plaintext is
- * written to a temporary file beside `outputPath` and renamed into place only after the whole
- * file authenticated; on failure the temporary file is deleted and `outputPath` is untouched.
- */
-export async function decryptFile(
-	inputPath: string,
-	outputPath: string,
-	keys: DecryptWith,
-	options: FileOutputOptions = {},
-): Promise<void> {
-	const identities = resolveIdentities(keys);
-	await transformFile(inputPath, outputPath, options, async (input, output) => {
-		const pull: Pull = async () => {
-			const buffer = Buffer.allocUnsafe(64 * 1024);
-			const {bytesRead} = await input.read(buffer, 0, buffer.length, null);
-			return bytesRead === 0 ? undefined : buffer.subarray(0, bytesRead);
-		};
-		const {opener, rest} = await startDecryption(pull, identities);
-		await pumpFile(input, output, opener, OUTPUT_ROOM, rest);
-	});
 }

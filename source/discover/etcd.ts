@@ -16,7 +16,7 @@ import {parseCertificate, type CertInfo} from '../etcd/certs.js';
 import {etcdConnectionFromFlags, type EtcdConnection} from '../etcd/connection.js';
 import {runEtcdctl} from '../etcd/etcdctl.js';
 import {healthcheckConnection, isWildcardHost, nodePath, splitUrls, type EtcdAuthFacts, type EtcdCertFacts, type EtcdLiveFacts, type EtcdProbe} from '../etcd/tls.js';
-import type {ReadHost} from './files.js';
+import type {ReadHost} from '../host/types.js';
 import type {Facts} from '../stages/facts.js';
 
 async function readOrUndefined(host: ReadHost, path: string | undefined): Promise<string | undefined> {

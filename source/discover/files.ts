@@ -5,7 +5,7 @@
  * that names the file, the problem and the fix; only unexpected I/O errors throw.
  */
 import {posix} from 'node:path';
-import type {Host} from '../host/types.js';
+import type {ReadHost} from '../host/types.js';
 import {APISERVER_CONTAINER, ENCRYPTION_FLAG, ETCD_CONTAINER, MANIFESTS_DIR} from '../kube/defaults.js';
 import {defaultConfigPath, parseEncryptionConfig} from '../kube/encryption-config.js';
 import {containerPathFor, hostPathFor, inspectManifest, ManifestError, stripUndefined} from '../kube/manifest.js';
@@ -15,7 +15,7 @@ import {discoverEtcdCerts} from './etcd.js';
 export const defaultPkiDir = '/etc/kubernetes/pki';
 
 /** What discovery uses of a Host: its read methods only. Any Host satisfies it. */
-export type ReadHost = Pick<Host, 'root' | 'readText' | 'stat' | 'listDir' | 'isRoot'>;
+export type {ReadHost} from '../host/types.js';
 
 export type DiscoverOptions = {
 	/** Node path of the static pod manifests (default /etc/kubernetes/manifests). */

@@ -7,12 +7,11 @@
  * certificate whose CN has no user is refused once auth is on: enabling auth without a user
  * for kube-apiserver's CN takes the whole control plane down. Planning refuses that case.
  */
-import type {Check} from '../engine/contract.js';
+import {STATE_DIR, type Check} from '../engine/contract.js';
 import type {EtcdAuthFacts, EtcdNodeFacts} from './types.js';
 
-export const ROOT_PASSWORD_FILE = '/var/lib/etcd-harden/etcd-root-password';
+export const ROOT_PASSWORD_FILE = `${STATE_DIR}/etcd-root-password`;
 export const DEFAULT_MONITOR_USER = 'etcd-monitor';
-export const DEFAULT_MONITOR_PREFIX = '/registry/';
 
 /** A client that connects to etcd with a certificate. */
 export type EtcdClient = {cn: string; source: string; certPath: string};

@@ -226,30 +226,105 @@ async function readPage(
 
 type Reservoir = {seen: number; items: Array<{key: string; value: Buffer}>};
 
-/** Scan one resource's prefix. */
-export async function scanResource(host: Host, connection: EtcdConnection, resource: string, options: ScanOptions = {}): Promise<ResourceScan> {
-	const adaptive = options.pageSize === undefined;
-	let pageSize = options.pageSize ?? 1000;
-	if (!Number.isInteger(pageSize) || pageSize < 1) throw new Error(`page size must be a positive integer, got ${pageSize}`);
-	const pageBytes = options.pageBytes ?? 4_000_000;
-	const maxListed = options.maxListed ?? 1000;
-	const prefix = etcdPrefixForResource(resource, options.etcdPrefix);
-	const end = prefixRangeEnd(prefix);
+/** What one resource's values are compared with: the primary, and what the config can read. */
+type Expectations = {
+	prefix: string;
+	config?: EncryptionConfig;
+	primary?: Primary;
+	primaryPrefix?: Buffer;
+	/** Labels the config can read (`secretbox:key1`, `identity`, `kms:name`). */
+	readable: Set<string>;
+};
+
+function expectationsFor(resource: string, options: ScanOptions): Expectations {
 	const config = options.config;
 	const primary =
 		typeof options.primary === 'function'
 			? options.primary(resource)
 			: (options.primary ?? (config === undefined ? undefined : primaryFor(config, resource)));
-	const primaryPrefix = primary === undefined ? undefined : Buffer.from(storedPrefix(primary), 'utf8');
-	const rule = config === undefined ? undefined : ruleFor(config, resource);
 	const readable = new Set<string>();
 	if (config !== undefined) {
-		for (const provider of rule?.providers ?? [{type: 'identity' as const}]) {
+		for (const provider of ruleFor(config, resource)?.providers ?? [{type: 'identity' as const}]) {
 			if (provider.type === 'identity') readable.add('identity');
 			else if (provider.type === 'kms') readable.add(`${provider.apiVersion === 'v2' ? 'kms-v2' : 'kms'}:${provider.name}`);
 			else for (const key of provider.keys) readable.add(`${provider.type}:${key.name}`);
 		}
 	}
+	return {
+		prefix: etcdPrefixForResource(resource, options.etcdPrefix),
+		...(config === undefined ? {} : {config}),
+		...(primary === undefined ? {} : {primary, primaryPrefix: Buffer.from(storedPrefix(primary), 'utf8')}),
+		readable,
+	};
+}
+
+type PageOfKeys = {kvs: Page['kvs']; revision: number; count: number; consistent: boolean};
+
+/**
+ * Every key under `prefix`, page by page at one revision (continued at the current one, and
+ * marked inconsistent, if the apiserver compacts it meanwhile). The next page is fetched while
+ * the caller classifies this one; page sizes adapt to value sizes unless fixed.
+ */
+async function* pagesUnder(host: Host, connection: EtcdConnection, prefix: string, options: ScanOptions): AsyncGenerator<PageOfKeys> {
+	const adaptive = options.pageSize === undefined;
+	let pageSize = options.pageSize ?? 1000;
+	if (!Number.isInteger(pageSize) || pageSize < 1) throw new Error(`page size must be a positive integer, got ${pageSize}`);
+	const pageBytes = options.pageBytes ?? 4_000_000;
+	const end = prefixRangeEnd(prefix);
+	let revision: number | undefined;
+	let consistent = true;
+	let first: {revision: number; count: number} | undefined;
+	let after: string | undefined;
+	const fetch = async (start: string, skipFirst: boolean): Promise<Page> => {
+		for (;;) {
+			const limit = skipFirst ? pageSize + 1 : pageSize;
+			try {
+				return await readPage(host, connection, start, end, limit, revision, options);
+			} catch (error) {
+				if (revision !== undefined && isCompacted(error)) {
+					// The apiserver compacts old revisions every few minutes; continue at the current one.
+					revision = undefined;
+					consistent = false;
+				} else if (isTooLarge(error) && pageSize > 1) {
+					pageSize = Math.max(1, Math.floor(pageSize / 2));
+				} else throw error;
+			}
+		}
+	};
+	let pending: Promise<Page> | undefined = fetch(prefix, false);
+	while (pending !== undefined) {
+		const page: Page = await pending;
+		pending = undefined;
+		if (revision === undefined && consistent) {
+			revision = page.revision;
+			first = {revision: page.revision, count: page.count};
+		}
+		if (adaptive && page.kvs.length > 0) {
+			const perKey = page.bytes / page.kvs.length;
+			pageSize = Math.min(MAX_ADAPTIVE_PAGE, Math.max(MIN_ADAPTIVE_PAGE, Math.floor(pageBytes / perKey)));
+		}
+		let kvs = page.kvs;
+		if (after !== undefined && kvs.length > 0 && Buffer.from(kvs[0]!.key, 'base64').toString('utf8') === after) kvs = kvs.slice(1);
+		const last = kvs.at(-1);
+		if (page.more) {
+			if (last === undefined) throw new Error(`etcd paging under ${prefix} made no progress after ${JSON.stringify(after)}`);
+			const nextBytes = Buffer.from(last.key, 'base64');
+			const next = nextBytes.toString('utf8');
+			if (after !== undefined && Buffer.compare(nextBytes, Buffer.from(after, 'utf8')) <= 0) throw new Error(`etcd paging under ${prefix} went backwards at ${JSON.stringify(next)}`);
+			after = next;
+			// Fetch the next page while this one is classified.
+			pending = fetch(next, true);
+			pending.catch(() => undefined); // handled when awaited
+		}
+		yield {kvs, revision: first?.revision ?? 0, count: first?.count ?? 0, consistent};
+	}
+}
+
+/** Scan one resource's prefix. */
+export async function scanResource(host: Host, connection: EtcdConnection, resource: string, options: ScanOptions = {}): Promise<ResourceScan> {
+	const maxListed = options.maxListed ?? 1000;
+	const expected = expectationsFor(resource, options);
+	const {prefix, config, primaryPrefix, readable} = expected;
 	if (options.verify !== undefined && config === undefined) throw new Error('internal: scan verification needs the EncryptionConfiguration');
 	const verify = options.verify;
 	const samplePerKey = verify?.samplePerKey ?? 20;
@@ -271,58 +346,15 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 		result.keyNotInConfig = 0;
 		result.keyNotInConfigKeys = [];
 	}
-	if (primary !== undefined) {
-		result.primary = primaryLabel(primary);
+	if (expected.primary !== undefined) {
+		result.primary = primaryLabel(expected.primary);
 		result.notOnPrimary = [];
 	}
 
-	let revision: number | undefined;
-	let after: string | undefined;
-	let total = 0;
-	const fetch = async (start: string, skipFirst: boolean): Promise<Page> => {
-		for (;;) {
-			const limit = skipFirst ? pageSize + 1 : pageSize;
-			try {
-				return await readPage(host, connection, start, end, limit, revision, options);
-			} catch (error) {
-				if (revision !== undefined && isCompacted(error)) {
-					// The apiserver compacts old revisions every few minutes; continue at the current one.
-					revision = undefined;
-					result.consistent = false;
-				} else if (isTooLarge(error) && pageSize > 1) {
-					pageSize = Math.max(1, Math.floor(pageSize / 2));
-				} else throw error;
-			}
-		}
-	};
-
-	let pending: Promise<Page> | undefined = fetch(prefix, false);
-	while (pending !== undefined) {
-		const page: Page = await pending;
-		pending = undefined;
-		if (revision === undefined && result.consistent) {
-			revision = page.revision;
-			result.revision = page.revision;
-			total = page.count;
-		}
-		if (adaptive && page.kvs.length > 0) {
-			const perKey = page.bytes / page.kvs.length;
-			pageSize = Math.min(MAX_ADAPTIVE_PAGE, Math.max(MIN_ADAPTIVE_PAGE, Math.floor(pageBytes / perKey)));
-		}
-		let kvs = page.kvs;
-		if (after !== undefined && kvs.length > 0 && Buffer.from(kvs[0]!.key, 'base64').toString('utf8') === after) kvs = kvs.slice(1);
-		const last = kvs.at(-1);
-		if (page.more) {
-			if (last === undefined) throw new Error(`etcd paging under ${prefix} made no progress after ${JSON.stringify(after)}`);
-			const nextBytes = Buffer.from(last.key, 'base64');
-			const next = nextBytes.toString('utf8');
-			if (after !== undefined && Buffer.compare(nextBytes, Buffer.from(after, 'utf8')) <= 0) throw new Error(`etcd paging under ${prefix} went backwards at ${JSON.stringify(next)}`);
-			after = next;
-			// Fetch the next page while this one is classified.
-			pending = fetch(next, true);
-			pending.catch(() => undefined); // handled when awaited
-		}
-		for (const kv of kvs) {
+	for await (const page of pagesUnder(host, connection, prefix, options)) {
+		result.revision = page.revision;
+		result.consistent = page.consistent;
+		for (const kv of page.kvs) {
 			const value = Buffer.from(kv.value ?? '', 'base64');
 			result.total++;
 			const kind = classifyValue(value);
@@ -343,22 +375,11 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 					primaryPrefix.length === 0 ? kind.kind === 'plaintext' : value.subarray(0, primaryPrefix.length).equals(primaryPrefix);
 				if (!onPrimary) result.notOnPrimary!.push(objectRefFromKey(prefix, keyString()));
 			}
-			if (verification !== undefined) {
-				if (verify!.deep) verifyInto(verification, config!, resource, {key: keyString(), value}, verify!.maxFailures);
-				else if (kind.kind === 'encrypted') {
-					// Reservoir sample per stored key, so every key in use is exercised.
-					let reservoir = reservoirs.get(label);
-					if (reservoir === undefined) reservoirs.set(label, (reservoir = {seen: 0, items: []}));
-					reservoir.seen++;
-					if (reservoir.items.length < samplePerKey) reservoir.items.push({key: keyString(), value});
-					else {
-						const slot = Math.floor(Math.random() * reservoir.seen);
-						if (slot < samplePerKey) reservoir.items[slot] = {key: keyString(), value};
-					}
-				}
-			}
+			if (verification === undefined) continue;
+			if (verify!.deep) verifyInto(verification, config!, resource, {key: keyString(), value}, verify!.maxFailures);
+			else if (kind.kind === 'encrypted') sample(reservoirs, label, samplePerKey, {key: keyString(), value});
 		}
-		options.onProgress?.({resource, scanned: result.total, total: Math.max(total, result.total)});
+		options.onProgress?.({resource, scanned: result.total, total: Math.max(page.count, result.total)});
 	}
 	if (verification !== undefined && !verify!.deep) {
 		for (const reservoir of reservoirs.values()) {
@@ -367,6 +388,18 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 	}
 	if (verification !== undefined) result.verification = verification;
 	return result;
+}
+
+/** Reservoir sample per stored key, so every key in use is exercised. */
+function sample(reservoirs: Map<string, Reservoir>, label: string, size: number, item: {key: string; value: Buffer}): void {
+	let reservoir = reservoirs.get(label);
+	if (reservoir === undefined) reservoirs.set(label, (reservoir = {seen: 0, items: []}));
+	reservoir.seen++;
+	if (reservoir.items.length < size) reservoir.items.push(item);
+	else {
+		const slot = Math.floor(Math.random() * reservoir.seen);
+		if (slot < size) reservoir.items[slot] = item;
+	}
 }
 
 /** Scan several resources, one after another. */

@@ -20,7 +20,6 @@ import type {EtcdCertFacts, EtcdNodeFacts, EtcdProbe} from './types.js';
 
 export type {EtcdAuthFacts, EtcdCertFacts, EtcdLiveFacts, EtcdProbe} from './types.js';
 
-export const ETCD_MANIFEST_FALLBACK = '/etc/kubernetes/manifests/etcd.yaml';
 /** Days before expiry at which a certificate is reported (WARN). */
 export const EXPIRY_WARN_DAYS = 30;
 

@@ -15,8 +15,6 @@ import type {EtcdMember, FirewallFacts} from './types.js';
 export const CLIENT_PORT = 2379;
 export const PEER_PORT = 2380;
 export type Port = typeof CLIENT_PORT | typeof PEER_PORT;
-export const PORTS: readonly Port[] = [CLIENT_PORT, PEER_PORT];
-
 /** Rule comments (one short word per rule; the preview shows every origin in full). */
 export type Tag = 'loopback' | 'node' | 'member' | 'control-plane' | 'initial-cluster' | 'operator';
 

@@ -3,9 +3,10 @@
  * so it is backed up and undone with the stage). `status` compares the live rules with it, so
  * a flush (a firewalld reload, a reboot without persistence) shows as incomplete rules.
  */
+import {STATE_DIR} from '../engine/contract.js';
 import type {IptablesVariant} from './types.js';
 
-export const RECORD_PATH = '/var/lib/etcd-harden/firewall.json';
+export const RECORD_PATH = `${STATE_DIR}/firewall.json`;
 
 export type FirewallRecord =
 	| {backend: 'iptables'; variant: IptablesVariant; chain4: string[]; chain6?: string[]}

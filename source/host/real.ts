@@ -9,7 +9,9 @@ import {Writable} from 'node:stream';
 import {createHash, randomBytes} from 'node:crypto';
 import {setTimeout as delay} from 'node:timers/promises';
 import {execa} from 'execa';
-import {decrypt as ageDecrypt, decryptFile as ageDecryptFile, decryptStream as ageDecryptStream, encryptFile as ageEncryptFile, type DecryptWith, type EncryptTo} from '../crypto/age.js';
+import {decrypt as ageDecrypt, decryptStream as ageDecryptStream, type DecryptWith, type EncryptTo} from '../crypto/age.js';
+import {decryptFile as ageDecryptFile, encryptFile as ageEncryptFile} from './age-files.js';
+import {reclaimCipherBuffers} from './memory.js';
 import type {Arg, DetachedProcess, FileDigest, FileStat, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
 
 function isMissing(error: unknown): boolean {
@@ -282,7 +284,7 @@ export class RealHost implements Host {
 				done();
 			},
 		});
-		await ageDecryptStream(createReadStream(this.resolve(input)), sink, keys);
+		await ageDecryptStream(createReadStream(this.resolve(input)), sink, keys, {reclaim: reclaimCipherBuffers});
 		return {sha256: hash.digest('hex'), bytes};
 	}
 

@@ -187,3 +187,6 @@ export function shellQuote(value: string): string {
 	if (value !== '' && /^[\w@%+=:,./-]+$/.test(value)) return value;
 	return `'${value.replaceAll("'", `'\\''`)}'`;
 }
+
+/** What read-only discovery needs of a host. */
+export type ReadHost = Pick<Host, 'root' | 'readText' | 'stat' | 'listDir' | 'isRoot'>;

@@ -25,8 +25,6 @@ export type RotationState =
 export type DisableState = 'enabled' | 'identity-first' | 'disabled';
 
 /** The config's rotation step names, in order (also the `phase` published per node). */
-export const rotationPhases = ['prepare', 'promote', 'reencrypt', 'prune'] as const;
-
 function isKeyed(provider: Provider): provider is Extract<Provider, {keys: unknown}> {
 	return keyedProviders.includes(provider.type as KeyedProviderType);
 }

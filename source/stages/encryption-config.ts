@@ -21,7 +21,7 @@ import {
 } from '../kube/encryption-config.js';
 import type {KmsRequest} from '../kube/encryption-config.js';
 import {isUnder, versionAtLeast} from '../kube/manifest.js';
-import {InputError, type AnswerValue, type Change, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
+import {STATE_DIR, InputError, type AnswerValue, type Change, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
 import {MANIFESTS_DIR} from '../kube/defaults.js';
 import type {Facts, KeyedProviderType} from './facts.js';
 
@@ -271,7 +271,7 @@ function questions(facts: Facts, _answers: StageAnswers): Question[] {
 }
 
 /** Where recovery copies of new keys go (age-encrypted, mode 0600). */
-export const recoveryDir = '/var/lib/etcd-harden/recovery';
+export const recoveryDir = `${STATE_DIR}/recovery`;
 
 function recipientProblem(value: AnswerValue): string | undefined {
 	if (typeof value !== 'string') return 'Enter an age recipient such as age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p.';

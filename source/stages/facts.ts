@@ -32,10 +32,5 @@ export type Facts = {
 	rotation?: RotationFacts;
 };
 
-export type LiveFacts = {
-	cluster?: ClusterFacts;
-	atRest?: AtRestFacts;
-};
-
 /** A stage of this tool: plans from these facts. */
 export type NodeStage = Stage<Facts>;

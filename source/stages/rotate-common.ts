@@ -11,13 +11,13 @@ import {DEFAULT_APISERVER_LOGS} from '../kube/restart-gate.js';
 import {configDigest, secretsInText} from '../kube/encryption-config.js';
 import {patchManifest, ManifestError} from '../kube/manifest.js';
 import {parseRecipient} from '../crypto/age.js';
-import {InputError, type AnswerValue, type Change, type Check, type PlanContext, type Question, type StageAnswers, type StagePlan} from '../engine/contract.js';
+import {STATE_DIR, InputError, type AnswerValue, type Change, type Check, type PlanContext, type Question, type StageAnswers, type StagePlan} from '../engine/contract.js';
 import {digestAnnotation, manifestPatch} from './apiserver-manifest.js';
 import {APISERVER_CONTAINER} from '../kube/defaults.js';
 import {configMode} from './encryption-config.js';
 import type {Facts} from './facts.js';
 
-export const bundleDir = '/var/lib/etcd-harden/bundles';
+export const bundleDir = `${STATE_DIR}/bundles`;
 
 export type BundleChoice = {kind: 'recipient'; recipient: string} | {kind: 'passphrase'; passphrase: string} | {kind: 'none'};
 

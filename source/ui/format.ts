@@ -62,11 +62,6 @@ export function stageHeading(state: EngineState, index: number): string {
 	return `[${index + 1}/${state.stages.length}] ${stage.title}`;
 }
 
-/** One line of the stage list: "✔ Encryption config  done". */
-export function stageLine(stage: StageView): string {
-	return `${phaseSymbol(stage.phase)} ${stage.title}  ${phaseLabel(stage.phase)}`;
-}
-
 const checkInfo: Record<CheckStatus, {label: string; tone: Tone}> = {
 	pass: {label: 'PASS', tone: 'success'},
 	fail: {label: 'FAIL', tone: 'error'},

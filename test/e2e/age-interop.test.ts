@@ -17,13 +17,12 @@ import {
 	AgeError,
 	CHUNK_SIZE,
 	decrypt,
-	decryptFile,
 	encrypt,
-	encryptFile,
 	formatIdentityFile,
 	generateIdentity,
 	parseIdentityFile,
 } from '../../source/crypto/age.js';
+import {decryptFile, encryptFile} from '../../source/host/age-files.js';
 
 function have(command: string): boolean {
 	return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;

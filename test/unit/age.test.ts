@@ -11,11 +11,9 @@ import {
 	createDecryptStream,
 	createEncryptStream,
 	decrypt,
-	decryptFile,
 	decryptStream,
 	DEFAULT_WORK_FACTOR,
 	encrypt,
-	encryptFile,
 	encryptStream,
 	formatIdentityFile,
 	generateIdentity,
@@ -27,6 +25,7 @@ import {
 	ScryptRecipient,
 	X25519Identity,
 } from '../../source/crypto/age.js';
+import {decryptFile, encryptFile} from '../../source/host/age-files.js';
 
 const SEALED = CHUNK_SIZE + 16;
 

@@ -1,0 +1,165 @@
+/**
+ * age files on disk: the file loop of the age format (source/crypto/age.ts), with fixed
+ * buffers and overlapping I/O, writing atomically. File I/O is the host's: crypto only turns
+ * bytes into bytes.
+ */
+import {randomBytes} from 'node:crypto';
+import {open, rename, rm, type FileHandle} from 'node:fs/promises';
+import {basename, dirname, join} from 'node:path';
+import {
+	MAX_FEED,
+	OUTPUT_ROOM,
+	resolveIdentities,
+	resolveRecipients,
+	startDecryption,
+	startEncryption,
+	type DecryptWith,
+	type EncryptTo,
+	type Processor,
+	type Pull,
+} from '../crypto/age.js';
+import {reclaimCipherBuffers} from './memory.js';
+
+export interface FileOutputOptions {
+	/** Mode of the created file; default 0o600. */
+	readonly mode?: number;
+	/**
+	 * fsync the file and its directory before returning (default true). Only turn this off for
+	 * scratch output, e.g. benchmarks comparing with tools that do not fsync.
+	 */
+	readonly sync?: boolean;
+}
+
+async function writeAll(handle: FileHandle, buffer: Buffer, length: number): Promise<void> {
+	let done = 0;
+	while (done < length) {
+		const {bytesWritten} = await handle.write(buffer, done, length - done, null);
+		done += bytesWritten;
+	}
+}
+
+/**
+ * The file loop: fixed buffers, one read and one write in flight while the current block is
+ * processed, so memory stays constant and I/O overlaps the cipher work.
+ */
+async function pumpFile(
+	input: FileHandle,
+	output: FileHandle,
+	processor: Processor,
+	blockSize: number,
+	leftover: Buffer,
+): Promise<void> {
+	// Two read buffers and two output buffers, swapped each round: one of each is busy with I/O
+	// while the other is being processed.
+	let readBuffer = Buffer.allocUnsafe(blockSize);
+	let spareRead = Buffer.allocUnsafe(blockSize);
+	let outBuffer = Buffer.allocUnsafe(OUTPUT_ROOM);
+	let spareOut = Buffer.allocUnsafe(OUTPUT_ROOM);
+	let writing: Promise<void> = Promise.resolve();
+	const emit = async (length: number): Promise<void> => {
+		await writing; // spareOut is free again once the previous write finished
+		writing = writeAll(output, outBuffer, length);
+		[outBuffer, spareOut] = [spareOut, outBuffer];
+	};
+	let reading = input.read(readBuffer, 0, blockSize, null);
+	try {
+		for (let i = 0; i < leftover.length; i += blockSize) {
+			await emit(processor.feed(leftover.subarray(i, i + blockSize), outBuffer));
+		}
+		for (;;) {
+			const {bytesRead} = await reading;
+			if (bytesRead === 0) break;
+			const block = readBuffer.subarray(0, bytesRead);
+			[readBuffer, spareRead] = [spareRead, readBuffer];
+			reading = input.read(readBuffer, 0, blockSize, null);
+			await emit(processor.feed(block, outBuffer));
+		}
+		await emit(processor.finish(outBuffer));
+		await writing;
+	} finally {
+		// Never leave an operation running on a handle the caller is about to close.
+		await Promise.allSettled([reading, writing]);
+	}
+}
+
+/**
+ * Run `inputPath` through `work` into `outputPath` atomically: a dot-prefixed temporary file in
+ * the same directory (created exclusively with `mode`), fsync, rename, fsync the directory. On any
+ * failure the temporary file is removed, so no partial output survives and `outputPath` is
+ * untouched.
+ */
+async function transformFile(
+	inputPath: string,
+	outputPath: string,
+	options: FileOutputOptions,
+	work: (input: FileHandle, output: FileHandle) => Promise<void>,
+): Promise<void> {
+	const mode = options.mode ?? 0o600;
+	const durable = options.sync ?? true;
+	const directory = dirname(outputPath);
+	const temporary = join(directory, `.${basename(outputPath)}.${randomBytes(6).toString('hex')}.partial`);
+	const input = await open(inputPath, 'r');
+	try {
+		const output = await open(temporary, 'wx', mode);
+		try {
+			await work(input, output);
+			if (durable) await output.sync();
+		} catch (error) {
+			await output.close().catch(() => undefined);
+			await rm(temporary, {force: true});
+			throw error;
+		}
+		await output.close();
+		await rename(temporary, outputPath).catch(async (error: unknown) => {
+			await rm(temporary, {force: true});
+			throw error;
+		});
+	} finally {
+		await input.close();
+	}
+	if (!durable) return;
+	const directoryHandle = await open(directory, 'r');
+	try {
+		await directoryHandle.sync();
+	} finally {
+		await directoryHandle.close();
+	}
+}
+
+/** Encrypt the file at `inputPath` into `outputPath` (atomic replace, mode 0600 by default). */
+export async function encryptFile(
+	inputPath: string,
+	outputPath: string,
+	to: EncryptTo,
+	options: FileOutputOptions = {},
+): Promise<void> {
+	const recipients = resolveRecipients(to);
+	await transformFile(inputPath, outputPath, options, async (input, output) => {
+		const {prefix, sealer} = await startEncryption(recipients, reclaimCipherBuffers);
+		await writeAll(output, prefix, prefix.length);
+		await pumpFile(input, output, sealer, MAX_FEED, Buffer.alloc(0));
+	});
+}
+
+/**
+ * Decrypt the age file at `inputPath` into `outputPath` (mode 0600 by default). The plaintext is
+ * written to a temporary file beside `outputPath` and renamed into place only after the whole
+ * file authenticated; on failure the temporary file is deleted and `outputPath` is untouched.
+ */
+export async function decryptFile(
+	inputPath: string,
+	outputPath: string,
+	keys: DecryptWith,
+	options: FileOutputOptions = {},
+): Promise<void> {
+	const identities = resolveIdentities(keys);
+	await transformFile(inputPath, outputPath, options, async (input, output) => {
+		const pull: Pull = async () => {
+			const buffer = Buffer.allocUnsafe(64 * 1024);
+			const {bytesRead} = await input.read(buffer, 0, buffer.length, null);
+			return bytesRead === 0 ? undefined : buffer.subarray(0, bytesRead);
+		};
+		const {opener, rest} = await startDecryption(pull, identities, reclaimCipherBuffers);
+		await pumpFile(input, output, opener, OUTPUT_ROOM, rest);
+	});
+}
