@@ -1,5 +1,6 @@
 import {parseArgs} from 'node:util';
 import {parse as parseYaml} from 'yaml';
+import {REENCRYPT_DEFAULTS} from '../kube/reencrypt.js';
 import {InputError, type AnswerValue, type Answers} from '../engine/contract.js';
 import {parseBackupFlags, type BackupCliOptions} from '../backup/cli-args.js';
 
@@ -117,25 +118,85 @@ Results go to stdout; prompts and progress go to stderr. Every run that changes 
 keeps a journal and a backup of every file it overwrote in /var/lib/etcd-harden/runs/<id>/.
 `;
 
-function splitList(value: string | undefined): string[] | undefined {
-	if (value === undefined) return undefined;
-	return value
-		.split(',')
-		.map(item => item.trim())
-		.filter(Boolean);
+/** The long flags parseCli knows, for "did you mean". */
+const flagNames = [
+	'dry-run', 'root', 'yes', 'answers', 'set', 'plain', 'only', 'skip', 'json', 'deep', 'kubeconfig', 'timeout', 'concurrency', 'rate',
+	'recipient', 'passphrase-file', 'output', 'keep', 'identity', 'bundle', 'bundle-key', 'node-name', 'help', 'version',
+];
+
+/** Edit distance (insert, delete, substitute), for suggesting the closest flag or command. */
+export function editDistance(a: string, b: string): number {
+	let previous = Array.from({length: b.length + 1}, (_, j) => j);
+	for (let i = 1; i <= a.length; i++) {
+		const current = [i];
+		for (let j = 1; j <= b.length; j++) {
+			current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+		}
+		previous = current;
+	}
+	return previous[b.length]!;
 }
 
-/** Parse a --set or answers-file scalar: YAML, so true/false and [a, b] work. */
-function parseValue(raw: string): AnswerValue {
-	let value: unknown;
-	try {
-		value = parseYaml(raw);
-	} catch {
-		return raw;
+/** The closest of `candidates` to `given`, when it is close enough to be a likely typo. */
+export function closest(given: string, candidates: readonly string[]): string | undefined {
+	let best: {name: string; distance: number} | undefined;
+	for (const name of candidates) {
+		const distance = name.startsWith(given) || given.startsWith(name) ? Math.abs(name.length - given.length) * 0.5 : editDistance(given, name);
+		if (!best || distance < best.distance) best = {name, distance};
 	}
-	if (typeof value === 'boolean' || typeof value === 'string') return value;
-	if (Array.isArray(value) && value.every(item => typeof item === 'string')) return value as string[];
-	return raw;
+	return best && best.distance <= Math.max(2, Math.floor(given.length / 3)) ? best.name : undefined;
+}
+
+/** node:util parseArgs errors, as one line naming the flag and the fix. */
+function flagError(error: Error): InputError {
+	const message = error.message.split('\n')[0]!;
+	const unknown = /Unknown option '(-{1,2})([^'=]*)/.exec(message);
+	if (unknown) {
+		const [, dashes, name] = unknown as unknown as [string, string, string];
+		const suggestion = closest(name, flagNames);
+		return new InputError(`unknown flag ${dashes}${name}${suggestion ? `: did you mean --${suggestion}?` : '.'} See etcd-harden --help.`);
+	}
+	const missing = /Option '(-\w, )?(--[\w-]+)[^']*' argument missing/.exec(message);
+	if (missing) return new InputError(`${missing[2]} needs a value. See etcd-harden --help.`);
+	const noValue = /Option '(--[\w-]+)' does not take an argument/.exec(message);
+	if (noValue) return new InputError(`${noValue[1]} is a switch and takes no value: drop "=...". See etcd-harden --help.`);
+	return new InputError(`${message.replace(/\.$/, '')}. See etcd-harden --help.`);
+}
+
+/** A control character (newline, NUL, escape...) in a flag value is never meant. */
+function checkPlainValue(flag: string, value: string | undefined): void {
+	if (value === undefined) return;
+	if (value === '') throw new InputError(`${flag} is empty: give a value, or leave the flag out. See etcd-harden --help.`);
+	// eslint-disable-next-line no-control-regex
+	if (/[\u0000-\u001f\u007f]/.test(value)) throw new InputError(`${flag} ${JSON.stringify(value)} contains a control character (a newline?): give it on one line.`);
+}
+
+/** --only/--skip: a comma-separated list of stage ids, none empty. */
+function stageList(flag: string, value: string | undefined): string[] | undefined {
+	if (value === undefined) return undefined;
+	const items = value.split(',').map(item => item.trim());
+	if (items.every(item => item === '')) throw new InputError(`${flag} is empty: name at least one stage, e.g. ${flag} encryption-config. See etcd-harden --help.`);
+	if (items.some(item => item === '')) throw new InputError(`${flag} ${JSON.stringify(value)} has an empty stage name: write the stage ids separated by single commas.`);
+	for (const item of items) checkPlainValue(flag, item);
+	return [...new Set(items)];
+}
+
+/** A whole number in [min, max] written as plain decimal digits (no 1e9, no 0x10, no -5). */
+function wholeNumber(flag: string, value: string, min: number, max: number, hint: string): number {
+	const number = /^\d{1,9}$/.test(value.trim()) ? Number(value.trim()) : Number.NaN;
+	if (!Number.isInteger(number) || number < min || number > max) {
+		throw new InputError(`${flag} ${JSON.stringify(value)}: give a whole number from ${min} to ${max} (${hint}).`);
+	}
+	return number;
+}
+
+/** Kubernetes node names are DNS subdomains: lower case letters, digits, '-' and '.', at most 253. */
+export function nodeNameProblem(name: string): string | undefined {
+	if (name.length === 0 || name.length > 253) return 'must be 1 to 253 characters';
+	if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(name)) {
+		return 'must be a DNS subdomain: lower-case letters, digits, "-" and "." (as kubectl get nodes shows it)';
+	}
+	return undefined;
 }
 
 export function parseCli(argv: string[]): CliOptions {
@@ -173,32 +234,57 @@ export function parseCli(argv: string[]): CliOptions {
 			},
 		});
 	} catch (error) {
-		throw new InputError(`${(error as Error).message}. See etcd-harden --help.`);
+		throw flagError(error as Error);
 	}
 	const {values, positionals} = parsed;
-	if (positionals.length > (positionals[0] === 'restore-check' ? 2 : 1)) throw new InputError(`unexpected argument "${positionals[1]}". See etcd-harden --help.`);
 	const command = (positionals[0] ?? 'harden') as Command;
 	if (!commands.includes(command)) {
-		throw new InputError(`unknown command "${positionals[0]}": use one of ${commands.join(', ')}. See etcd-harden --help.`);
+		const suggestion = closest(positionals[0]!, commands);
+		throw new InputError(`unknown command ${JSON.stringify(positionals[0])}: ${suggestion ? `did you mean ${suggestion}? ` : ''}The commands are ${commands.join(', ')}. See etcd-harden --help.`);
+	}
+	const allowed = command === 'restore-check' ? 2 : 1;
+	if (positionals.length > allowed) {
+		throw new InputError(
+			`unexpected argument ${JSON.stringify(positionals[allowed])}: ${command} takes ${command === 'restore-check' ? 'one backup directory at most' : 'flags only'}. See etcd-harden --help.`,
+		);
+	}
+	if (positionals[1] !== undefined) checkPlainValue('the backup directory', positionals[1]);
+	// Every value is checked whatever the command and whichever stages run: a typo is never
+	// accepted silently just because the stage that would read it is left out.
+	for (const name of ['root', 'answers', 'kubeconfig', 'passphrase-file', 'output', 'identity', 'bundle', 'bundle-key', 'node-name'] as const) {
+		checkPlainValue(`--${name}`, values[name]);
+	}
+	for (const recipient of values.recipient ?? []) checkPlainValue('--recipient', recipient);
+	if (values['node-name'] !== undefined) {
+		const problem = nodeNameProblem(values['node-name']);
+		if (problem) throw new InputError(`--node-name ${JSON.stringify(values['node-name'])}: ${problem}.`);
 	}
 	if (values.only !== undefined && values.skip !== undefined) throw new InputError('--only and --skip cannot be combined: use one.');
+	const only = stageList('--only', values.only);
+	const skip = stageList('--skip', values.skip);
 	const set: Answers = {};
 	for (const item of values.set ?? []) {
 		const match = /^([\w-]+)\.([\w-]+)=(.*)$/s.exec(item);
-		if (!match) throw new InputError(`--set "${item}" is not STAGE.QUESTION=VALUE, e.g. --set encryption-config.provider=secretbox`);
+		if (!match) throw new InputError(`--set ${JSON.stringify(item)} is not STAGE.QUESTION=VALUE, e.g. --set encryption-config.provider=secretbox`);
 		const [, stage, question, raw] = match as unknown as [string, string, string, string];
-		(set[stage] ??= {})[question] = parseValue(raw);
+		// Verbatim: the question's type decides how the text is read (coerceAnswer), so a
+		// passphrase keeps its '#', its quotes and its spaces.
+		(set[stage] ??= {})[question] = raw;
 	}
-	// Shorthands for the reencrypt stage's answers.
-	if (values.concurrency !== undefined) (set['reencrypt'] ??= {})['concurrency'] = values.concurrency;
-	if (values.rate !== undefined) (set['reencrypt'] ??= {})['rate'] = values.rate;
+	// Shorthands for the reencrypt stage's answers, checked here whether or not the stage runs.
+	if (values.concurrency !== undefined) {
+		wholeNumber('--concurrency', values.concurrency, 1, REENCRYPT_DEFAULTS.maxConcurrency, `writes in flight, default ${REENCRYPT_DEFAULTS.concurrency}`);
+		(set['reencrypt'] ??= {})['concurrency'] = values.concurrency.trim();
+	}
+	if (values.rate !== undefined) {
+		wholeNumber('--rate', values.rate, 0, 100_000, 'objects per second, 0 for no limit');
+		(set['reencrypt'] ??= {})['rate'] = values.rate.trim();
+	}
 	let timeout: number | undefined;
 	if (values.timeout !== undefined) {
-		timeout = Number(values.timeout);
-		if (!Number.isInteger(timeout) || timeout < 10 || timeout > 3600) {
-			throw new InputError(`--timeout ${values.timeout}: give whole seconds from 10 to 3600 (default 180).`);
-		}
+		timeout = wholeNumber('--timeout', values.timeout, 10, 3600, 'seconds, default 180');
 	}
+	if (values.keep !== undefined) wholeNumber('--keep', values.keep, 0, 100_000, 'backups to keep, 0 for all');
 	const backup = parseBackupFlags(command, values, positionals[1], set);
 	return {
 		command,
@@ -215,23 +301,30 @@ export function parseCli(argv: string[]): CliOptions {
 		answersFile: values.answers,
 		set,
 		plain: values.plain ?? false,
-		only: splitList(values.only),
-		skip: splitList(values.skip),
+		only,
+		skip,
 		json: values.json ?? false,
 		help: values.help ?? false,
 		version: values.version ?? false,
 	};
 }
 
-/** Parse an --answers file's text: a mapping of stage id to a mapping of answers. */
+/**
+ * Parse an --answers file's text: a mapping of stage id to a mapping of answers. Read with
+ * YAML's failsafe schema, so every scalar stays the text that was written (a passphrase
+ * "0123" is not the number 123, "yes" is not a boolean); the question's type decides how
+ * it is read (coerceAnswer). Aliases are refused (no alias bombs in an answers file).
+ */
 export function parseAnswersFile(file: string, text: string): Answers {
+	if (text.length > 1024 * 1024) throw new InputError(`${file} is ${text.length} bytes: an answers file is a few lines. Pass the right file.`);
 	let data: unknown;
 	try {
-		data = parseYaml(text);
+		data = parseYaml(text, {schema: 'failsafe', prettyErrors: false, uniqueKeys: true, maxAliasCount: 0});
 	} catch (error) {
-		throw new InputError(`${file} is not valid YAML: ${(error as Error).message.split('\n')[0]}. Fix the file and rerun.`);
+		const message = (error as Error).message.split('\n')[0];
+		throw new InputError(`${file} is not valid YAML: ${/alias/i.test(message ?? '') ? 'it uses YAML aliases (*name), which answers files do not allow' : message}. Fix the file and rerun.`);
 	}
-	if (data === null || data === undefined) return {};
+	if (data === null || data === undefined || data === '') return {};
 	if (typeof data !== 'object' || Array.isArray(data)) {
 		throw new InputError(`${file} must be a mapping of stage ids to answers, e.g. "encryption-config: {provider: secretbox}".`);
 	}
@@ -242,8 +335,7 @@ export function parseAnswersFile(file: string, text: string): Answers {
 		}
 		answers[stage] = {};
 		for (const [question, answer] of Object.entries(value as Record<string, unknown>)) {
-			if (typeof answer === 'boolean' || typeof answer === 'string') answers[stage][question] = answer;
-			else if (typeof answer === 'number') answers[stage][question] = String(answer);
+			if (typeof answer === 'string') answers[stage][question] = answer;
 			else if (Array.isArray(answer) && answer.every(item => typeof item === 'string')) answers[stage][question] = answer as string[];
 			else throw new InputError(`${file}: "${stage}.${question}" must be text, true/false or a list of text.`);
 		}

@@ -6,7 +6,11 @@
 import * as path from 'node:path';
 import {createEngine, type Engine} from '../engine/engine.js';
 import type {EngineState} from '../engine/state.js';
-import {exitCodes, InputError, type Answers} from '../engine/contract.js';
+import {exitCodes, InputError, STATE_DIR, type Answers} from '../engine/contract.js';
+import {MANIFESTS_DIR} from '../kube/defaults.js';
+import {defaultConfigPath} from '../kube/encryption-config.js';
+import {recoveryDir} from '../stages/encryption-config.js';
+import {describeError} from '../engine/errors.js';
 import {prepareDemoTree, packageDirectory} from '../host/demo.js';
 import {RealHost} from '../host/real.js';
 import {RecordingHost} from '../host/recording.js';
@@ -48,11 +52,28 @@ export async function main(argv: string[], partialIo: Partial<Io> = {}): Promise
 		return await run(argv, io);
 	} catch (error) {
 		if (error instanceof InputError) {
-			io.stderr.write(`etcd-harden: ${error.message}\n`);
+			io.stderr.write(`etcd-harden: ${oneLine(error.message)}\n`);
 			return exitCodes.badInput;
 		}
-		throw error;
+		// Anything else is unexpected: one line naming the file or what failed, never a stack
+		// trace (a run that had started journals its trace in its run directory).
+		io.stderr.write(`etcd-harden: stopped: ${describeError(error, shownPath(argv))}. Nothing more was changed.\n`);
+		return exitCodes.aborted;
 	}
+}
+
+/** Bad input reads as one line: a multi-line message is folded onto it. */
+function oneLine(message: string): string {
+	return message.split('\n').map(line => line.trim()).filter(Boolean).join(' ');
+}
+
+/** Machine paths under --root as the node paths the operator knows. */
+function shownPath(argv: string[]): (file: string) => string {
+	const index = argv.findIndex(arg => arg === '--root' || arg.startsWith('--root='));
+	const value = index === -1 ? undefined : argv[index]!.includes('=') ? argv[index]!.slice('--root='.length) : argv[index + 1];
+	if (value === undefined || value === '') return file => file;
+	const root = path.resolve(value);
+	return file => (file.startsWith(`${root}/`) ? `${file.slice(root.length)} (under --root ${value})` : file);
 }
 
 async function run(argv: string[], io: Io): Promise<number> {
@@ -93,6 +114,8 @@ async function run(argv: string[], io: Io): Promise<number> {
 		settings: workflow.settings,
 		discover: workflow.discover,
 		tasks,
+		// Where the tool's atomic writes land even when this run plans none there.
+		sweepDirs: [MANIFESTS_DIR, path.posix.dirname(defaultConfigPath), STATE_DIR, recoveryDir],
 	});
 	const exitCode = await runWithFrontend(engine, {interactive, plain: options.plain}, io);
 	printResult(engine.getState(), options, io, root);
@@ -140,7 +163,17 @@ async function workflowFor(options: CliOptions, target: NodeTarget): Promise<Wor
 /** --answers FILE (the operator's path, not under --root), overridden by --set. */
 async function operatorAnswers(options: CliOptions): Promise<Answers> {
 	if (options.answersFile === undefined) return options.set;
-	const text = await new RealHost('/').readText(path.resolve(options.answersFile));
+	let text: string | undefined;
+	try {
+		const file = path.resolve(options.answersFile);
+		const stat = await new RealHost('/').stat(file);
+		if (stat?.isDirectory) throw new InputError(`--answers ${options.answersFile}: is a directory. Pass the answers file (YAML) itself.`);
+		if (stat && stat.size > 1024 * 1024) throw new InputError(`--answers ${options.answersFile}: ${stat.size} bytes is not an answers file (a few lines of YAML). Pass the right file.`);
+		text = await new RealHost('/').readText(file);
+	} catch (error) {
+		if (error instanceof InputError) throw error;
+		throw new InputError(`--answers ${options.answersFile}: ${describeError(error, () => 'cannot be read').replace(/^cannot be read: /, '')}. Pass a readable answers file.`);
+	}
 	if (text === undefined) throw new InputError(`--answers ${options.answersFile}: no such file.`);
 	return mergeAnswers(parseAnswersFile(options.answersFile, text), options.set);
 }

@@ -199,6 +199,8 @@ export type JournalEntry = {
 		| 'stage-failed'
 		| 'undo'
 		| 'rolled-back'
+		| 'swept'
+		| 'error'
 		| 'run-end';
 	/** Node path of the file concerned. */
 	path?: string;

@@ -2,7 +2,9 @@ import {randomBytes as cryptoRandomBytes} from 'node:crypto';
 import type {Host} from '../host/types.js';
 import {RecordingHost} from '../host/recording.js';
 import {previewChanges, redact} from './preview.js';
-import {acquireLock, checkLock, findInterruptedRun, RunDir} from './run-dir.js';
+import {acquireLock, findInterruptedRun, missingDirectories, removeCreatedDirectories, RunDir} from './run-dir.js';
+import {describeError, traceOf} from './errors.js';
+import {sweepTempFiles} from './temp-files.js';
 import type {EngineControl, EngineState, LogLine, Prompt, StagePhase, StageView} from './state.js';
 import {
 	exitCodes,
@@ -41,6 +43,8 @@ export type EngineOptions<Facts> = {
 	randomBytes?: (size: number) => Buffer;
 	pid?: number;
 	settings?: RunSettings;
+	/** Directories to clear of the tool's own leftover temporary files at the start (node paths). */
+	sweepDirs?: string[];
 };
 
 export type Engine = EngineControl & {
@@ -171,10 +175,11 @@ class EngineImpl<Facts> implements Engine {
 		const summary: string[] = [];
 		try {
 			const pid = this.options.pid ?? process.pid;
-			// Planning writes nothing (bad input leaves the node byte for byte as it was), so
-			// the lock is only checked here and taken once the plan stands.
+			// The lock is taken before the node is read: a second run started at the same
+			// moment plans only after this one has finished, never from what this one is about
+			// to change. Releasing it leaves no trace when nothing was changed.
 			if (!host.dryRun) {
-				await checkLock(host, pid);
+				release = await acquireLock(host, pid);
 				const interrupted = await findInterruptedRun(host);
 				if (interrupted) {
 					this.addLog({
@@ -187,7 +192,7 @@ class EngineImpl<Facts> implements Engine {
 			const planned = await this.planAll();
 			if (planned === undefined) throw new Aborted();
 			const changesAnything = planned.some(item => item.plan.changes.length > 0);
-			if (!host.dryRun && changesAnything) release = await acquireLock(host, pid);
+			const leftovers = await this.sweepTempFiles(planned);
 
 			if (host.dryRun) {
 				for (const [index, item] of planned.entries()) {
@@ -200,8 +205,9 @@ class EngineImpl<Facts> implements Engine {
 				// Nothing to change: verify only, and leave no run directory behind.
 				exitCode = await this.verifyOnly(planned, summary);
 			} else {
-				runDir = new RunDir(host, host.now());
+				runDir = await RunDir.create(host, host.now());
 				await runDir.journal({stage: '-', event: 'run-start', detail: `${this.options.command} ${planned.map(p => p.stage.id).join(',')}`});
+				for (const file of leftovers) await runDir.journal({stage: '-', event: 'swept', path: file, detail: 'temporary file of an interrupted write, removed'});
 				this.addLog({level: 'info', text: `Run directory: ${runDir.dir}`});
 				exitCode = await this.applyAll(planned, runDir, summary);
 			}
@@ -215,9 +221,11 @@ class EngineImpl<Facts> implements Engine {
 				summary.push(`Stopped before changing anything: ${error.message}`);
 			} else {
 				exitCode = exitCodes.aborted;
-				const message = error instanceof Error ? error.message : String(error);
+				// One line for the operator; the trace only in the run's journal.
+				const message = describeError(error, file => (host.root !== '/' && file.startsWith(`${host.root}/`) ? file.slice(host.root.length) : file));
 				this.addLog({level: 'error', text: message});
-				summary.push(`Failed: ${message}`);
+				summary.push(`Failed: ${message}${runDir ? ` (details in ${runDir.journalPath})` : ''}`);
+				if (runDir) await runDir.journal({stage: '-', event: 'error', detail: redact(traceOf(error), this.secretsOfPlan())}).catch(() => undefined);
 			}
 		} finally {
 			if (runDir) await runDir.journal({stage: '-', event: 'run-end', detail: `exit ${exitCode}`}).catch(() => undefined);
@@ -232,6 +240,34 @@ class EngineImpl<Facts> implements Engine {
 	 * runs against an overlay of the host, so each stage sees what the earlier ones would
 	 * write; bad input anywhere stops the run while the node is still untouched.
 	 */
+	/** What planAll planned, for redaction of the error trace. */
+	private plannedSoFar: Planned<Facts>[] = [];
+
+	private secretsOfPlan(): string[] {
+		return this.plannedSoFar.flatMap(item => item.plan.changes.flatMap(change => (change.kind === 'write-file' ? [...(change.secrets ?? [])] : [])));
+	}
+
+	/**
+	 * Remove the tool's own temporary files (".NAME.etcd-harden-XXXXXXXXXXXX.tmp", left by a
+	 * write killed before its rename; they may hold key material) from the directories this
+	 * run writes to and the ones the command names. Said in the log; a dry run only reports.
+	 */
+	private async sweepTempFiles(planned: Planned<Facts>[]): Promise<string[]> {
+		const {host} = this.options;
+		const dirs = new Set(this.options.sweepDirs ?? []);
+		for (const item of planned) for (const change of item.plan.changes) if (change.kind === 'write-file') dirs.add(change.path.replace(/\/[^/]*$/, '') || '/');
+		const found = await sweepTempFiles(host, [...dirs], !host.dryRun);
+		if (found.length > 0) {
+			this.addLog({
+				level: 'warn',
+				text: host.dryRun
+					? `Found ${found.length} temporary file(s) of an interrupted etcd-harden write (a real run removes them): ${found.join(', ')}`
+					: `Removed ${found.length} temporary file(s) of an interrupted etcd-harden write: ${found.join(', ')}`,
+			});
+		}
+		return found;
+	}
+
 	private async planAll(): Promise<Planned<Facts>[] | undefined> {
 		const overlay = new RecordingHost(this.options.host);
 		const planned: Planned<Facts>[] = [];
@@ -264,6 +300,7 @@ class EngineImpl<Facts> implements Engine {
 				if (change.kind === 'write-file') await overlay.writeFileAtomic(change.path, change.content, change.mode);
 			}
 			planned.push({stage, answers, plan});
+			this.plannedSoFar = planned;
 		}
 		return planned;
 	}
@@ -507,17 +544,30 @@ class EngineImpl<Facts> implements Engine {
 					const backup = runDir.backupPath(change.path);
 					await host.writeFileAtomic(backup, before, beforeStat.mode & 0o777 & ~0o077 | 0o600);
 					await runDir.journal({stage: stage.id, event: 'backup', path: change.path, backup});
-					undo.push(async () => {
-						await host.writeFileAtomic(change.path, before, beforeStat.mode);
-						await runDir.journal({stage: stage.id, event: 'undo', path: change.path, detail: 'restored from backup'});
-					});
-				} else {
-					undo.push(async () => {
-						await host.remove(change.path);
-						await runDir.journal({stage: stage.id, event: 'undo', path: change.path, detail: 'removed (it did not exist before)'});
-					});
 				}
-				await host.writeFileAtomic(change.path, change.content, change.mode);
+				// Undo removes the directories this write creates (runs last: pushed first),
+				// and reverts the file only once the write has happened.
+				const createdDirs = await missingDirectories(host, change.path);
+				if (createdDirs.length > 0) undo.push(async () => removeCreatedDirectories(host, createdDirs));
+				const revert =
+					before !== undefined && beforeStat
+						? async () => {
+								await host.writeFileAtomic(change.path, before, beforeStat.mode);
+								await runDir.journal({stage: stage.id, event: 'undo', path: change.path, detail: 'restored from backup'});
+							}
+						: async () => {
+								await host.remove(change.path);
+								await runDir.journal({stage: stage.id, event: 'undo', path: change.path, detail: 'removed (it did not exist before)'});
+							};
+				try {
+					await host.writeFileAtomic(change.path, change.content, change.mode);
+				} catch (error) {
+					// Failed after its rename (the directory fsync)? Then it did happen.
+					const now = await host.readFile(change.path).catch(() => undefined);
+					if (now !== undefined && !(before !== undefined && now.equals(before))) undo.push(revert);
+					throw error;
+				}
+				undo.push(revert);
 				await runDir.journal({stage: stage.id, event: before === undefined ? 'created' : 'write', path: change.path, detail: redact(change.summary, change.secrets)});
 				this.addLog({level: 'success', text: `wrote ${change.path} (mode 0${change.mode.toString(8)})`});
 				return;
@@ -570,19 +620,31 @@ class EngineImpl<Facts> implements Engine {
 	}
 }
 
-/** Accept the forms a flag or an answers file naturally gives: "a,b" for a list, yes/no. */
+/**
+ * Read an answer given as text (--set, an answers file) by its question's type: a list from
+ * "a,b" or "[a, b]", true/false from yes/no/true/false, a choice without surrounding spaces.
+ * Text and password answers are taken verbatim: never parsed, never trimmed.
+ */
 export function coerceAnswer(question: Question, value: AnswerValue): AnswerValue {
-	if (question.kind === 'multiselect' && typeof value === 'string') {
-		return value
-			.split(',')
-			.map(item => item.trim())
-			.filter(Boolean);
+	if (typeof value !== 'string') return value;
+	switch (question.kind) {
+		case 'multiselect': {
+			const trimmed = value.trim();
+			const inner = trimmed.startsWith('[') && trimmed.endsWith(']') ? trimmed.slice(1, -1) : trimmed;
+			return inner
+				.split(',')
+				.map(item => item.trim().replace(/^(["'])(.*)\1$/, '$2'))
+				.filter(Boolean);
+		}
+		case 'confirm':
+			if (/^\s*(y|yes|true)\s*$/i.test(value)) return true;
+			if (/^\s*(n|no|false)\s*$/i.test(value)) return false;
+			return value;
+		case 'select':
+			return value.trim();
+		default:
+			return value;
 	}
-	if (question.kind === 'confirm' && typeof value === 'string') {
-		if (/^(y|yes|true)$/i.test(value)) return true;
-		if (/^(n|no|false)$/i.test(value)) return false;
-	}
-	return value;
 }
 
 /** Type and validation check for one answer; returns the problem or undefined. */
@@ -604,6 +666,11 @@ export function checkAnswer(question: Question, value: AnswerValue, answers: Sta
 			if (choices && !choices.includes(value)) return `"${value}" is not one of ${choices.join(', ')}`;
 			break;
 		case 'text':
+			if (typeof value !== 'string') return `expected text, got ${JSON.stringify(value)}`;
+			// A newline or another control character in a path or a name is never meant.
+			// eslint-disable-next-line no-control-regex
+			if (/[\u0000-\u001f\u007f]/.test(value)) return `${JSON.stringify(value)} contains a control character (a newline?); give it on one line`;
+			break;
 		case 'password':
 			if (typeof value !== 'string') return `expected text, got ${JSON.stringify(value)}`;
 			break;

@@ -18,9 +18,23 @@ export class RunDir implements RunRecord {
 	constructor(
 		private readonly host: Host,
 		now: Date,
+		suffix = '',
 	) {
-		this.id = now.toISOString().replaceAll(':', '').replace(/\.\d+Z$/, 'Z');
+		this.id = now.toISOString().replaceAll(':', '').replace(/\.\d+Z$/, 'Z') + suffix;
 		this.dir = `${RUNS_DIR}/${this.id}`;
+	}
+
+	/**
+	 * A run directory no other run uses: the time to the second, and "-2", "-3"... when a
+	 * run of the same second exists. Claimed by creating its journal exclusively (O_EXCL), so
+	 * two runs never share one (and never overwrite each other's backups).
+	 */
+	static async create(host: Host, now: Date): Promise<RunDir> {
+		for (let n = 1; n < 1000; n++) {
+			const runDir = new RunDir(host, now, n === 1 ? '' : `-${n}`);
+			if (await host.createExclusive(runDir.journalPath, '', 0o600)) return runDir;
+		}
+		throw new Error(`could not create a run directory in ${RUNS_DIR}: 999 runs started in the same second`);
 	}
 
 	get journalPath(): string {
@@ -73,11 +87,40 @@ export async function checkLock(host: Host, pid: number): Promise<void> {
 	}
 }
 
-/** One run at a time: an O_EXCL lock file holding the pid; a dead pid's lock is taken over. */
+/** The directories above `nodePath` that do not exist yet, deepest first. */
+export async function missingDirectories(host: Host, nodePath: string): Promise<string[]> {
+	const missing: string[] = [];
+	for (let dir = nodePath.replace(/\/[^/]*$/, '') || '/'; dir !== '/'; dir = dir.replace(/\/[^/]*$/, '') || '/') {
+		if ((await host.stat(dir)) !== undefined) break;
+		missing.push(dir);
+	}
+	return missing;
+}
+
+/** Remove directories a run created, deepest first, each only while it is empty. */
+export async function removeCreatedDirectories(host: Host, directories: readonly string[]): Promise<void> {
+	for (const dir of directories) {
+		const entries = await host.listDir(dir);
+		if (entries === undefined) continue;
+		if (entries.length > 0) return; // something else lives there now: keep it and its parents
+		await host.remove(dir);
+	}
+}
+
+/**
+ * One run at a time: an O_EXCL lock file holding the pid; a dead pid's lock is taken over.
+ * Taken before the node is read, so a second run plans only after the first has finished.
+ * Releasing it removes the directories taking it created (a run that changed nothing
+ * leaves the node byte for byte as it was).
+ */
 export async function acquireLock(host: Host, pid: number): Promise<() => Promise<void>> {
+	const created = await missingDirectories(host, LOCK_PATH);
 	for (let attempt = 0; attempt < 2; attempt++) {
 		if (await host.createExclusive(LOCK_PATH, `${pid}\n`, 0o600)) {
-			return async () => host.remove(LOCK_PATH);
+			return async () => {
+				await host.remove(LOCK_PATH);
+				await removeCreatedDirectories(host, created);
+			};
 		}
 		const holder = Number.parseInt((await host.readText(LOCK_PATH)) ?? '', 10);
 		if (Number.isInteger(holder) && holder > 0 && host.processAlive(holder)) {
