@@ -9,6 +9,7 @@ import type {ReadHost} from '../host/types.js';
 import {APISERVER_CONTAINER, ENCRYPTION_FLAG, ETCD_CONTAINER, MANIFESTS_DIR} from '../kube/defaults.js';
 import {defaultConfigPath, parseEncryptionConfig} from '../kube/encryption-config.js';
 import {containerPathFor, hostPathFor, inspectManifest, ManifestError, stripUndefined} from '../kube/manifest.js';
+import {MAX_YAML_BYTES} from '../kube/yaml-edit.js';
 import type {EncryptionFacts, Facts, ManifestFacts, PkiFacts} from '../stages/facts.js';
 import {discoverEtcdCerts} from './etcd.js';
 
@@ -116,12 +117,23 @@ type ReadOutcome = {missing: true} | {missing: false; text: string; problem?: un
 /** Read a file; permission and type problems become a message naming the file and the fix. */
 async function readTextOrProblem(host: ReadHost, path: string): Promise<ReadOutcome> {
 	try {
+		// Checked before reading: a 50 MB "manifest" is never read, parsed or diffed.
+		const stat = await host.stat(path);
+		if (stat?.isFile && stat.size > MAX_YAML_BYTES) {
+			return {
+				missing: false,
+				problem: `${path}: is ${stat.size} bytes; a real one is under 10 KB and etcd-harden reads at most ${MAX_YAML_BYTES / 1024} KiB. Fix: restore the file from a backup.`,
+			};
+		}
 		const text = await host.readText(path);
 		return text === undefined ? {missing: true} : {missing: false, text};
 	} catch (error) {
 		const code = (error as NodeJS.ErrnoException).code;
 		if (code === 'EACCES' || code === 'EPERM') {
 			return {missing: false, problem: `${path}: cannot be read (permission denied). Fix: run etcd-harden as root, or pass --root for a copied tree.`};
+		}
+		if (code === 'ELOOP') {
+			return {missing: false, problem: `${path}: a symbolic link loop. Fix: point the link at the real file.`};
 		}
 		if (code === 'EISDIR') {
 			return {missing: false, problem: `${path}: is a directory, expected a file. Fix: move the directory away or point the flag at the file.`};

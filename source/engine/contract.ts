@@ -43,6 +43,13 @@ export type WriteFileChange = {
 	summary: string;
 	/** Substrings (key material) replaced by <redacted> in every preview, log and journal. */
 	secrets?: string[];
+	/**
+	 * What must be at `path` for the write to go ahead, checked when previewing (bad input:
+	 * nothing changed) and again right before writing: `before` is the text the plan was made
+	 * from, null when the file must not exist (a file already holding `content` passes too).
+	 * `refusal` is the one-line message (naming the path and the fix) when it does not hold.
+	 */
+	guard?: {before: string | null; refusal: string};
 };
 
 export type RunChange = {

@@ -1,7 +1,7 @@
 import {randomBytes as cryptoRandomBytes} from 'node:crypto';
 import type {Host} from '../host/types.js';
 import {RecordingHost} from '../host/recording.js';
-import {previewChanges, redact} from './preview.js';
+import {checkWriteTarget, previewChanges, redact} from './preview.js';
 import {acquireLock, findInterruptedRun, missingDirectories, removeCreatedDirectories, RunDir} from './run-dir.js';
 import {describeError, traceOf} from './errors.js';
 import {sweepTempFiles} from './temp-files.js';
@@ -538,6 +538,7 @@ class EngineImpl<Facts> implements Engine {
 		const {host} = this.options;
 		switch (change.kind) {
 			case 'write-file': {
+				await checkWriteTarget(change, host); // the file is still the one the plan was made from
 				const before = await host.readFile(change.path);
 				const beforeStat = await host.stat(change.path);
 				if (before !== undefined && beforeStat) {

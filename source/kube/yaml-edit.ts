@@ -7,27 +7,81 @@
  * and after the edit, with the printer options that best reproduce the original), diffs
  * the two printouts by line, and applies only the changed lines to the original text.
  */
+import {diffArrays} from 'diff';
 import {LineCounter, parseDocument, type Document, type ToStringOptions} from 'yaml';
 
 export type YamlProblem = {message: string; line?: number};
 
-/** Parse one YAML document; the first error (with its line) or the document. */
+/**
+ * Largest manifest or config etcd-harden parses and patches. A real static pod manifest or
+ * EncryptionConfiguration is under 10 KB; anything near this is not one.
+ */
+export const MAX_YAML_BYTES = 256 * 1024;
+
+/** Aliases a document may expand to before it counts as an alias bomb. */
+const MAX_ALIAS_COUNT = 100;
+
+/**
+ * What went wrong, in our own words by the parser's error code: the parser's messages can
+ * quote the source (an alias name, a tag), which may be key material.
+ */
+const problemText: Record<string, string> = {
+	ALIAS_PROPS: 'an alias with an anchor or a tag',
+	BAD_ALIAS: 'an invalid alias',
+	BAD_COLLECTION_TYPE: 'a collection of the wrong type',
+	BAD_DIRECTIVE: 'an invalid directive',
+	BAD_DQ_ESCAPE: 'an invalid escape in a double-quoted string',
+	BAD_INDENT: 'bad indentation',
+	BAD_PROP_ORDER: 'an anchor or tag in the wrong place',
+	BAD_SCALAR_START: 'a value that cannot start with this character',
+	BLOCK_AS_IMPLICIT_KEY: 'a nested mapping in a compact mapping',
+	BLOCK_IN_FLOW: 'a block value inside a flow collection',
+	DUPLICATE_KEY: 'a key that appears twice in one mapping',
+	IMPOSSIBLE: 'a syntax error',
+	KEY_OVER_1024_CHARS: 'a key longer than 1024 characters',
+	MISSING_CHAR: 'a missing closing quote or bracket',
+	MULTILINE_IMPLICIT_KEY: 'a key spread over several lines',
+	MULTIPLE_ANCHORS: 'a node with two anchors',
+	MULTIPLE_DOCS: 'several documents (---) where one is expected',
+	MULTIPLE_TAGS: 'a node with two tags',
+	NON_STRING_KEY: 'a key that is not text',
+	TAB_AS_INDENT: 'a tab used for indentation',
+	TAG_RESOLVE_FAILED: 'a value that does not match its tag',
+	UNEXPECTED_TOKEN: 'an unexpected token',
+	BAD_STRING: 'an invalid string',
+};
+
+/**
+ * Parse one YAML document; the first problem (with its line) or the document. Problems are
+ * described without quoting the source. Aliases are resolved once here, bounded, so an
+ * alias bomb or an alias to a missing anchor is a problem like a syntax error.
+ */
 export function parseYaml(text: string): {doc: Document.Parsed; problem?: undefined} | {doc?: undefined; problem: YamlProblem} {
+	if (text.length > MAX_YAML_BYTES) {
+		return {problem: {message: `${text.length} bytes, more than the ${MAX_YAML_BYTES / 1024} KiB etcd-harden parses (a real one is under 10 KB)`}};
+	}
 	const lineCounter = new LineCounter();
 	// prettyErrors off: its messages quote source lines, which may hold key material.
 	const doc = parseDocument(text, {prettyErrors: false, uniqueKeys: true, lineCounter});
 	const error = doc.errors[0];
 	if (error) {
 		const line = lineCounter.linePos(error.pos[0]).line;
-		return {problem: {message: firstLine(error.message), line}};
+		return {problem: {message: problemText[error.code] ?? `a syntax error (${error.code})`, line}};
+	}
+	try {
+		doc.toJS({maxAliasCount: MAX_ALIAS_COUNT});
+	} catch (caught) {
+		const message = caught instanceof Error ? caught.message : '';
+		if (/excessive alias count/i.test(message)) {
+			return {problem: {message: 'aliases that expand beyond any real file (an alias bomb); write the values out'}};
+		}
+		if (/unresolved alias/i.test(message)) {
+			return {problem: {message: 'an alias (*name) to an anchor that does not exist; a stray "*" before a value?'}};
+		}
+		return {problem: {message: 'a value that cannot be read'}};
 	}
 	return {doc};
 }
-
-function firstLine(message: string): string {
-	return message.split('\n')[0]!.trim();
-}
-
 const candidateOptions: ToStringOptions[] = [
 	{indent: 2, indentSeq: false, lineWidth: 0},
 	{indent: 2, indentSeq: true, lineWidth: 0},
@@ -79,28 +133,26 @@ function sameLines(a: string[], b: string[]): number {
 
 type Op = {kind: 'keep'; j: number; k: number} | {kind: 'del'; j: number} | {kind: 'ins'; k: number};
 
-/** Longest-common-subsequence alignment of two line lists, as [i, j] pairs in order. */
-function lcsPairs(a: readonly string[], b: readonly string[]): Array<[number, number]> {
-	const n = a.length;
-	const m = b.length;
-	// Manifests and configs are a few hundred lines at most.
-	const table: Uint32Array[] = [];
-	for (let i = 0; i <= n; i++) table.push(new Uint32Array(m + 1));
-	for (let i = n - 1; i >= 0; i--) {
-		for (let j = m - 1; j >= 0; j--) {
-			table[i]![j] = a[i] === b[j] ? table[i + 1]![j + 1]! + 1 : Math.max(table[i + 1]![j]!, table[i]![j + 1]!);
-		}
-	}
+/**
+ * Edits beyond which two printouts count as unrelated. Myers' algorithm takes time
+ * O((N + M) * D) for D edits: near linear for the few lines an edit or the printer changes,
+ * and bounded here, so a hostile file never makes it quadratic.
+ */
+const MAX_EDIT_LENGTH = 2_000;
+
+/** Common lines of two line lists in order, as [i, j] pairs (Myers' diff, jsdiff). */
+function commonPairs(a: readonly string[], b: readonly string[]): Array<[number, number]> {
 	const pairs: Array<[number, number]> = [];
+	const changes = diffArrays(a as string[], b as string[], {maxEditLength: MAX_EDIT_LENGTH});
+	// Too different to align: no common lines (the whole text becomes one block).
+	if (changes === undefined) return pairs;
 	let i = 0;
 	let j = 0;
-	while (i < n && j < m) {
-		if (a[i] === b[j]) {
-			pairs.push([i, j]);
-			i++;
-			j++;
-		} else if (table[i + 1]![j]! >= table[i]![j + 1]!) i++;
-		else j++;
+	for (const change of changes) {
+		const count = change.count ?? change.value.length;
+		if (change.added) j += count;
+		else if (change.removed) i += count;
+		else for (let n = 0; n < count; n++) pairs.push([i++, j++]);
 	}
 	return pairs;
 }
@@ -117,7 +169,7 @@ function mergeLines(original: string[], before: string[], after: string[]): stri
 	{
 		let j = 0;
 		let k = 0;
-		for (const [pj, pk] of [...lcsPairs(before, after), [before.length, after.length] as [number, number]]) {
+		for (const [pj, pk] of [...commonPairs(before, after), [before.length, after.length] as [number, number]]) {
 			while (j < pj) ops.push({kind: 'del', j: j++});
 			while (k < pk) ops.push({kind: 'ins', k: k++});
 			if (pj < before.length) ops.push({kind: 'keep', j: j++, k: k++});
@@ -130,7 +182,7 @@ function mergeLines(original: string[], before: string[], after: string[]): stri
 	{
 		let i = 0;
 		let j = 0;
-		for (const [pi, pj] of [...lcsPairs(original, before), [original.length, before.length] as [number, number]]) {
+		for (const [pi, pj] of [...commonPairs(original, before), [original.length, before.length] as [number, number]]) {
 			if (pi > i || pj > j) blocks.push({origStart: i, origEnd: pi, beforeStart: j, beforeEnd: pj});
 			if (pi < original.length) blocks.push({origStart: pi, origEnd: pi + 1, beforeStart: pj, beforeEnd: pj + 1});
 			i = pi + 1;

@@ -136,6 +136,8 @@ function resourcesProblem(resources: string[], facts: Facts): string | undefined
 }
 
 function pathProblem(path: string): string | undefined {
+	// eslint-disable-next-line no-control-regex
+	if (/[\u0000-\u001f\u007f]/.test(path)) return `${JSON.stringify(path)} contains a control character (a newline?); give the path on one line.`;
 	if (!path.startsWith('/')) return `${JSON.stringify(path)} is not an absolute path; use for example ${defaultConfigPath}.`;
 	if (path.endsWith('/')) return `${JSON.stringify(path)} names a directory; give a file name such as ${defaultConfigPath}.`;
 	if (posix.normalize(path) !== path) return `${JSON.stringify(path)} is not a normalised path; write it as ${posix.normalize(path)}.`;
@@ -379,9 +381,32 @@ function plan(facts: Facts, answers: StageAnswers, context: {randomBytes(size: n
 	// The recovery copy is written first: the key exists off the config before anything uses it.
 	const recovery = result.added ? recoveryChange(answers, result.text, result.added.name) : undefined;
 	return {
-		changes: [...(recovery ? [recovery] : []), {kind: 'write-file', path: choice.path, content: result.text, mode: configMode, summary, secrets}],
+		changes: [
+			...(recovery ? [recovery] : []),
+			{kind: 'write-file', path: choice.path, content: result.text, mode: configMode, summary, secrets, guard: configGuard(facts, choice.path)},
+		],
 		notes,
 		warnings,
+	};
+}
+
+/**
+ * What the config path may hold: the config this plan merges (its exact text), or nothing.
+ * A certificate, a kubeconfig, or a second EncryptionConfiguration the apiserver does not
+ * use (whose keys a write would drop) is refused, naming it.
+ */
+function configGuard(facts: Facts, path: string): {before: string | null; refusal: string} {
+	const enc = facts.encryption;
+	if (enc.path === path && enc.exists && enc.text !== undefined) {
+		return {before: enc.text, refusal: `${path} changed while etcd-harden was planning (another run or an editor?): nothing was written. Run etcd-harden again.`};
+	}
+	const used = enc.flagPath ? `kube-apiserver reads ${enc.path}` : 'kube-apiserver has no encryption config yet';
+	return {
+		before: null,
+		refusal:
+			`${path} already exists and is not the encryption config etcd-harden is merging (${used}): it is never overwritten, ` +
+			'whether it is a certificate, a kubeconfig or another EncryptionConfiguration whose keys would be lost. ' +
+			`Fix: choose a new file with --set ${encryptionConfigStageId}.path=/etc/kubernetes/enc/NAME.yaml, or move ${path} away.`,
 	};
 }
 
