@@ -75,6 +75,14 @@ async function readEncryption(host: ReadHost, apiserver: ManifestFacts, override
 	const podPath = flagPath ?? path;
 	const mountedInPod = containerPathFor(apiserver, path) === podPath;
 	const base: EncryptionFacts = stripUndefined({flagPath, path, exists: false, errors: [], mountedInPod});
+	if (!path.startsWith('/')) {
+		// kube-apiserver would resolve it against its working directory, which a manifest does not show.
+		return {
+			...base,
+			exists: true,
+			errors: [`${apiserver.path}: --${ENCRYPTION_FLAG}=${flagPath ?? path} is a relative path, so etcd-harden cannot tell which file kube-apiserver reads. Fix: write the absolute path of the config in the flag.`],
+		};
+	}
 
 	const read = await readTextOrProblem(host, path);
 	if (read.missing) return base;

@@ -1,5 +1,5 @@
 import {spawn} from 'node:child_process';
-import {constants as fsConstants, createReadStream} from 'node:fs';
+import {constants as fsConstants, createReadStream, lstatSync, readlinkSync} from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as https from 'node:https';
 import * as http from 'node:http';
@@ -28,10 +28,42 @@ export class RealHost implements Host {
 		this.root = path.resolve(root);
 	}
 
+	/**
+	 * The machine path of a node path, resolved as a chroot into the root would: every
+	 * symbolic link on the way is followed *inside* the root (an absolute target starts again
+	 * at the root, ".." stops at it), so no read or write ever leaves --root. A link at the end
+	 * is followed too, so an atomic write replaces the file a link points at and the link
+	 * stays a link (a symlinked manifest is never turned into a regular file).
+	 */
 	resolve(nodePath: string): string {
-		if (!path.isAbsolute(nodePath)) throw new Error(`internal: node path must be absolute: ${nodePath}`);
-		const normal = path.posix.normalize(nodePath);
-		return this.root === '/' ? normal : path.join(this.root, normal);
+		if (!path.posix.isAbsolute(nodePath)) {
+			throw Object.assign(new Error(`${nodePath}: not an absolute path`), {code: 'EINVAL_PATH'});
+		}
+		const pending = nodePath.split('/').filter(part => part !== '' && part !== '.');
+		let resolved: string[] = [];
+		let links = 0;
+		while (pending.length > 0) {
+			const part = pending.shift()!;
+			if (part === '..') {
+				resolved.pop();
+				continue;
+			}
+			const candidate = path.join(this.root, ...resolved, part);
+			let target: string | undefined;
+			try {
+				if (lstatSync(candidate).isSymbolicLink()) target = readlinkSync(candidate);
+			} catch {
+				// Missing (or unreadable): the rest is taken literally; the operation reports it.
+			}
+			if (target === undefined) {
+				resolved.push(part);
+				continue;
+			}
+			if (++links > 40) throw Object.assign(new Error(`${nodePath}: too many levels of symbolic links`), {code: 'ELOOP', path: candidate});
+			if (target.startsWith('/')) resolved = [];
+			pending.unshift(...target.split('/').filter(item => item !== '' && item !== '.'));
+		}
+		return path.join(this.root, ...resolved);
 	}
 
 	async readFile(nodePath: string): Promise<Buffer | undefined> {

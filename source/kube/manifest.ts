@@ -4,6 +4,7 @@
  * as they were. Pure: text in, text out.
  */
 import {isMap, isScalar, isSeq, type Document, type YAMLMap, type YAMLSeq} from 'yaml';
+import {InputError} from '../engine/contract.js';
 import type {ManifestFacts, Volume, VolumeMount} from './types.js';
 import {editYaml, parseYaml} from './yaml-edit.js';
 
@@ -30,7 +31,7 @@ export type ManifestPatch = {
 };
 
 /** A manifest that cannot be used; the message names the file, the problem and the fix. */
-export class ManifestError extends Error {
+export class ManifestError extends InputError {
 	override name = 'ManifestError';
 }
 
@@ -102,26 +103,54 @@ export function inspectManifest(text: string, path: string, containerName: strin
  */
 export function patchManifest(text: string, path: string, containerName: string, patch: ManifestPatch): string {
 	locate(text, path, containerName); // validate first, with a good message
-	return editYaml(text, doc => {
-		const {container} = locateIn(doc, path, containerName);
-		for (const [name, value] of Object.entries(patch.flags ?? {})) setFlag(doc, container, name, value);
-		for (const mount of patch.mounts ?? []) ensureHostPathMount(doc, container, mount);
-		for (const [key, value] of Object.entries(patch.annotations ?? {})) setAnnotation(doc, key, value);
-	});
+	try {
+		return editYaml(text, doc => {
+			const {container} = locateIn(doc, path, containerName);
+			for (const [name, value] of Object.entries(patch.flags ?? {})) setFlag(doc, container, name, value);
+			for (const mount of patch.mounts ?? []) ensureHostPathMount(doc, container, mount);
+			for (const [key, value] of Object.entries(patch.annotations ?? {})) setAnnotation(doc, key, value);
+		});
+	} catch (error) {
+		if (error instanceof ManifestError && !error.message.startsWith(`${path}:`)) throw new ManifestError(`${path}: ${error.message}`);
+		throw error;
+	}
 }
 
-/** `--name=value` pairs (last occurrence wins); a bare `--name` maps to "true". */
+/**
+ * The flags of a command line as kube-apiserver (pflag) and etcd (Go's flag package) read
+ * them: `--name=value`, `--name value` (the next item, when it does not start with "-"),
+ * `-name=value` and `-name value`, a bare `--name` as "true"; the last occurrence wins.
+ * Parsing stops at `--`.
+ */
 export function parseFlags(command: readonly string[]): Record<string, string> {
 	const flags: Record<string, string> = {};
-	for (const arg of command) {
-		if (!arg.startsWith('--')) continue;
-		const eq = arg.indexOf('=');
-		if (eq === -1) flags[arg.slice(2)] = 'true';
-		else flags[arg.slice(2, eq)] = arg.slice(eq + 1);
-	}
+	for (const flag of flagOccurrences(command)) flags[flag.name] = flag.value;
 	return flags;
 }
 
+type FlagOccurrence = {name: string; value: string; index: number; valueIndex?: number};
+
+/** Every flag on a command line, in order; `valueIndex` when the value is the next item. */
+function flagOccurrences(command: readonly string[]): FlagOccurrence[] {
+	const found: FlagOccurrence[] = [];
+	for (let index = 0; index < command.length; index++) {
+		const arg = command[index]!;
+		if (arg === '--') break;
+		const match = /^--?([A-Za-z0-9][\w.-]*)(=(.*))?$/s.exec(arg);
+		if (!match) continue;
+		const name = match[1]!;
+		if (match[2] !== undefined) {
+			found.push({name, value: match[3]!, index});
+			continue;
+		}
+		const next = command[index + 1];
+		if (next !== undefined && !next.startsWith('-')) {
+			found.push({name, value: next, index, valueIndex: index + 1});
+			index++;
+		} else found.push({name, value: 'true', index});
+	}
+	return found;
+}
 /**
  * The version in an image reference's tag, without a leading "v":
  * `host:5000/kube-apiserver:v1.28.2` -> "1.28.2", `etcd:3.5.9-0` -> "3.5.9-0".
@@ -220,26 +249,70 @@ function locateIn<D extends Document>(doc: D, path: string, containerName: strin
 		throw new ManifestError(`${path}: spec.containers is missing or not a list. ${restoreHint(containerName)}`);
 	}
 	for (const item of containers.items) {
-		if (isMap(item) && item.get('name') === containerName) return {doc, container: item};
+		if (isMap(item) && item.get('name') === containerName) {
+			checkCommandShape(item, path, containerName);
+			return {doc, container: item};
+		}
 	}
 	throw new ManifestError(`${path}: no container named ${containerName} in spec.containers. ${restoreHint(containerName)}`);
 }
 
-/** Set `--name=value` in the container's command/args: replace in place, else append. */
-export function setFlag(doc: Document, container: YAMLMap, name: string, value: string): void {
-	const rendered = `--${name}=${value}`;
-	const lists: YAMLSeq[] = [];
+const shells = /^(\/usr)?(\/bin\/)?(sh|bash|dash|ash|zsh|busybox)$/;
+
+/**
+ * Refuse a command line etcd-harden cannot read and patch like the component does: command
+ * or args that are not lists of text (a command written as one string is not split by the
+ * kubelet, and a patch could only replace it), a shell running a script (`sh -c "..."`),
+ * or no command at all (the image's entrypoint, which etcd-harden cannot see).
+ */
+function checkCommandShape(container: YAMLMap, path: string, containerName: string): void {
+	const fix = `Write ${containerName}'s command as a list, one flag per item, as kubeadm does. ${restoreHint(containerName)}`;
+	let lists = 0;
 	for (const key of ['command', 'args']) {
 		const node: unknown = container.get(key, true);
-		if (isSeq(node)) lists.push(node);
+		if (node === undefined || node === null || (isScalar(node) && node.value === null)) continue;
+		if (!isSeq(node)) throw new ManifestError(`${path}: ${containerName}'s ${key} is ${isScalar(node) ? 'one string' : 'not a list'}, so its flags cannot be read or patched safely. ${fix}`);
+		for (const item of node.items) {
+			if (!isScalar(item) || item.value === null || typeof item.value === 'object') {
+				throw new ManifestError(`${path}: ${containerName}'s ${key} holds an item that is not text. ${fix}`);
+			}
+		}
+		lists++;
 	}
+	if (lists === 0) throw new ManifestError(`${path}: ${containerName} has neither command nor args, so etcd-harden cannot see how it starts. ${fix}`);
+	const command = container.get('command', true);
+	const first = isSeq(command) && isScalar(command.items[0]) ? String(command.items[0].value) : undefined;
+	const items = [...(isSeq(command) ? command.items : []), ...((): unknown[] => {
+		const args = container.get('args', true);
+		return isSeq(args) ? args.items : [];
+	})()].map(item => String((item as {value?: unknown}).value));
+	if (first !== undefined && shells.test(first) && items.includes('-c')) {
+		throw new ManifestError(`${path}: ${containerName} starts through a shell (${first} -c), so its flags are inside a script etcd-harden cannot patch safely. ${fix}`);
+	}
+}
+
+/**
+ * Set a flag in the container's command/args. Every occurrence is set, in the form it is
+ * written (`--name=value` in place, or the value item after `--name`); a missing flag is
+ * appended as `--name=value` after the other flags (args when they hold the flags).
+ */
+export function setFlag(doc: Document, container: YAMLMap, name: string, value: string): void {
+	const rendered = `--${name}=${value}`;
 	let found = false;
-	for (const list of lists) {
-		for (const item of list.items) {
-			if (!isScalar(item) || typeof item.value !== 'string') continue;
-			if (item.value === `--${name}` || item.value.startsWith(`--${name}=`)) {
-				if (item.value !== rendered) item.value = rendered;
-				found = true;
+	for (const key of ['command', 'args']) {
+		const list: unknown = container.get(key, true);
+		if (!isSeq(list)) continue;
+		const items = list.items.map(item => (isScalar(item) ? String(item.value) : ''));
+		for (const flag of flagOccurrences(items)) {
+			if (flag.name !== name) continue;
+			found = true;
+			if (flag.valueIndex !== undefined) {
+				const node = list.items[flag.valueIndex];
+				if (isScalar(node) && node.value !== value) node.value = value;
+			} else {
+				const node = list.items[flag.index];
+				const dashes = items[flag.index]!.startsWith('--') ? '--' : '-';
+				if (isScalar(node) && node.value !== `${dashes}${name}=${value}`) node.value = `${dashes}${name}=${value}`;
 			}
 		}
 	}
@@ -247,13 +320,15 @@ export function setFlag(doc: Document, container: YAMLMap, name: string, value: 
 	const args = container.get('args', true);
 	const command = container.get('command', true);
 	const target =
-		isSeq(args) && args.items.some(i => isScalar(i) && String(i.value).startsWith('--'))
+		isSeq(args) && args.items.some(i => isScalar(i) && String(i.value).startsWith('-'))
 			? args
 			: isSeq(command)
 				? command
-				: undefined;
-	if (target) target.add(doc.createNode(rendered));
-	else container.set('command', doc.createNode([rendered]));
+				: isSeq(args)
+					? args
+					: undefined;
+	if (!target) throw new ManifestError(`internal: no command or args list to add --${name} to`);
+	target.add(doc.createNode(rendered));
 }
 
 /**
@@ -277,6 +352,22 @@ export function ensureHostPathMount(doc: Document, container: YAMLMap, mount: Ho
 	const mountSeq = mounts as unknown as YAMLSeq;
 
 	const ours = volumeSeq.items.find(v => isMap(v) && v.get('name') === mount.name) as YAMLMap | undefined;
+	if (ours && ours.items.some(pair => isScalar(pair.key) && !['name', 'hostPath'].includes(String(pair.key.value)))) {
+		throw new ManifestError(`spec.volumes: a volume named ${mount.name} exists and is not a hostPath volume; rename it, or remove it, so etcd-harden can add its own.`);
+	}
+	// Another volume already mounted at the path (an emptyDir, another directory): a second
+	// mount there is rejected by the kubelet, and the first would hide the config.
+	for (const item of mountSeq.items) {
+		if (!isMap(item) || item.get('name') === mount.name) continue;
+		const at = String(item.get('mountPath') ?? '').replace(/\/+$/, '');
+		if (at !== mount.mountPath.replace(/\/+$/, '')) continue;
+		const facts = inspectDoc(doc, container);
+		if (containerPathFor(facts, mount.hostPath) === mount.mountPath) break; // it shows our directory already
+		throw new ManifestError(
+			`volumeMounts: ${mount.mountPath} is already mounted from volume ${String(item.get('name'))}, which is not ${mount.hostPath}; ` +
+				`a second mount at the same path would be rejected. Remove that mount, or choose a config directory that is not ${mount.mountPath}.`,
+		);
+	}
 	if (!ours) {
 		// Already visible through another volume at the same path? Then add nothing: a second
 		// mount at the same mountPath would be rejected by the kubelet.
