@@ -31,6 +31,11 @@ export type RestoreCheckOptions = {
 	identityFile?: string;
 	/** Node path of a file whose first line is the passphrase. */
 	passphraseFile?: string;
+	/**
+	 * Where --identity and --passphrase-file are read: the operator's own files, not the
+	 * tree under --root (default: the host).
+	 */
+	keyHost?: Host;
 	/** Node path of the parent of the private staging directory. */
 	stagingParent: string;
 	/** The etcd server binary (default `etcd` on PATH). */
@@ -97,7 +102,7 @@ export async function restoreCheck(host: Host, options: RestoreCheckOptions): Pr
 	const report = (id?: string): RestoreCheckReport => ({backup: options.backupDir, checks, ok: !checks.some(check => check.status === 'fail'), ...(id ? {id} : {})});
 	const manifest = await readBackupManifest(host, dir, checks);
 	if (!manifest) return report();
-	const keys = await keysFor(host, manifest, options);
+	const keys = await keysFor(options.keyHost ?? host, manifest, options);
 	if (!(await encryptedSnapshotPresent(host, dir, manifest, checks))) return report(manifest.id);
 
 	if (options.signal?.aborted) throw new Error('interrupted');

@@ -158,8 +158,8 @@ function flagError(error: Error): InputError {
 	}
 	const missing = /Option '(-\w, )?(--[\w-]+)[^']*' argument missing/.exec(message);
 	if (missing) return new InputError(`${missing[2]} needs a value. See etcd-harden --help.`);
-	const noValue = /Option '(--[\w-]+)' does not take an argument/.exec(message);
-	if (noValue) return new InputError(`${noValue[1]} is a switch and takes no value: drop "=...". See etcd-harden --help.`);
+	const noValue = /Option '(-\w, )?(--[\w-]+)' does not take an argument/.exec(message);
+	if (noValue) return new InputError(`${noValue[2]} is a switch and takes no value: drop "=...". See etcd-harden --help.`);
 	return new InputError(`${message.replace(/\.$/, '')}. See etcd-harden --help.`);
 }
 

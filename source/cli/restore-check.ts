@@ -58,6 +58,8 @@ async function restoreCheckRun(options: RestoreCheckRequest, io: Io, signal: Abo
 	try {
 		report = await restoreCheck(host, {
 			backupDir,
+			// The operator's key files, never looked up under --root.
+			keyHost: new RealHost('/'),
 			...(flags.identity ? {identityFile: flags.identity} : {}),
 			...(flags.passphraseFile ? {passphraseFile: flags.passphraseFile} : {}),
 			stagingParent,

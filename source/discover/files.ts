@@ -77,10 +77,11 @@ async function readEncryption(host: ReadHost, apiserver: ManifestFacts, override
 	const base: EncryptionFacts = stripUndefined({flagPath, path, exists: false, errors: [], mountedInPod});
 	if (!path.startsWith('/')) {
 		// kube-apiserver would resolve it against its working directory, which a manifest does not show.
+		const problem = flagPath === 'true' ? 'has no value' : `=${flagPath ?? path} is a relative path, so etcd-harden cannot tell which file kube-apiserver reads`;
 		return {
 			...base,
 			exists: true,
-			errors: [`${apiserver.path}: --${ENCRYPTION_FLAG}=${flagPath ?? path} is a relative path, so etcd-harden cannot tell which file kube-apiserver reads. Fix: write the absolute path of the config in the flag.`],
+			errors: [`${apiserver.path}: --${ENCRYPTION_FLAG} ${problem}. Fix: give the flag the absolute path of the config (--${ENCRYPTION_FLAG}=/etc/kubernetes/enc/encryption-config.yaml).`],
 		};
 	}
 

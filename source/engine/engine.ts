@@ -428,6 +428,7 @@ class EngineImpl<Facts> implements Engine {
 				const headline = message.split('\n')[0] ?? message;
 				this.addLog({level: 'error', text: `${stage.title}: ${message}`});
 				this.addLog({level: 'warn', text: `Undoing ${[stage, ...group.map(item => item.stage)].map(s => `"${s.title}"`).join(' and ')}.`});
+				await runDir.journal({stage: stage.id, event: 'error', detail: redact(traceOf(error), this.secretsOfPlan())}).catch(() => undefined);
 				const undoErrors = await this.undoAll(stage, undo, runDir);
 				this.updateStage(index, {phase: 'rolled-back', error: message});
 				await runDir.journal({stage: stage.id, event: 'rolled-back', detail: headline});

@@ -14,6 +14,13 @@ import {decryptFile as ageDecryptFile, encryptFile as ageEncryptFile} from './ag
 import {reclaimCipherBuffers} from './memory.js';
 import type {Arg, DetachedProcess, FileDigest, FileStat, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
 
+/** Node's errors from a file handle (read, write, fsync) carry no path: name the file. */
+function withPath(error: unknown, file: string): unknown {
+	const errno = error as NodeJS.ErrnoException;
+	if (errno && typeof errno === 'object' && typeof errno.code === 'string' && errno.path === undefined) errno.path = file;
+	return error;
+}
+
 function isMissing(error: unknown): boolean {
 	const code = (error as NodeJS.ErrnoException | undefined)?.code;
 	return code === 'ENOENT' || code === 'ENOTDIR';
@@ -67,11 +74,12 @@ export class RealHost implements Host {
 	}
 
 	async readFile(nodePath: string): Promise<Buffer | undefined> {
+		const file = this.resolve(nodePath);
 		try {
-			return await fs.readFile(this.resolve(nodePath));
+			return await fs.readFile(file);
 		} catch (error) {
 			if (isMissing(error)) return undefined;
-			throw error;
+			throw withPath(error, file);
 		}
 	}
 
@@ -127,7 +135,7 @@ export class RealHost implements Host {
 		} catch (error) {
 			await handle?.close().catch(() => undefined);
 			await fs.rm(temporary, {force: true});
-			throw error;
+			throw withPath(error, target);
 		}
 		await syncDirectory(directory);
 	}

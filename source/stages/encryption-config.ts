@@ -332,9 +332,10 @@ function recoveryChange(answers: StageAnswers, content: string, keyName: string)
 }
 
 function plan(facts: Facts, answers: StageAnswers, context: {randomBytes(size: number): Buffer}): StagePlan {
-	const choice = readAnswers(facts, answers);
 	const enc = facts.encryption;
+	// The existing config's problems first: an answer derived from it would only confuse.
 	if (enc.errors.length > 0) throw new InputError(enc.errors.join('\n'));
+	const choice = readAnswers(facts, answers);
 
 	const warnings: string[] = [];
 	const notes: string[] = [];
