@@ -118,7 +118,14 @@ export function editYaml(text: string, edit: (doc: Document.Parsed) => void): st
 	const after = doc.toString(options);
 	if (after === before) return text;
 
-	return mergeLines(splitLines(text), splitLines(before), splitLines(after)).join('\n');
+	const merged = mergeLines(splitLines(text), splitLines(before), splitLines(after)).join('\n');
+	// The line merge keeps untouched lines byte for byte, but a file that mixes indentation
+	// styles can defeat it (an inserted line indented like the printer, not like its
+	// neighbours). Keep the merge only when it reads back as exactly the edited document;
+	// else the printer's whole text, which does (found by test/unit/hostile-fuzz.test.ts).
+	const check = parseDocument(merged, {uniqueKeys: true});
+	if (check.errors.length === 0 && JSON.stringify(check.toJS()) === JSON.stringify(doc.toJS())) return merged;
+	return after;
 }
 
 function splitLines(text: string): string[] {
