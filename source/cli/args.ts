@@ -259,6 +259,17 @@ export function parseCli(argv: string[]): CliOptions {
 		const problem = nodeNameProblem(values['node-name']);
 		if (problem) throw new InputError(`--node-name ${JSON.stringify(values['node-name'])}: ${problem}.`);
 	}
+	// Flags that only one kind of command reads: given elsewhere they would be ignored silently.
+	const belongs: Array<[string, unknown, readonly Command[]]> = [
+		['--bundle', values.bundle, ['rotate']],
+		['--bundle-key', values['bundle-key'], ['rotate', 'disable']],
+		['--node-name', values['node-name'], ['rotate', 'disable', 'status']],
+		['--concurrency', values.concurrency, ['harden', 'demo', 'rotate', 'disable']],
+		['--rate', values.rate, ['harden', 'demo', 'rotate', 'disable']],
+	];
+	for (const [flag, value, owners] of belongs) {
+		if (value !== undefined && !owners.includes(command)) throw new InputError(`${flag} belongs to etcd-harden ${owners.join(', ')}, not ${command}. See etcd-harden --help.`);
+	}
 	if (values.only !== undefined && values.skip !== undefined) throw new InputError('--only and --skip cannot be combined: use one.');
 	const only = stageList('--only', values.only);
 	const skip = stageList('--skip', values.skip);

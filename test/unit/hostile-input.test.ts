@@ -446,6 +446,9 @@ describe('12. every flag is validated in every mode', () => {
 		[['--yes=no'], /--yes is a switch and takes no value/],
 		[['--json=1'], /--json is a switch and takes no value/],
 		[['--root'], /--root needs a value/],
+		[['--bundle', '/tmp/b.age'], /--bundle belongs to etcd-harden rotate, not harden/],
+		[['status', '--concurrency', '4'], /--concurrency belongs to etcd-harden harden, demo, rotate, disable, not status/],
+		[['--node-name', 'cp-1'], /--node-name belongs to etcd-harden rotate, disable, status, not harden/],
 	];
 	for (const [argv, message] of cases) {
 		test(`${JSON.stringify(argv)}`, async () => {
@@ -461,5 +464,4 @@ describe('12. every flag is validated in every mode', () => {
 		const root = await demoCopy();
 		await expectRefused(root, ['--root', root, '--yes', '--only', 'encryption-config', '--concurrency', '0', ...recovery], /--concurrency "0"/);
 	});
-});
 });
