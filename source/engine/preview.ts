@@ -120,6 +120,19 @@ export async function checkWriteTarget(change: WriteFileChange, host: Host): Pro
 	if (!ok) throw new InputError(change.guard.refusal);
 }
 
+/** The node path a symlinked `nodePath` resolves to (inside the root), or undefined. */
+function linkTarget(nodePath: string, host: Host): string | undefined {
+	let resolved: string;
+	try {
+		resolved = host.resolve(nodePath);
+	} catch {
+		return undefined;
+	}
+	const plain = host.root === '/' ? nodePath : `${host.root}${nodePath}`;
+	if (resolved === plain) return undefined;
+	return host.root === '/' ? resolved : resolved.slice(host.root.length) || '/';
+}
+
 function modeText(mode: number): string {
 	return `0${mode.toString(8)}`;
 }
@@ -134,6 +147,8 @@ export async function previewChange(change: Change, host: Host): Promise<Preview
 			const oldText = redactFile(before ?? '', change.secrets);
 			const newText = redactFile(change.content, change.secrets);
 			const header: string[] = [];
+			const linked = linkTarget(change.path, host);
+			if (linked !== undefined) header.push(`${change.path} is a symbolic link: ${linked} is replaced and the link stays`);
 			if (before === undefined) header.push(`new file, mode ${modeText(change.mode)}`);
 			else if (stat && stat.mode !== change.mode) header.push(`mode ${modeText(stat.mode)} -> ${modeText(change.mode)}`);
 			const patch =

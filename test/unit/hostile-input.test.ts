@@ -311,6 +311,9 @@ describe('6. symlinks never lead outside --root; a symlinked file stays a symlin
 		await fs.mkdir(path.join(root, 'srv'));
 		await fs.rename(path.join(root, manifest), path.join(root, 'srv/kube-apiserver.yaml'));
 		await fs.symlink('/srv/kube-apiserver.yaml', path.join(root, manifest));
+		const dry = await run(['--root', root, '--yes', '--dry-run', '--only', 'encryption-config,apiserver-manifest', ...recovery]);
+		// The preview says so.
+		expect(dry.stdout + dry.stderr).toContain('/etc/kubernetes/manifests/kube-apiserver.yaml is a symbolic link: /srv/kube-apiserver.yaml is replaced and the link stays');
 		const result = await run(['--root', root, '--yes', '--only', 'encryption-config,apiserver-manifest', ...recovery]);
 		expect(result.code).toBe(0);
 		expect((await fs.lstat(path.join(root, manifest))).isSymbolicLink()).toBe(true);
