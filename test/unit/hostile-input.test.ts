@@ -10,7 +10,7 @@ import {InputError, RUNS_DIR, type Question} from '../../source/engine/contract.
 import {RunDir} from '../../source/engine/run-dir.js';
 import {redactFile, decodesToKey} from '../../source/engine/preview.js';
 import {RealHost} from '../../source/host/real.js';
-import {decrypt} from '../../source/crypto/age.js';
+import {decrypt, generateIdentity} from '../../source/crypto/age.js';
 import {parseFlags, patchManifest, inspectManifest} from '../../source/kube/manifest.js';
 import {hardenWorkflow} from '../../source/workflow/harden.js';
 import {tasks} from '../../source/workflow/tasks.js';
@@ -462,6 +462,36 @@ describe('12. every flag is validated in every mode', () => {
 			expect(result.stderr.trim().split('\n')).toHaveLength(1);
 		});
 	}
+
+	test("restore-check --identity with --root reads the operator's file, not the path under the root", async () => {
+		const root = await tempDir();
+		const {identity, recipient} = generateIdentity();
+		const keyDir = await tempDir();
+		const keyFile = path.join(keyDir, 'backup.key');
+		await fs.writeFile(keyFile, `${identity}\n`, {mode: 0o600});
+		// The same path under the root holds something else: reading it would fail "not an age identity".
+		await fs.mkdir(path.join(root, keyDir), {recursive: true});
+		await fs.writeFile(path.join(root, keyFile), 'not an identity\n');
+		const backup = '/var/backups/etcd-harden/etcd-backup-20240131T020000Z';
+		await fs.mkdir(path.join(root, backup), {recursive: true});
+		const manifestJson = {
+			format: 'etcd-harden-backup/v1',
+			id: 'etcd-backup-20240131T020000Z',
+			createdAt: '2024-01-31T02:00:00.000Z',
+			encryptedTo: {recipients: [recipient]},
+			snapshot: {file: 'snapshot.db.age', sha256: 'a'.repeat(64), bytes: 10, encryptedSha256: 'b'.repeat(64), encryptedBytes: 200},
+			etcd: {endpoint: 'https://127.0.0.1:2379', revision: 42, hash: 1, totalKey: 50, totalSize: 4096, keys: 40},
+			kubernetes: {version: '1.20.2', etcdPrefix: '/registry', resources: ['secrets']},
+			encryptionConfig: {file: 'encryption-config.yaml.age', path: '/etc/kubernetes/enc/encryption-config.yaml', sha256: 'c'.repeat(64), encryptedSha256: 'd'.repeat(64), keys: []},
+		};
+		await fs.writeFile(path.join(root, backup, 'manifest.json'), JSON.stringify(manifestJson));
+		const result = await run(['restore-check', '--root', root, '--identity', keyFile, backup]);
+		expectNoTrace(result);
+		// The key was read (no usage error); the check goes on to find the snapshot missing.
+		expect(result.stderr + result.stdout).not.toMatch(/--identity .*not an age identity/);
+		expect(result.code).toBe(1);
+		expect(result.stdout).toMatch(/snapshot\.db\.age does not exist/);
+	});
 
 	test('the flags of stages left out are still checked under --root', async () => {
 		const root = await demoCopy();
