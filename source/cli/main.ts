@@ -87,6 +87,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 		io.stdout.write(`${manifest.version}\n`);
 		return exitCodes.ok;
 	}
+	await checkOperatorFiles(options);
 	if (options.command === 'restore-check') return restoreCheckCommand({dryRun: options.dryRun, root: options.root, json: options.json, backup: options.backup}, io);
 
 	const {host, root} = await nodeHost(options, io);
@@ -120,6 +121,37 @@ async function run(argv: string[], io: Io): Promise<number> {
 	const exitCode = await runWithFrontend(engine, {interactive, plain: options.plain}, io);
 	printResult(engine.getState(), options, io, root);
 	return exitCode;
+}
+
+/**
+ * The operator's own files named by flags (never under --root): a directory, or a file that
+ * cannot be read, is bad input naming the flag, before anything else runs. A missing file is
+ * left to the command, which says what it needed it for.
+ */
+async function checkOperatorFiles(options: CliOptions): Promise<void> {
+	const files: Array<[string, string | undefined]> = [
+		['--answers', options.answersFile],
+		['--bundle', options.bundle],
+		['--bundle-key', options.bundleKey],
+		['--passphrase-file', options.backup.passphraseFile],
+		['--identity', options.backup.identity],
+		['--kubeconfig', options.root === undefined ? options.kubeconfig : undefined],
+	];
+	const host = new RealHost('/');
+	for (const [flag, value] of files) {
+		if (value === undefined) continue;
+		const file = path.resolve(value);
+		try {
+			const stat = await host.stat(file);
+			if (stat === undefined) continue;
+			if (stat.isDirectory) throw new InputError(`${flag} ${value}: is a directory. Pass the file itself.`);
+			if (stat.size > 16 * 1024 * 1024) throw new InputError(`${flag} ${value}: ${stat.size} bytes is far larger than such a file. Pass the right file.`);
+			await host.readFile(file);
+		} catch (error) {
+			if (error instanceof InputError) throw error;
+			throw new InputError(`${flag} ${value}: ${describeError(error, () => '').replace(/^: /, '')}. Pass a readable file.`);
+		}
+	}
 }
 
 /** The host the run works on: the node, a --root tree or the demo's copy; recording under --dry-run. */

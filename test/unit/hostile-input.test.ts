@@ -406,6 +406,17 @@ describe('11. no stack trace: unexpected errors are one line naming the file, ex
 		await expectRefused(root, ['--root', root, '--yes', '--answers', dir], /--answers .*: is a directory/);
 	});
 
+	for (const flag of ['--bundle', '--bundle-key', '--passphrase-file', '--identity', '--kubeconfig']) {
+		test(`${flag} naming a directory: exit 2 naming the flag`, async () => {
+			const dir = await tempDir();
+			const command = {'--bundle': ['rotate'], '--bundle-key': ['rotate'], '--passphrase-file': ['backup'], '--identity': ['restore-check'], '--kubeconfig': ['status']}[flag]!;
+			const result = await run([...command, flag, dir]);
+			expect(result.code).toBe(2);
+			expect(result.stderr).toMatch(new RegExp(`${flag} .*: is a directory`));
+			expectNoTrace(result);
+		});
+	}
+
 	test('--answers naming a missing file: exit 2', async () => {
 		const root = await demoCopy();
 		await expectRefused(root, ['--root', root, '--yes', '--answers', '/nonexistent/answers.yaml'], /--answers \/nonexistent\/answers\.yaml: no such file/);
