@@ -235,11 +235,6 @@ class EngineImpl<Facts> implements Engine {
 		return exitCode;
 	}
 
-	/**
-	 * Ask every stage's questions and plan every stage before anything is applied. Planning
-	 * runs against an overlay of the host, so each stage sees what the earlier ones would
-	 * write; bad input anywhere stops the run while the node is still untouched.
-	 */
 	/** What planAll planned, for redaction of the error trace. */
 	private plannedSoFar: Planned<Facts>[] = [];
 
@@ -268,6 +263,11 @@ class EngineImpl<Facts> implements Engine {
 		return found;
 	}
 
+	/**
+	 * Ask every stage's questions and plan every stage before anything is applied. Planning
+	 * runs against an overlay of the host, so each stage sees what the earlier ones would
+	 * write; bad input anywhere stops the run while the node is still untouched.
+	 */
 	private async planAll(): Promise<Planned<Facts>[] | undefined> {
 		const overlay = new RecordingHost(this.options.host);
 		const planned: Planned<Facts>[] = [];
