@@ -76,17 +76,6 @@ export async function findInterruptedRun(host: Host): Promise<{id: string; stage
 	return undefined;
 }
 
-/** Refuse early, without writing anything, when a live run holds the lock. */
-export async function checkLock(host: Host, pid: number): Promise<void> {
-	const holder = Number.parseInt((await host.readText(LOCK_PATH)) ?? '', 10);
-	if (Number.isInteger(holder) && holder > 0 && holder !== pid && host.processAlive(holder)) {
-		throw new InputError(
-			`another etcd-harden run (pid ${holder}) holds ${LOCK_PATH}: wait for it to finish. ` +
-				`If no such run exists, remove ${LOCK_PATH} and try again.`,
-		);
-	}
-}
-
 /** The directories above `nodePath` that do not exist yet, deepest first. */
 export async function missingDirectories(host: Host, nodePath: string): Promise<string[]> {
 	const missing: string[] = [];
