@@ -276,7 +276,9 @@ export function parseCli(argv: string[]): CliOptions {
 	const set: Answers = {};
 	for (const item of values.set ?? []) {
 		const match = /^([\w-]+)\.([\w-]+)=(.*)$/s.exec(item);
-		if (!match) throw new InputError(`--set ${JSON.stringify(item)} is not STAGE.QUESTION=VALUE, e.g. --set encryption-config.provider=secretbox`);
+		// The value is not echoed: it may be a passphrase.
+		const shown = item.includes('=') ? `${item.slice(0, item.indexOf('='))}=…` : item.slice(0, 60);
+		if (!match) throw new InputError(`--set ${JSON.stringify(shown)} is not STAGE.QUESTION=VALUE, e.g. --set encryption-config.provider=secretbox`);
 		const [, stage, question, raw] = match as unknown as [string, string, string, string];
 		// Verbatim: the question's type decides how the text is read (coerceAnswer), so a
 		// passphrase keeps its '#', its quotes and its spaces.

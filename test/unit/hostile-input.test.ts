@@ -460,6 +460,7 @@ describe('12. every flag is validated in every mode', () => {
 		[['--yes=no'], /--yes is a switch and takes no value/],
 		[['--json=1'], /--json is a switch and takes no value/],
 		[['--root'], /--root needs a value/],
+		[['--set', 'encryption-config passphrase=hunter2-hunter2'], /--set "encryption-config passphrase=…" is not STAGE\.QUESTION=VALUE/],
 		[['--bundle', '/tmp/b.age'], /--bundle belongs to etcd-harden rotate, not harden/],
 		[['status', '--concurrency', '4'], /--concurrency belongs to etcd-harden harden, demo, rotate, disable, not status/],
 		[['--node-name', 'cp-1'], /--node-name belongs to etcd-harden rotate, disable, status, not harden/],
