@@ -7,7 +7,7 @@
  * through the host and returns an `ApiConnection` with inline PEM text.
  */
 import * as path from 'node:path';
-import {parse} from 'yaml';
+import {parseYaml} from './yaml-edit.js';
 import type {Host} from '../host/types.js';
 
 /** A credential: inline PEM text, or the node path of a PEM file. */
@@ -87,13 +87,14 @@ function source(
  * `context` overrides current-context.
  */
 export function parseKubeconfig(text: string, file: string, context?: string): Kubeconfig {
-	let document: unknown;
-	try {
-		document = parse(text);
-	} catch (error) {
-		const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
-		throw new KubeconfigError(`${file}: not valid YAML (${message}). Fix the kubeconfig or regenerate it with \`kubeadm init phase kubeconfig admin\`.`);
+	// parseYaml describes problems without quoting the file (a kubeconfig holds client keys)
+	// and bounds aliases.
+	const parsed = parseYaml(text);
+	if (!parsed.doc) {
+		const where = parsed.problem.line ? ` at line ${parsed.problem.line}` : '';
+		throw new KubeconfigError(`${file}: not valid YAML${where} (${parsed.problem.message}). Fix the kubeconfig or regenerate it with \`kubeadm init phase kubeconfig admin\`.`);
 	}
+	const document: unknown = parsed.doc.toJS();
 	const config = record(document);
 	const contextName = context ?? config['current-context'];
 	if (typeof contextName !== 'string' || contextName === '') {

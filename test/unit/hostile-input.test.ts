@@ -12,6 +12,7 @@ import {redactFile, decodesToKey} from '../../source/engine/preview.js';
 import {RealHost} from '../../source/host/real.js';
 import {decrypt, generateIdentity} from '../../source/crypto/age.js';
 import {parseFlags, patchManifest, inspectManifest} from '../../source/kube/manifest.js';
+import {parseKubeconfig} from '../../source/kube/kubeconfig.js';
 import {hardenWorkflow} from '../../source/workflow/harden.js';
 import {tasks} from '../../source/workflow/tasks.js';
 import {
@@ -188,6 +189,17 @@ describe('4. key material is never printed', () => {
 		expect(status.stdout).toMatch(/FAIL\s+config-valid\s+Encryption config is readable and valid/);
 		expect(status.stdout + status.stderr).not.toContain(bare);
 		expectNoTrace(status);
+	});
+
+	test('a malformed kubeconfig: the error names the file and never quotes it (it holds client keys)', () => {
+		const keyData = Buffer.from('-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIDoNotPrintMe\n').toString('base64');
+		const text = `apiVersion: v1\nusers:\n- name: admin\n  user:\n    client-key-data: ${keyData}\n   bad: [indent\n`;
+		expect(() => parseKubeconfig(text, '/etc/kubernetes/admin.conf')).toThrow(/^\/etc\/kubernetes\/admin\.conf: not valid YAML at line \d+/);
+		try {
+			parseKubeconfig(text, '/etc/kubernetes/admin.conf');
+		} catch (error) {
+			expect((error as Error).message).not.toContain(keyData.slice(0, 20));
+		}
 	});
 
 	test('redaction works on the parsed nodes: any form of a secret value, any string that decodes to key bytes', () => {
