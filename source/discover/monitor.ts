@@ -59,7 +59,7 @@ async function readEtcdLog(host: Host, sources: MonitorSources, previous: Monito
 	}
 }
 
-async function readFirewall(host: Host): Promise<MonitorInputs['firewall']> {
+async function readFirewall(host: Host, previous: MonitorState | undefined): Promise<MonitorInputs['firewall']> {
 	const tried: string[] = [];
 	let dropped: number | undefined;
 	let backend: string | undefined;
@@ -86,12 +86,13 @@ async function readFirewall(host: Host): Promise<MonitorInputs['firewall']> {
 		}
 	}
 	const kernel = await host.run(['dmesg'], {readOnly: true, timeoutMs: 15_000}).catch(() => undefined);
-	const bySource = kernel?.exitCode === 0 ? loggedDrops(kernel.stdout, LOG_PREFIX) : [];
+	const logged = kernel?.exitCode === 0 ? loggedDrops(kernel.stdout, LOG_PREFIX, previous?.kernelLogStamp) : undefined;
+	const bySource = logged?.drops ?? [];
 	if (!backend) {
 		return {source: tried.join(', '), problem: `no etcd-harden firewall rules found (chain ${CHAIN} or table ${TABLE_REF}): run etcd-harden --only firewall`};
 	}
 	if (kernel?.exitCode !== 0) note = `${note ? `${note}; ` : ''}dmesg could not be read, so drops are not attributed to sources`;
-	return {source: `${backend}${bySource.length ? ', kernel log (dmesg)' : ''}`, data: {backend, ...(dropped === undefined ? {} : {dropped}), bySource, ...(note ? {note} : {})}};
+	return {source: `${backend}${bySource.length ? ', kernel log (dmesg)' : ''}`, data: {backend, ...(dropped === undefined ? {} : {dropped}), bySource, ...(note ? {note} : {}), ...(logged?.lastStamp === undefined ? {} : {kernelLogStamp: logged.lastStamp})}};
 }
 
 async function readApiserverMetrics(host: Host, kubeconfig: string): Promise<Collected<Sample[]>> {
@@ -154,7 +155,7 @@ function certInputs(facts: Facts): CertInput[] {
 export async function collectMonitorInputs(host: Host, facts: Facts, sources: MonitorSources, previous: MonitorState | undefined): Promise<MonitorInputs> {
 	const [etcdLog, firewall, apiserverMetrics, etcdMetrics] = await Promise.all([
 		readEtcdLog(host, sources, previous),
-		readFirewall(host),
+		readFirewall(host, previous),
 		readApiserverMetrics(host, sources.kubeconfig ?? ADMIN_KUBECONFIG),
 		readEtcdMetrics(host, facts),
 	]);

@@ -19,10 +19,23 @@ export function dropCounter(save: string, chain: string): {packets: number; byte
 
 export type LoggedDrop = {source: string; port?: number; count: number};
 
-/** Kernel log lines with the prefix, counted by source address and destination port. */
-export function loggedDrops(kernelLog: string, prefix: string): LoggedDrop[] {
+/** The `[seconds.micros]` stamp dmesg prints before a kernel log line. */
+function stampOf(line: string): number | undefined {
+	const match = /^\[\s*(\d+\.\d+)\]/.exec(line);
+	return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * Kernel log lines with the prefix, counted by source address and destination port; only
+ * lines stamped after `after` (the last stamp of the previous read), and the last stamp seen.
+ */
+export function loggedDrops(kernelLog: string, prefix: string, after?: number): {drops: LoggedDrop[]; lastStamp?: number} {
 	const counts = new Map<string, LoggedDrop>();
+	let lastStamp: number | undefined;
 	for (const line of kernelLog.split('\n')) {
+		const stamp = stampOf(line);
+		if (stamp !== undefined) lastStamp = stamp;
+		if (after !== undefined && stamp !== undefined && stamp <= after) continue;
 		if (!line.includes(prefix.trim())) continue;
 		const source = /\bSRC=(\S+)/.exec(line)?.[1];
 		if (!source) continue;
@@ -32,5 +45,6 @@ export function loggedDrops(kernelLog: string, prefix: string): LoggedDrop[] {
 		entry.count++;
 		counts.set(key, entry);
 	}
-	return [...counts.values()].sort((a, b) => b.count - a.count || a.source.localeCompare(b.source));
+	const drops = [...counts.values()].sort((a, b) => b.count - a.count || a.source.localeCompare(b.source));
+	return {drops, ...(lastStamp === undefined ? {} : {lastStamp})};
 }

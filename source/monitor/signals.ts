@@ -50,7 +50,7 @@ export type MonitorInputs = {
 	/** Auth events read from etcd's log since the previous run, and where the reading stopped. */
 	etcdLog: Collected<{events: AuthEvent[]; offset: number; size: number; identity: string}>;
 	/** Firewall: the DROP counters per family, and drops by source from the kernel log. */
-	firewall: Collected<{backend: string; dropped?: number; bySource: LoggedDrop[]; note?: string}>;
+	firewall: Collected<{backend: string; dropped?: number; bySource: LoggedDrop[]; note?: string; kernelLogStamp?: number}>;
 	apiserverMetrics: Collected<Sample[]>;
 	etcdMetrics: Collected<Sample[]>;
 	certs: CertInput[];
@@ -60,6 +60,8 @@ export type MonitorInputs = {
 export type MonitorState = {
 	time: string;
 	etcdLog?: {identity: string; offset: number};
+	/** The dmesg stamp of the last kernel log line read (drops are counted once). */
+	kernelLogStamp?: number;
 	/** Cumulative auth events since the state was created, by "kind|client|user". */
 	authTotals: Record<string, number>;
 	/** Counter values at `time`, for rates. */
@@ -282,7 +284,8 @@ export function evaluate(inputs: MonitorInputs, previous: MonitorState | undefin
 		baseline = {rate: ((baseline?.rate ?? 0) * (samples - 1) + reads.total) / samples, samples};
 	}
 	const etcdLog = inputs.etcdLog.data ? {identity: inputs.etcdLog.data.identity, offset: inputs.etcdLog.data.offset} : previous?.etcdLog;
-	const state: MonitorState = {time: inputs.time, ...(etcdLog ? {etcdLog} : {}), authTotals, counters: {...previous?.counters, ...counters}, ...(baseline ? {baseline} : {})};
+	const kernelLogStamp = inputs.firewall.data?.kernelLogStamp ?? previous?.kernelLogStamp;
+	const state: MonitorState = {time: inputs.time, ...(etcdLog ? {etcdLog} : {}), ...(kernelLogStamp === undefined ? {} : {kernelLogStamp}), authTotals, counters: {...previous?.counters, ...counters}, ...(baseline ? {baseline} : {})};
 
 	const report: MonitorReport = {
 		time: inputs.time,

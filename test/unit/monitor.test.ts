@@ -89,7 +89,7 @@ describe('firewall drops', () => {
 			'[  100.3] something else SRC=10.0.0.1',
 			'[  100.4] etcd-harden drop: IN=eth0 OUT= SRC=fd77::3 DST=fd77::1 PROTO=TCP DPT=2380',
 		].join('\n');
-		expect(loggedDrops(kernel, 'etcd-harden drop: ')).toEqual([
+		expect(loggedDrops(kernel, 'etcd-harden drop: ').drops).toEqual([
 			{source: '10.77.0.3', port: 2379, count: 2},
 			{source: 'fd77::3', port: 2380, count: 1},
 		]);
@@ -173,5 +173,16 @@ describe('signals', () => {
 		const broken = evaluate(inputs('2026-11-30T12:00:00.000Z', {apiserverMetrics: {source: 'x', problem: 'refused'}, etcdLog: {source: '/nope', problem: 'missing'}}), undefined).report;
 		expect(broken.signals.filter(signal => signal.status === 'unknown').map(signal => signal.id)).toEqual(['etcd-auth', 'decryption-errors', 'config-reload', 'secret-reads']);
 		expect(broken.alert).toBe(false);
+	});
+});
+
+describe('kernel log stamps', () => {
+	test('drops are counted once: lines up to the previous read\'s last stamp are skipped', () => {
+		const kernel = ['[  100.100000] etcd-harden drop: SRC=10.77.0.3 DPT=2379', '[  200.200000] other', '[  300.300000] etcd-harden drop: SRC=10.77.0.4 DPT=2380'].join('\n');
+		const all = loggedDrops(kernel, 'etcd-harden drop: ');
+		expect(all.drops.map(drop => drop.source)).toEqual(['10.77.0.3', '10.77.0.4']);
+		expect(all.lastStamp).toBe(300.3);
+		expect(loggedDrops(kernel, 'etcd-harden drop: ', 200.2).drops.map(drop => drop.source)).toEqual(['10.77.0.4']);
+		expect(loggedDrops(kernel, 'etcd-harden drop: ', 300.3).drops).toEqual([]);
 	});
 });
