@@ -38,6 +38,8 @@ export type Signal = {
 	advice?: string;
 	/** Supporting lines (clients, users, per-verb rates). */
 	details?: string[];
+	/** The number behind the signal, where it has one (failed decryptions, failed reloads). */
+	count?: number;
 };
 
 export type Collected<T> = {source: string; problem?: string; data?: T};
@@ -152,13 +154,14 @@ function decryptSignal(inputs: MonitorInputs): Signal {
 	if (!hasMetric(samples, DECRYPT) && !hasMetric(samples, DECRYPT_OLD)) {
 		return {id: 'decryption-errors', title, status: 'ok', value: 'no transformation has run since kube-apiserver started (metric not yet exposed)', source: inputs.apiserverMetrics.source};
 	}
-	if (failed === 0) return {id: 'decryption-errors', title, status: 'ok', value: 'every value read from etcd was decrypted', source: inputs.apiserverMetrics.source};
+	if (failed === 0) return {id: 'decryption-errors', title, status: 'ok', value: 'every value read from etcd was decrypted', source: inputs.apiserverMetrics.source, count: 0};
 	return {
 		id: 'decryption-errors',
 		title,
 		status: 'alert',
 		value: `${failed} read${failed === 1 ? '' : 's'} from etcd failed to decrypt (${DECRYPT}, status other than OK)`,
 		source: inputs.apiserverMetrics.source,
+		count: failed,
 		advice: 'A stored value is corrupt or was encrypted with a key this apiserver does not have (a lost key, a config that differs between control planes, or a value written around the apiserver): run etcd-harden status --deep to find which objects, and compare the encryption config on every control plane.',
 		details,
 	};
@@ -172,12 +175,13 @@ function reloadSignal(inputs: MonitorInputs): Signal {
 		return {id: 'config-reload', title, status: 'ok', value: 'not exposed (automatic reload is off, or kube-apiserver is older than 1.26)', source: inputs.apiserverMetrics.source};
 	}
 	const failures = sumOf(samples, RELOAD_FAILURES) + sumOf(samples, RELOADS, {status: 'failure'});
-	if (failures === 0) return {id: 'config-reload', title, status: 'ok', value: 'no failed reload', source: inputs.apiserverMetrics.source};
+	if (failures === 0) return {id: 'config-reload', title, status: 'ok', value: 'no failed reload', source: inputs.apiserverMetrics.source, count: 0};
 	return {
 		id: 'config-reload',
 		title,
 		status: 'alert',
 		value: `${failures} failed reload${failures === 1 ? '' : 's'} of the encryption config`,
+		count: failures,
 		source: inputs.apiserverMetrics.source,
 		advice: 'kube-apiserver keeps the previous config after a failed reload: check the file (etcd-harden status) and its sha256 annotation, and fix it before the apiserver restarts with it.',
 	};

@@ -84,10 +84,8 @@ export function renderTextfile(report: MonitorReport): string {
 }
 
 function signalValue(report: MonitorReport, id: string): Array<{value: number}> {
-	const signal = report.signals.find(candidate => candidate.id === id);
-	if (!signal || signal.status === 'unknown') return [];
-	const number = /^(\d+) /.exec(signal.value);
-	return [{value: signal.status === 'alert' && number ? Number(number[1]) : 0}];
+	const count = report.signals.find(candidate => candidate.id === id)?.count;
+	return count === undefined ? [] : [{value: count}];
 }
 
 /** The rules file (templates/monitoring/etcd-harden.rules.yaml) wrapped as a PrometheusRule object. */
