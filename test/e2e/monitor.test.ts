@@ -256,11 +256,13 @@ async function authorizer(questions: readonly Question[]): Promise<boolean[]> {
 			spec: {user: identity.user, groups: identity.groups, resourceAttributes: {verb, resource: 'secrets', ...(namespace === undefined ? {} : {namespace})}},
 		};
 	});
-	const result = await tb.kubectl(['create', '-f', '-', '-o', 'json'], {input: JSON.stringify({apiVersion: 'v1', kind: 'List', items}), reject: false});
+	// kubectl prints each created review on its own: one line of status.allowed per question, in order.
+	const result = await tb.kubectl(['create', '-f', '-', '-o', 'jsonpath={.status.allowed}{"\\n"}'], {input: JSON.stringify({apiVersion: 'v1', kind: 'List', items}), reject: false});
 	expect(result.exitCode, String(result.stderr)).toBe(0);
-	const list = JSON.parse(String(result.stdout)) as {items: Array<{status?: {allowed?: boolean}}>};
-	expect(list.items).toHaveLength(questions.length);
-	return list.items.map(item => item.status?.allowed === true);
+	const answers = String(result.stdout).trim().split('\n');
+	expect(answers).toHaveLength(questions.length);
+	for (const answer of answers) expect(['true', 'false']).toContain(answer);
+	return answers.map(answer => answer === 'true');
 }
 
 async function canI(verb: string, subject: Subject, namespace: string | undefined): Promise<boolean> {
