@@ -14,7 +14,7 @@ CACHE="${ETCD_HARDEN_CACHE:-/var/cache/etcd-harden}"
 KUBE_VERSION="1.20.2"
 APISERVER_BIN="$CACHE/bin/kube-apiserver-$KUBE_VERSION"
 SRC_LIST=/etc/apt/sources.list.d/etcd-harden-deb-src.sources
-PACKAGES=(etcd-server etcd-client golang-go rsync openssl iptables nftables iproute2 tmux age dpkg-dev util-linux strace)
+PACKAGES=(etcd-server etcd-client golang-go rsync openssl iptables nftables iproute2 tmux age dpkg-dev util-linux strace prometheus)
 
 START=$(date +%s)
 log() { printf '[provision %4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }

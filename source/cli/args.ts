@@ -3,8 +3,9 @@ import {parse as parseYaml} from 'yaml';
 import {REENCRYPT_DEFAULTS} from '../kube/reencrypt.js';
 import {InputError, type AnswerValue, type Answers} from '../engine/contract.js';
 import {parseBackupFlags, type BackupCliOptions} from '../backup/cli-args.js';
+import {parseReportFlags, reportFlagSpecs, type MonitorCliOptions, type StatusCliOptions} from './report-args.js';
 
-export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable', 'root-password'] as const;
+export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable', 'root-password', 'monitor'] as const;
 export type Command = (typeof commands)[number];
 
 export type CliOptions = {
@@ -35,6 +36,9 @@ export type CliOptions = {
 	nodeName?: string;
 	/** backup and restore-check (source/backup/cli.ts). */
 	backup: BackupCliOptions;
+	/** monitor's flags, and status's --format/--rbac-proposal (source/cli/report-args.ts). */
+	monitor: MonitorCliOptions;
+	status: StatusCliOptions;
 };
 
 export const helpText = `etcd-harden: harden etcd and Kubernetes secrets at rest on a kubeadm control-plane node
@@ -59,6 +63,11 @@ Usage
                                    on another control plane: run the config from a rotation bundle
   etcd-harden disable              identity first, rewrite everything in plaintext, then remove
                                    the keys once no encrypted value remains
+  etcd-harden monitor [--once [--json]] [--textfile DIR] [--etcd-log FILE]
+                                   watch for unauthorized access: etcd auth/TLS failures,
+                                   firewall drops by source, values the apiserver cannot decrypt,
+                                   config reload failures, secret read rate, certificate expiry;
+                                   a live dashboard on a terminal (q quits); exit 1 on an alert
   etcd-harden root-password        print etcd's root password (made by the etcd-auth stage and
                                    kept 0600 in /var/lib/etcd-harden); shown only when asked
 
@@ -88,6 +97,17 @@ Flags
   --bundle FILE         rotate: apply a rotation bundle written by another control plane
   --bundle-key FILE     rotate/disable: an age identity file (bundles are encrypted to its
                         recipient) or a file whose first line is a passphrase
+  --format F            status: text (default), json, or kube-bench (kube-bench's JSON schema,
+                        ids numbered by the CIS version for the detected Kubernetes version)
+  --rbac-proposal FILE  status: write a least-privilege ClusterRole/bindings proposal for who
+                        reads Secrets to FILE, for review (never applied)
+  --once                monitor: take one sample, print it (text, or --json) and exit
+  --textfile DIR        monitor: write DIR/etcd-harden.prom for node_exporter's textfile
+                        collector (run it from cron or a timer every minute)
+  --etcd-log FILE       monitor: etcd's log (default: its static pod log under /var/log/pods)
+  --prometheus-rule F   monitor: write the alerting rules as a PrometheusRule object to F
+  --interval SECONDS    monitor: dashboard refresh (default 5)
+  --read-threshold N    monitor: secret reads per second that alert (default 5)
   --node-name NAME      rotate/disable/status: this node's name in kube-system/etcd-harden-status
   --version             print the version
   -h, --help            this help
@@ -231,6 +251,7 @@ export function parseCli(argv: string[]): CliOptions {
 				'node-name': {type: 'string'},
 				help: {type: 'boolean', short: 'h', default: false},
 				version: {type: 'boolean', default: false},
+				...reportFlagSpecs,
 			},
 		});
 	} catch (error) {
@@ -302,6 +323,7 @@ export function parseCli(argv: string[]): CliOptions {
 	return {
 		command,
 		backup,
+		...parseReportFlags(command, values),
 		...(values.bundle === undefined ? {} : {bundle: values.bundle}),
 		...(values['bundle-key'] === undefined ? {} : {bundleKey: values['bundle-key']}),
 		...(values['node-name'] === undefined ? {} : {nodeName: values['node-name']}),

@@ -17,7 +17,7 @@ import {RecordingHost} from '../host/recording.js';
 import type {Host} from '../host/types.js';
 import {ROOT_PASSWORD_FILE} from '../etcd/auth.js';
 import {backupWorkflow} from '../workflow/backup.js';
-import {hardenWorkflow, statusRows} from '../workflow/harden.js';
+import {hardenWorkflow} from '../workflow/harden.js';
 import type {NodeTarget} from '../workflow/node.js';
 import {rotateWorkflow} from '../workflow/rotate.js';
 import {tasks} from '../workflow/tasks.js';
@@ -25,6 +25,8 @@ import type {Workflow} from '../workflow/workflow.js';
 import {checkText, isCi} from '../ui/format.js';
 import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
 import {restoreCheckCommand} from './restore-check.js';
+import {monitorCommand} from './monitor.js';
+import {kubeBenchJson, statusReport} from '../workflow/status.js';
 
 export type Io = {
 	stdin: NodeJS.ReadStream;
@@ -92,6 +94,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 
 	const {host, root} = await nodeHost(options, io);
 	if (options.command === 'root-password') return showRootPassword(host, io);
+	if (options.command === 'monitor') return monitorCommand(host, options, io);
 	const target: NodeTarget = {root, kubeconfig: options.kubeconfig, deep: options.deep, nodeName: options.nodeName};
 	if (options.command === 'status') return status(host, options, target, io);
 
@@ -288,9 +291,13 @@ async function showRootPassword(host: Host, io: Io): Promise<number> {
 }
 
 async function status(host: Host, options: CliOptions, target: NodeTarget, io: Io): Promise<number> {
-	const rows = await statusRows(host, {only: options.only, skip: options.skip}, target);
+	const report = await statusReport(host, {only: options.only, skip: options.skip}, target, {rbacProposal: options.status.rbacProposal && path.resolve(options.status.rbacProposal)});
+	const rows = report.rows;
 	const failed = rows.some(row => row.status === 'fail');
-	if (options.json) {
+	if (report.proposal) io.stderr.write(`wrote a least-privilege RBAC proposal to ${report.proposal} for review (nothing was applied)\n`);
+	if (options.status.format === 'kube-bench') {
+		io.stdout.write(`${JSON.stringify(kubeBenchJson(report), null, 2)}\n`);
+	} else if (options.status.format === 'json') {
 		// For monitoring jobs: PASS/FAIL/WARN, as the CIS benchmark and the text output write them.
 		const json = rows.map(row => ({...row, status: row.status.toUpperCase()}));
 		io.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
