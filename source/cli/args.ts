@@ -72,7 +72,7 @@ Flags
   --only STAGE,...      run only these stages
   --skip STAGE,...      run every stage but these
   --json                results as JSON on stdout (status, and the run summary)
-  --concurrency N       re-encryption writes in flight (default 16)
+  --concurrency N       re-encryption writes in flight (default: adaptive)
   --rate N              re-encryption: at most N objects per second (default: no limit)
   --deep                verify by decrypting every raw etcd value, not a sample
   --kubeconfig FILE     admin kubeconfig (default /etc/kubernetes/admin.conf)
