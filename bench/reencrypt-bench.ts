@@ -14,7 +14,8 @@
 //   - enable-to-verified: the built CLI (`etcd-harden --yes` on encryption-config,
 //     apiserver-manifest, reencrypt) from plaintext to every value verified on the new key;
 //   - the tool at defaults after a key change: rate and peak RSS (flat in N?);
-//   - resume: the tool killed with SIGKILL partway, a rerun continues from its state file and
+//   - resume: the reencrypt task as the stage plans it (objects found by a raw etcd scan when it
+//     starts) killed with SIGKILL partway; a rerun scans again, rewrites only what is left and
 //     finishes; every value on the new key afterwards.
 import {execFileSync} from 'node:child_process';
 import {createHash, randomBytes} from 'node:crypto';
@@ -214,7 +215,7 @@ if (BIG > 0) {
 		label = await restage(tb, ['secrets', 'configmaps']);
 		const killedRun = runId();
 		const pidFile = '/tmp/bench-reencrypt.pid';
-		const params = {url: 'https://127.0.0.1:6443', resources: ['secrets'], fingerprint: 'bench-resume'};
+		const params = {url: 'https://127.0.0.1:6443', resources: ['secrets'], scanConfigPath: ENC_CONFIG, manifestPath: MANIFEST};
 		const victim = tb.exec([process.execPath, '--import', 'tsx', DRIVER, JSON.stringify({op: 'task', task: 'reencrypt', params, runId: killedRun, pidFile})], {cwd: REPO, reject: false, stdin: 'ignore'});
 		// Kill once about 40% is done (its state file is saved every 2 s).
 		const stateFile = `/var/lib/etcd-harden/runs/${new Date(killedRun).toISOString().replaceAll(':', '').replace(/\.\d+Z$/, 'Z')}/reencrypt-state.json`;
@@ -233,9 +234,9 @@ if (BIG > 0) {
 		started = process.hrtime.bigint();
 		const rerun = await driver(tb, {op: 'task', task: 'reencrypt', params, runId: runId()});
 		const rerunSeconds = seconds(started);
-		const resumed = rerun.logs?.some(line => line.text === 'Continuing the re-encryption an earlier run left unfinished.') ?? false;
+		const left = Number(/The etcd scan found (\d+) object/.exec(rerun.logs?.map(line => line.text).join('\n') ?? '')?.[1] ?? NaN);
 		await expectAllOn(tb, label);
-		out(`resume after SIGKILL at ${total} secrets: killed after ${killedSeconds.toFixed(1)} s with ${doneAtKill} saved as done; the rerun ${resumed ? 'continued from the state file' : 'DID NOT RESUME'} and finished in ${rerunSeconds.toFixed(1)} s (peak RSS ${rerun.maxRssMB!.toFixed(1)} MB); every secret on the new key`);
+		out(`resume after SIGKILL at ${total} secrets: killed after ${killedSeconds.toFixed(1)} s with ${doneAtKill} saved as done; the rerun's scan found ${left} left (${left < total ? 'resumed' : 'DID NOT RESUME'}) and finished in ${rerunSeconds.toFixed(1)} s (peak RSS ${rerun.maxRssMB!.toFixed(1)} MB); every secret on the new key`);
 	} finally {
 		await tb.stop();
 	}
