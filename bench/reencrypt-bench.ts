@@ -111,14 +111,15 @@ async function tool(tb: Testbed, extra: Record<string, unknown> = {}): Promise<D
 }
 
 /** A reader GETting secrets one at a time until stopped: its p50/p99 latency. */
-function reader(tb: Testbed, stopFile: string): {stop: () => Promise<{count: number; p50: number; p99: number}>} {
-	const secrets = Array.from({length: 200}, (_, i) => seededSecret(i * 13, NAMESPACES)).map(s => `${s.namespace}/${s.name}`);
+function reader(tb: Testbed, stopFile: string, seeded: number): {stop: () => Promise<{count: number; p50: number; p99: number}>} {
+	const secrets = Array.from({length: 200}, (_, i) => seededSecret((i * 13) % seeded, NAMESPACES)).map(s => `${s.namespace}/${s.name}`);
 	const child = tb.exec([process.execPath, '--import', 'tsx', PROBE, JSON.stringify({op: 'reader', stopFile, secrets})], {cwd: REPO, reject: false, stdin: 'ignore'});
 	return {
 		async stop() {
 			await tb.exec(['touch', stopFile]);
 			const result = await child;
 			await tb.exec(['rm', '-f', stopFile]);
+			if (!String(result.stdout).trim()) throw new Error(`the reader failed: ${String(result.stderr).slice(-1500)}`);
 			return lastJson(result.stdout);
 		},
 	};
@@ -139,11 +140,11 @@ execFileSync('npm', ['run', 'build', '--silent'], {cwd: REPO, stdio: ['ignore', 
 	try {
 		out(`machine: ${os.cpus().length} CPUs, load average at start ${os.loadavg()[0]!.toFixed(1)} (other work on the machine skews every rate)`);
 		let label = await restage(tb);
-		const idleReader = reader(tb, '/tmp/bench-reader-idle');
+		const idleReader = reader(tb, '/tmp/bench-reader-idle', SECRETS);
 		await new Promise(resolve => setTimeout(resolve, 8000));
 		const idle = await idleReader.stop();
 
-		const busyReader = reader(tb, '/tmp/bench-reader-busy');
+		const busyReader = reader(tb, '/tmp/bench-reader-busy', SECRETS);
 		const ours = await tool(tb);
 		const busy = await busyReader.stop();
 		const total = await expectAllOn(tb, label);
