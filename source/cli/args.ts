@@ -82,7 +82,7 @@ Flags
   --only STAGE,...      run only these stages
   --skip STAGE,...      run every stage but these
   --json                results as JSON on stdout (status, and the run summary)
-  --concurrency N       re-encryption writes in flight (default 16)
+  --concurrency N|auto  re-encryption writes in flight (default auto: adaptive; N pins it)
   --rate N              re-encryption: at most N objects per second (default: no limit)
   --deep                verify by decrypting every raw etcd value, not a sample
   --kubeconfig FILE     admin kubeconfig (default /etc/kubernetes/admin.conf)
@@ -307,7 +307,8 @@ export function parseCli(argv: string[]): CliOptions {
 	}
 	// Shorthands for the reencrypt stage's answers, checked here whether or not the stage runs.
 	if (values.concurrency !== undefined) {
-		wholeNumber('--concurrency', values.concurrency, 1, REENCRYPT_DEFAULTS.maxConcurrency, `writes in flight, default ${REENCRYPT_DEFAULTS.concurrency}`);
+		// `auto` (the default) lets the adaptive controller find the server's ceiling; a number pins it.
+		if (values.concurrency.trim() !== 'auto') wholeNumber('--concurrency', values.concurrency, 1, REENCRYPT_DEFAULTS.maxConcurrency, 'writes in flight, or auto (the default: adaptive)');
 		(set['reencrypt'] ??= {})['concurrency'] = values.concurrency.trim();
 	}
 	if (values.rate !== undefined) {

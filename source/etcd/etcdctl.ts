@@ -71,6 +71,8 @@ export type EtcdctlRunOptions = EtcdctlOptions & {
 	timeoutMs?: number;
 	input?: string | Uint8Array;
 	signal?: AbortSignal;
+	/** Keep stdout as bytes (`-w protobuf`). */
+	binaryStdout?: boolean;
 };
 
 /** Run etcdctl through the host. Does not throw on a non-zero exit. */
@@ -87,6 +89,7 @@ export async function runEtcdctl(
 		timeoutMs: options.timeoutMs ?? 60_000,
 		...(options.input === undefined ? {} : {input: options.input}),
 		...(options.signal === undefined ? {} : {signal: options.signal}),
+		...(options.binaryStdout ? {binaryStdout: true} : {}),
 	});
 	return {...result, command: renderArgv(argv)};
 }

@@ -30,6 +30,7 @@ import {EtcdctlError, runEtcdctl} from './etcdctl.js';
 import type {Primary, VerifyReport} from './decrypt.js';
 import {emptyVerifyReport, parseGroupResource, primaryFor, primaryLabel, ruleFor, storedPrefix, verifyInto} from './decrypt.js';
 import {classifyValue, valueLabel} from './format.js';
+import {decodeRangeResponse, ProtobufError, type RangeKeyValue} from './range-pb.js';
 
 export {classifyValue, valueLabel, isKubernetesObject} from './format.js';
 export type {ValueClass, EncryptedProvider} from './format.js';
@@ -165,14 +166,7 @@ export type ResourceScan = {
 
 export type ScanReport = {resources: ResourceScan[]; keysScanned: number; elapsedMs: number};
 
-type RangeResponse = {
-	header?: {revision?: number | string};
-	kvs?: Array<{key: string; value?: string}>;
-	more?: boolean;
-	count?: number | string;
-};
-
-type Page = {revision: number; count: number; more: boolean; kvs: Array<{key: string; value?: string}>; bytes: number};
+type Page = {revision: number; count: number; more: boolean; kvs: RangeKeyValue[]; bytes: number};
 
 function isCompacted(error: unknown): boolean {
 	return error instanceof EtcdctlError && /compacted/i.test(error.stderr);
@@ -202,26 +196,22 @@ async function readPage(
 ): Promise<Page> {
 	const args = ['get', start, end, `--limit=${limit}`];
 	if (revision !== undefined) args.push(`--rev=${revision}`);
-	args.push('-w', 'json');
+	// Protobuf, not JSON: the bytes etcd sent, no base64 both ways (range-pb.ts).
+	args.push('-w', 'protobuf');
 	const result = await runEtcdctl(host, connection, args, {
 		readOnly: true,
+		binaryStdout: true,
 		timeoutMs: options.timeoutMs ?? 120_000,
 		...(options.signal === undefined ? {} : {signal: options.signal}),
 	});
 	if (result.exitCode !== 0 || result.timedOut) throw new EtcdctlError(result.command, result.exitCode, result.stderr, result.timedOut);
-	let response: RangeResponse;
+	const bytes = result.stdoutBytes ?? Buffer.from(result.stdout, 'latin1');
 	try {
-		response = JSON.parse(result.stdout) as RangeResponse;
-	} catch {
-		throw new EtcdctlError(result.command, result.exitCode, `output is not JSON (${result.stdout.length} bytes)`, false);
+		return {...decodeRangeResponse(bytes), bytes: bytes.length};
+	} catch (error) {
+		if (!(error instanceof ProtobufError)) throw error;
+		throw new EtcdctlError(result.command, result.exitCode, `output is not a RangeResponse (${bytes.length} bytes: ${error.message})`, false);
 	}
-	return {
-		revision: Number(response.header?.revision ?? 0),
-		count: Number(response.count ?? 0),
-		more: response.more === true,
-		kvs: response.kvs ?? [],
-		bytes: result.stdout.length,
-	};
 }
 
 type Reservoir = {seen: number; items: Array<{key: string; value: Buffer}>};
@@ -304,11 +294,11 @@ async function* pagesUnder(host: Host, connection: EtcdConnection, prefix: strin
 			pageSize = Math.min(MAX_ADAPTIVE_PAGE, Math.max(MIN_ADAPTIVE_PAGE, Math.floor(pageBytes / perKey)));
 		}
 		let kvs = page.kvs;
-		if (after !== undefined && kvs.length > 0 && Buffer.from(kvs[0]!.key, 'base64').toString('utf8') === after) kvs = kvs.slice(1);
+		if (after !== undefined && kvs.length > 0 && kvs[0]!.key.toString('utf8') === after) kvs = kvs.slice(1);
 		const last = kvs.at(-1);
 		if (page.more) {
 			if (last === undefined) throw new Error(`etcd paging under ${prefix} made no progress after ${JSON.stringify(after)}`);
-			const nextBytes = Buffer.from(last.key, 'base64');
+			const nextBytes = last.key;
 			const next = nextBytes.toString('utf8');
 			if (after !== undefined && Buffer.compare(nextBytes, Buffer.from(after, 'utf8')) <= 0) throw new Error(`etcd paging under ${prefix} went backwards at ${JSON.stringify(next)}`);
 			after = next;
@@ -355,12 +345,12 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 		result.revision = page.revision;
 		result.consistent = page.consistent;
 		for (const kv of page.kvs) {
-			const value = Buffer.from(kv.value ?? '', 'base64');
+			const value = kv.value;
 			result.total++;
 			const kind = classifyValue(value);
 			const label = valueLabel(kind);
 			let key: string | undefined;
-			const keyString = (): string => (key ??= Buffer.from(kv.key, 'base64').toString('utf8'));
+			const keyString = (): string => (key ??= kv.key.toString('utf8'));
 			if (kind.kind === 'plaintext') result.plaintext++;
 			else if (kind.kind === 'unknown') {
 				result.unknown++;
@@ -377,7 +367,7 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 			}
 			if (verification === undefined) continue;
 			if (verify!.deep) verifyInto(verification, config!, resource, {key: keyString(), value}, verify!.maxFailures);
-			else if (kind.kind === 'encrypted') sample(reservoirs, label, samplePerKey, {key: keyString(), value});
+			else if (kind.kind === 'encrypted') sample(reservoirs, label, samplePerKey, keyString, value);
 		}
 		options.onProgress?.({resource, scanned: result.total, total: Math.max(page.count, result.total)});
 	}
@@ -390,15 +380,18 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 	return result;
 }
 
-/** Reservoir sample per stored key, so every key in use is exercised. */
-function sample(reservoirs: Map<string, Reservoir>, label: string, size: number, item: {key: string; value: Buffer}): void {
+/**
+ * Reservoir sample per stored key, so every key in use is exercised. A kept value is copied:
+ * it is a view of its page's whole buffer, which it would otherwise pin.
+ */
+function sample(reservoirs: Map<string, Reservoir>, label: string, size: number, key: () => string, value: Buffer): void {
 	let reservoir = reservoirs.get(label);
 	if (reservoir === undefined) reservoirs.set(label, (reservoir = {seen: 0, items: []}));
 	reservoir.seen++;
-	if (reservoir.items.length < size) reservoir.items.push(item);
+	if (reservoir.items.length < size) reservoir.items.push({key: key(), value: Buffer.from(value)});
 	else {
 		const slot = Math.floor(Math.random() * reservoir.seen);
-		if (slot < size) reservoir.items[slot] = item;
+		if (slot < size) reservoir.items[slot] = {key: key(), value: Buffer.from(value)};
 	}
 }
 

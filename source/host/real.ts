@@ -232,12 +232,16 @@ export class RealHost implements Host {
 			cwd: options.cwd === undefined ? undefined : this.resolve(options.cwd),
 			cancelSignal: options.signal,
 			stripFinalNewline: false,
-			encoding: 'utf8',
+			encoding: options.binaryStdout ? 'buffer' : 'utf8',
 		});
+		const raw = result.stdout as unknown;
+		const bytes = !options.binaryStdout ? undefined : raw instanceof Uint8Array ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength) : Buffer.alloc(0);
+		const text = (value: unknown): string => (value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : String(value ?? ''));
 		return {
+			...(bytes === undefined ? {} : {stdoutBytes: bytes}),
 			exitCode: result.exitCode ?? (result.failed ? 1 : 0),
-			stdout: String(result.stdout ?? ''),
-			stderr: result.exitCode === undefined && result.failed && !result.stderr ? String(result.message) : String(result.stderr ?? ''),
+			stdout: bytes === undefined ? text(result.stdout) : '',
+			stderr: result.exitCode === undefined && result.failed && !result.stderr ? String(result.message) : text(result.stderr),
 			timedOut: Boolean(result.timedOut),
 		};
 	}

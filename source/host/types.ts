@@ -14,6 +14,8 @@ export type RunResult = {
 	stderr: string;
 	/** True when the command was killed by the timeout. */
 	timedOut: boolean;
+	/** Stdout as bytes, when `binaryStdout` was asked for (then `stdout` is empty). */
+	stdoutBytes?: Buffer;
 };
 
 export type RunOptions = {
@@ -27,6 +29,8 @@ export type RunOptions = {
 	signal?: AbortSignal;
 	/** The command only reads (etcdctl get, kubectl get): the dry-run host runs it for real. */
 	readOnly?: boolean;
+	/** Keep stdout as bytes (`stdoutBytes`): binary output such as etcdctl's `-w protobuf`. */
+	binaryStdout?: boolean;
 };
 
 /**

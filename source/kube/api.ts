@@ -67,6 +67,8 @@ export type RequestOptions = {
 	/** Override the client's retry count for this request (0: fail on the first error). */
 	retries?: number;
 	timeoutMs?: number;
+	/** Told of every transient failure (429, 5xx, connection error) before it is retried. */
+	onRetry?: (error: KubeApiError) => void;
 };
 
 export type ObjectMeta = {
@@ -225,6 +227,7 @@ export class KubeApi {
 				if (!transient) throw caught;
 				error = new ConnectionError(`${method} ${path}: ${message}`, 0, code);
 			}
+			options.onRetry?.(error);
 			if (attempt >= retries) throw error;
 			const waitMs = error.retryAfterSeconds !== undefined ? Math.min(error.retryAfterSeconds, 60) * 1000 : backoff;
 			backoff = Math.min(backoff * 2, 5000);

@@ -19,16 +19,21 @@
  */
 import type {Host} from '../host/types.js';
 import {RUNS_DIR} from '../engine/contract.js';
-import {ConflictError, GoneError, NotFoundError, resourcePath, type KubeApi, type KubeObject, type ListPage, type ResourceInfo} from './api.js';
+import {AdaptiveConcurrency} from './adaptive.js';
+import {ConflictError, GoneError, NotFoundError, resourcePath, type KubeApi, type KubeApiError, type KubeObject, type ListPage, type ResourceInfo} from './api.js';
 
 export type ReencryptMethod = 'list-put' | 'patch' | 'put';
 
 /** The one home of re-encryption's defaults (the CLI's help and the stage's question read them). */
 export const REENCRYPT_DEFAULTS = {
-	/** Writes in flight. */
-	concurrency: 16,
-	/** Highest --concurrency accepted. */
+	/** Writes in flight: adaptive (source/kube/adaptive.ts) unless --concurrency pins a number. */
+	concurrency: 'auto' as const,
+	/** Where the adaptive limit starts. */
+	initialConcurrency: 4,
+	/** Highest --concurrency accepted, and the adaptive limit's ceiling. */
 	maxConcurrency: 256,
+	/** Retries of one write on 429 / 5xx / connection errors (each honours Retry-After). */
+	writeRetries: 12,
 	/** List page size. */
 	pageSize: 500,
 	method: 'list-put' as ReencryptMethod,
@@ -47,6 +52,10 @@ export type ReencryptProgress = {
 	/** Objects per second in this run. */
 	rate: number;
 	etaSeconds?: number;
+	/** Writes in flight now, and the limit (adaptive or pinned). */
+	inFlight: number;
+	limit: number;
+	adaptive: boolean;
 };
 
 export type ResourceState = {
@@ -71,7 +80,7 @@ export type ReencryptOptions = {
 	resources: string[];
 	/** Targeted mode: rewrite exactly these objects instead of listing the resources. */
 	targets?: ObjectTarget[];
-	/** Writes in flight (default REENCRYPT_DEFAULTS.concurrency). */
+	/** Writes in flight, pinned; undefined: adaptive (REENCRYPT_DEFAULTS.concurrency). */
 	concurrency?: number;
 	/** At most this many objects per second (default: unlimited). */
 	rate?: number;
@@ -105,6 +114,10 @@ export type ReencryptResult = {
 	resumedSkipped: number;
 	byResource: Record<string, number>;
 	seconds: number;
+	/** The limit of writes in flight at the end (the one the adaptive control settled on), and the highest. */
+	concurrency: {adaptive: boolean; final: number; highest: number};
+	/** 429 / 5xx / connection errors that were retried. */
+	throttled: number;
 };
 
 export class ReencryptAborted extends Error {
@@ -200,7 +213,11 @@ function withType(item: KubeObject, page: Pick<ListPage<KubeObject>, 'kind' | 'a
 
 class Reencryptor {
 	private readonly host: Host;
-	private readonly concurrency: number;
+	/** Pinned limit, or the adaptive controller. */
+	private readonly pinned: number | undefined;
+	private readonly adaptive: AdaptiveConcurrency | undefined;
+	private highestLimit = 0;
+	private throttledCount = 0;
 	private readonly pageSize: number;
 	private readonly method: ReencryptMethod;
 	private readonly maxConflictRetries: number;
@@ -223,7 +240,8 @@ class Reencryptor {
 		private readonly options: ReencryptOptions,
 	) {
 		this.host = api.host;
-		this.concurrency = Math.max(1, Math.floor(options.concurrency ?? REENCRYPT_DEFAULTS.concurrency));
+		if (options.concurrency !== undefined) this.pinned = Math.max(1, Math.floor(options.concurrency));
+		else this.adaptive = new AdaptiveConcurrency({initial: REENCRYPT_DEFAULTS.initialConcurrency, max: REENCRYPT_DEFAULTS.maxConcurrency});
 		this.pageSize = Math.max(1, Math.floor(options.pageSize ?? REENCRYPT_DEFAULTS.pageSize));
 		this.method = options.method ?? REENCRYPT_DEFAULTS.method;
 		this.maxConflictRetries = options.maxConflictRetries ?? 20;
@@ -256,6 +274,8 @@ class Reencryptor {
 			resumedSkipped: this.resumedSkipped,
 			byResource: this.byResource,
 			seconds: (this.host.now().getTime() - this.started) / 1000,
+			concurrency: {adaptive: this.adaptive !== undefined, final: this.limit(), highest: Math.max(this.highestLimit, this.limit())},
+			throttled: this.throttledCount,
 		};
 	}
 
@@ -396,12 +416,25 @@ class Reencryptor {
 		for (const resourceState of Object.values(this.state.resources)) resourceState.finished = true;
 	}
 
-	/** Wait for a free worker and for the rate limit. */
+	/** Writes allowed in flight now. */
+	private limit(): number {
+		return this.pinned ?? this.adaptive!.limit;
+	}
+
+	/** Wait for a free worker, for a Retry-After in force, and for the rate limit. */
 	private async slot(): Promise<void> {
-		while (this.inflight.size >= this.concurrency) {
+		for (;;) {
+			const pause = this.adaptive?.waitMs(this.host.now().getTime()) ?? 0;
+			if (pause > 0) {
+				await this.host.sleep(pause, this.options.signal);
+				this.checkAbort();
+				continue;
+			}
+			if (this.inflight.size < this.limit()) break;
 			await Promise.race(this.inflight);
 			this.checkAbort();
 		}
+		this.highestLimit = Math.max(this.highestLimit, this.limit());
 		const rate = this.options.rate;
 		if (rate !== undefined && rate > 0) {
 			const now = this.host.now().getTime();
@@ -438,19 +471,28 @@ class Reencryptor {
 	private async rewriteOne(info: ResourceInfo, namespace: string | undefined, name: string, listed?: KubeObject): Promise<void> {
 		const path = resourcePath(info, namespace, name);
 		const signal = this.options.signal;
+		// Throttling answers reach the controller as they happen (each retry honours Retry-After).
+		const onRetry = (error: KubeApiError) => {
+			this.throttledCount++;
+			this.adaptive?.throttled(this.host.now().getTime(), error.retryAfterSeconds);
+		};
+		const request = {signal, onRetry, retries: REENCRYPT_DEFAULTS.writeRetries};
+		const started = this.host.now().getTime();
 		for (let attempt = 0; ; attempt++) {
 			try {
 				if (this.method === 'patch') {
-					await this.api.request('PATCH', path, {body: '{}', contentType: 'application/merge-patch+json', signal});
+					await this.api.request('PATCH', path, {body: '{}', contentType: 'application/merge-patch+json', ...request});
 				} else if (this.method === 'list-put' && listed && attempt === 0) {
 					// The listed object, guarded by its resourceVersion: a concurrent write makes
 					// this a 409, and the retry below re-reads the latest version.
-					await this.api.request('PUT', path, {body: listed, signal});
+					await this.api.request('PUT', path, {body: listed, ...request});
 				} else {
-					const latest = await this.api.get(path, {signal});
-					await this.api.request('PUT', path, {body: latest, signal});
+					const latest = await this.api.get(path, request);
+					await this.api.request('PUT', path, {body: latest, ...request});
 				}
 				this.counters.rewritten++;
+				const now = this.host.now().getTime();
+				this.adaptive?.complete(now, now - started);
 				return;
 			} catch (error) {
 				if (error instanceof NotFoundError) {
@@ -483,6 +525,9 @@ class Reencryptor {
 			total,
 			rate,
 			etaSeconds: remaining === undefined || rate <= 0 ? undefined : remaining / rate,
+			inFlight: this.inflight.size,
+			limit: this.limit(),
+			adaptive: this.adaptive !== undefined,
 		});
 	}
 

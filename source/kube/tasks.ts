@@ -111,7 +111,7 @@ export const reencryptTask = defineTask<ReencryptParams>('reencrypt', {
 			signal: context.signal,
 			onProgress: progress =>
 				context.progress({
-					label: `re-encrypting ${progress.resource}`,
+					label: `re-encrypting ${progress.resource}, ${progress.inFlight} in flight${progress.adaptive ? ` (adaptive, limit ${progress.limit})` : ''}`,
 					done: progress.done,
 					total: progress.total,
 					rate: progress.rate,
@@ -121,7 +121,10 @@ export const reencryptTask = defineTask<ReencryptParams>('reencrypt', {
 		const parts = Object.entries(result.byResource).map(([resource, count]) => `${count} ${resource}`);
 		context.log({
 			level: 'success',
-			text: `Re-encrypted ${parts.join(', ') || 'nothing'} in ${result.seconds.toFixed(1)} s${result.notFound ? ` (${result.notFound} deleted meanwhile)` : ''}.`,
+			text:
+				`Re-encrypted ${parts.join(', ') || 'nothing'} in ${result.seconds.toFixed(1)} s${result.notFound ? ` (${result.notFound} deleted meanwhile)` : ''}` +
+				`, ${result.concurrency.adaptive ? `adaptive: settled at ${result.concurrency.final} in flight (highest ${result.concurrency.highest})` : `${result.concurrency.final} in flight`}` +
+				`${result.throttled ? `, ${result.throttled} throttled answer(s) retried` : ''}.`,
 		});
 	},
 });

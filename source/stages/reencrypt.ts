@@ -23,6 +23,13 @@ function positiveInteger(name: string, max: number) {
 	};
 }
 
+/** "auto" (or empty): adaptive; otherwise a pinned number of writes in flight. */
+function concurrencyProblem(value: unknown): string | undefined {
+	if (value === 'auto' || value === '') return undefined;
+	const problem = positiveInteger('concurrency', REENCRYPT_DEFAULTS.maxConcurrency)(value);
+	return problem === undefined ? undefined : `${problem} (or "auto": adaptive, the default)`;
+}
+
 function rateProblem(value: unknown): string | undefined {
 	if (value === '0' || value === '') return undefined;
 	return positiveInteger('rate', 100_000)(value);
@@ -52,7 +59,12 @@ function plan(facts: Facts, answers: StageAnswers): StagePlan {
 		notes.push('Every object is already stored with the primary key: nothing to rewrite.');
 		return {changes: [], notes};
 	}
-	const concurrency = Number(answers['concurrency'] ?? REENCRYPT_DEFAULTS.concurrency);
+	const answer = String(answers['concurrency'] ?? REENCRYPT_DEFAULTS.concurrency);
+	const concurrency = answer === 'auto' || answer === '' ? undefined : Number(answer);
+	const inFlight =
+		concurrency === undefined
+			? `adaptive writes in flight (from ${REENCRYPT_DEFAULTS.initialConcurrency}, up while throughput grows, down on rising latency, 429 with Retry-After or 5xx)`
+			: `${concurrency} in flight`;
 	const rate = Number(answers['rate'] ?? '0');
 	const resources = scannedResources(facts.encryption.config);
 	const total = stale.reduce((sum, resource) => sum + resource.notOnPrimary, 0);
@@ -64,13 +76,13 @@ function plan(facts: Facts, answers: StageAnswers): StagePlan {
 					kubeconfig: cluster.kubeconfig,
 					resources,
 					scanConfigPath: facts.encryption.path,
-					concurrency,
+					...(concurrency === undefined ? {} : {concurrency}),
 					...(rate > 0 ? {rate} : {}),
 				},
 				`Rewrite ${total} object(s) not yet on the primary key through the API`,
 				[
 					...stale.map(resource => `${resource.notOnPrimary} ${resource.resource} not on ${resource.primary ?? 'the primary'} (of ${resource.total})`),
-					`each object PUT back as listed (pages of ${REENCRYPT_DEFAULTS.pageSize}), ${concurrency} in flight${rate > 0 ? `, at most ${rate}/s` : ''}, guarded by its resourceVersion: a concurrent update makes it a conflict that re-reads the latest version, so none is lost`,
+					`each object PUT back as listed (pages of ${REENCRYPT_DEFAULTS.pageSize}), ${inFlight}${rate > 0 ? `, at most ${rate}/s` : ''}, guarded by its resourceVersion: a concurrent update makes it a conflict that re-reads the latest version, so none is lost`,
 					'the objects are found again by a raw etcd scan when the rewrite starts, so a rerun after an interruption rewrites only what is left',
 				],
 			),
@@ -134,6 +146,13 @@ export const reencryptStage: NodeStage = {
 };
 
 const reencryptQuestions: Question[] = [
-		{id: 'concurrency', kind: 'text', message: 'Writes in flight', default: String(REENCRYPT_DEFAULTS.concurrency), help: 'Higher is faster; the apiserver handles 16-64 well.', validate: positiveInteger('concurrency', REENCRYPT_DEFAULTS.maxConcurrency)},
+		{
+			id: 'concurrency',
+			kind: 'text',
+			message: 'Writes in flight',
+			default: REENCRYPT_DEFAULTS.concurrency,
+			help: '"auto" finds the apiserver\'s ceiling and backs off when it is busy; a number pins it.',
+			validate: concurrencyProblem,
+		},
 		{id: 'rate', kind: 'text', message: 'At most this many objects per second (0: no limit)', default: '0', validate: rateProblem},
 ];

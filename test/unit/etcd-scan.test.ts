@@ -2,10 +2,12 @@ import {describe, expect, it} from 'vitest';
 import type {Arg, Host, RunOptions, RunResult} from '../../source/host/types.js';
 import {etcdPrefixForResource, objectRefFromKey, prefixRangeEnd, scanIsClean, scanResources} from '../../source/etcd/scan.js';
 import type {EtcdConnection} from '../../source/etcd/connection.js';
+import {decodeRangeResponse, ProtobufError} from '../../source/etcd/range-pb.js';
 
 /**
- * A fake host whose only command is `etcdctl get START END --limit=N [--rev=R] -w json`,
- * answered from a sorted in-memory keyspace with etcd's range semantics.
+ * A fake host whose only command is `etcdctl get START END --limit=N [--rev=R] -w protobuf`,
+ * answered from a sorted in-memory keyspace with etcd's range semantics (as a RangeResponse
+ * message; the decoder itself is checked against real etcdctl output below).
  */
 class FakeEtcdHost {
 	readonly root = '/';
@@ -37,23 +39,78 @@ class FakeEtcdHost {
 			.filter(key => Buffer.compare(Buffer.from(key), Buffer.from(start)) >= 0 && Buffer.compare(Buffer.from(key), Buffer.from(end, 'latin1')) < 0)
 			.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
 		const page = inRange.slice(0, limit);
-		const response: Record<string, unknown> = {
-			header: {cluster_id: 1, member_id: 2, revision: this.revision, raft_term: 2},
+		if (flat.at(-1) !== 'protobuf' || !options?.binaryStdout) throw new Error(`fake etcdctl: expected -w protobuf with binary stdout: ${flat.join(' ')}`);
+		const bytes = encodeRangeResponse({
+			revision: this.revision,
 			count: inRange.length,
-		};
-		if (page.length > 0) {
-			response.kvs = page.map(key => ({
-				key: Buffer.from(key).toString('base64'),
-				create_revision: 2,
-				mod_revision: 3,
-				version: 1,
-				value: this.data.get(key)!.toString('base64'),
-			}));
-		}
-		if (inRange.length > limit) response.more = true;
-		return {exitCode: 0, stdout: JSON.stringify(response), stderr: '', timedOut: false};
+			more: inRange.length > limit,
+			kvs: page.map(key => ({key: Buffer.from(key), value: this.data.get(key)!})),
+		});
+		return {exitCode: 0, stdout: '', stdoutBytes: bytes, stderr: '', timedOut: false};
 	}
 }
+
+/** RangeResponse encoder for the fake (only the fields the decoder reads). */
+function encodeRangeResponse(response: {revision: number; count: number; more: boolean; kvs: Array<{key: Buffer; value: Buffer; modRevision?: number}>}): Buffer {
+	const parts: Buffer[] = [];
+	const pushVarint = (out: number[], value: number) => {
+		let v = value;
+		while (v >= 0x80) {
+			out.push((v % 128) | 0x80);
+			v = Math.floor(v / 128);
+		}
+		out.push(v);
+	};
+	const field = (number: number, payload: Buffer): Buffer => {
+		const head: number[] = [];
+		pushVarint(head, (number << 3) | 2);
+		pushVarint(head, payload.length);
+		return Buffer.concat([Buffer.from(head), payload]);
+	};
+	const scalar = (number: number, value: number): Buffer => {
+		const out: number[] = [];
+		pushVarint(out, number << 3);
+		pushVarint(out, value);
+		return Buffer.from(out);
+	};
+	parts.push(field(1, Buffer.concat([scalar(1, 7), scalar(3, response.revision)])));
+	for (const kv of response.kvs) {
+		parts.push(field(2, Buffer.concat([field(1, kv.key), scalar(2, 2), scalar(3, kv.modRevision ?? 3), scalar(4, 1), field(5, kv.value)])));
+	}
+	if (response.more) parts.push(scalar(3, 1));
+	if (response.count > 0) parts.push(scalar(4, response.count));
+	return Buffer.concat(parts);
+}
+
+describe('decodeRangeResponse (etcdctl get -w protobuf)', () => {
+	// Captured from etcdctl 3.4.23 against etcd 3.4.23: `get /registry/secrets/ /registry/secrets0
+	// --limit=1 -w protobuf` over two keys (a/b = "k8sxyz", a/c = "hello").
+	const real = Buffer.from(
+		'0a1a08aaf4e5f599f3ebe7d101108df2f48ec1f7a6d7bd01180320021225' + '0a152f72656769737472792f736563726574732f612f62' + '1002180220012a066b387378797a' + '18012002',
+		'hex',
+	);
+
+	it('reads the header revision, the key, the value bytes, more and count from real etcdctl output', () => {
+		const decoded = decodeRangeResponse(real);
+		expect(decoded.revision).toBe(3);
+		expect(decoded.more).toBe(true);
+		expect(decoded.count).toBe(2);
+		expect(decoded.kvs).toHaveLength(1);
+		expect(decoded.kvs[0]!.key.toString('utf8')).toBe('/registry/secrets/a/b');
+		expect(decoded.kvs[0]!.value).toEqual(Buffer.from('k8sxyz', 'latin1'));
+		expect(decoded.kvs[0]!.modRevision).toBe(2);
+	});
+
+	it('round-trips binary values and large revisions, and rejects truncated input with a ProtobufError', () => {
+		const value = Buffer.from([0, 255, 128, 10, 13, 0x80, 0xff]);
+		const bytes = encodeRangeResponse({revision: 2 ** 40 + 5, count: 300, more: false, kvs: [{key: Buffer.from('/k/é'), value}]});
+		const decoded = decodeRangeResponse(bytes);
+		expect(decoded).toMatchObject({revision: 2 ** 40 + 5, count: 300, more: false});
+		expect(decoded.kvs[0]!.value).toEqual(value);
+		expect(decoded.kvs[0]!.key.toString('utf8')).toBe('/k/é');
+		expect(() => decodeRangeResponse(bytes.subarray(0, bytes.length - 5))).toThrow(ProtobufError);
+	});
+});
 
 const connection: EtcdConnection = {endpoints: ['https://127.0.0.1:2379'], cacert: '/pki/ca.crt', cert: '/pki/c.crt', key: '/pki/c.key'};
 const protobuf = (name: string): Buffer => Buffer.from(`k8s\0\n\x02v1${name}`, 'latin1');

@@ -477,6 +477,11 @@ describe('12. every flag is validated in every mode', () => {
 		[['status', '--concurrency', '4'], /--concurrency belongs to etcd-harden harden, demo, rotate, disable, not status/],
 		[['--node-name', 'cp-1'], /--node-name belongs to etcd-harden rotate, disable, status, not harden/],
 	];
+	test('--concurrency takes auto (the adaptive default) or a whole number, and passes it to the reencrypt stage', () => {
+		expect(parseCli(['--concurrency', 'auto']).set['reencrypt']?.['concurrency']).toBe('auto');
+		expect(parseCli(['--concurrency', '32']).set['reencrypt']?.['concurrency']).toBe('32');
+		expect(() => parseCli(['--concurrency', 'automatic'])).toThrow(/--concurrency "automatic": give a whole number from 1 to 256 \(writes in flight, or auto/);
+	});
 	for (const [argv, message] of cases) {
 		test(`${JSON.stringify(argv)}`, async () => {
 			expect(() => parseCli(withoutRoot(argv))).toThrow(InputError);

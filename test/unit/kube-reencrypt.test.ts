@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest';
 import {KubeApi} from '../../source/kube/api.js';
 import {findResumableState, readState, reencrypt, statePathIn, type ReencryptProgress} from '../../source/kube/reencrypt.js';
-import {FakeHost, FakeSecrets} from './kube-fake.js';
+import {FakeHost, FakeSecrets, status} from './kube-fake.js';
 
 const connection = {server: 'https://127.0.0.1:6443', ca: 'CA', cert: 'CERT', key: 'KEY'};
 
@@ -225,5 +225,50 @@ describe('reencrypt (all objects of a resource, scripted fake apiserver)', () =>
 		};
 		host.handler = fake.handler;
 		await expect(reencrypt(api, {resources: ['secrets']})).rejects.toThrow(/403 Forbidden: nope/);
+	});
+});
+
+describe('reencrypt with adaptive concurrency (the default)', () => {
+	it('starts low, reports the writes in flight, and honours a 429 Retry-After without losing or repeating a write', async () => {
+		const {fake, host, api} = setup(300);
+		const fakeHandler = fake.handler;
+		let refused = 0;
+		// Refuse the first writes beyond 2 in flight with 429 + Retry-After: 1 (the real
+		// apiserver's max-inflight filter answers the same).
+		let writesInFlight = 0;
+		host.handler = async request => {
+			const write = request.method === 'PUT';
+			if (write && writesInFlight >= 2 && refused < 5) {
+				refused++;
+				return status(429, 'TooManyRequests', 'Too many requests, please try again later.', {'retry-after': '1'});
+			}
+			if (write) writesInFlight++;
+			try {
+				return await fakeHandler(request);
+			} finally {
+				if (write) writesInFlight--;
+			}
+		};
+		const progress: ReencryptProgress[] = [];
+		const result = await reencrypt(api, {resources: ['secrets'], onProgress: p => progress.push(p), progressIntervalMs: 0});
+		expect(result.rewritten).toBe(300);
+		expect(writes(fake).every(count => count === 1)).toBe(true);
+		// Refused while 4 were allowed; once halved to 2 the server refuses no more.
+		expect(refused).toBeGreaterThanOrEqual(1);
+		expect(result.throttled).toBe(refused);
+		expect(result.concurrency.adaptive).toBe(true);
+		// Starts at 4 in flight; the first 429 halves it.
+		expect(result.concurrency.highest).toBe(4);
+		expect(result.concurrency.final).toBe(2);
+		// Retry-After honoured: the request waited a second (virtual clock).
+		expect(host.sleeps.filter(ms => ms === 1000).length).toBeGreaterThanOrEqual(1);
+		expect(progress.some(p => p.adaptive && p.inFlight > 0 && p.limit === 2)).toBe(true);
+		expect(progress.every(p => p.inFlight <= 4)).toBe(true);
+	});
+
+	it('--concurrency pins the limit (no adaptation) and the result says so', async () => {
+		const {api} = setup(50);
+		const result = await reencrypt(api, {resources: ['secrets'], concurrency: 7});
+		expect(result.concurrency).toEqual({adaptive: false, final: 7, highest: 7});
 	});
 });
