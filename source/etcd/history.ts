@@ -75,6 +75,8 @@ export function jsonPattern(type: TypeMeta): Buffer {
 }
 
 const ENCRYPTED = Buffer.from('k8s:enc:', 'latin1');
+const K8S = Buffer.from('k8s', 'latin1');
+const JSON_KIND = Buffer.from('{"kind":', 'latin1');
 /** Bytes read after `k8s:enc:` for the provider, version and key name (longer names are cut). */
 const LABEL_BYTES = 160;
 const COLON = 0x3a;
@@ -96,22 +98,25 @@ export type HistoryCounts = {
  * push are held back and searched together with the head of the next chunk.
  */
 export class HistoryMatcher {
-	private readonly patterns: Pattern[];
+	private readonly protobuf: Pattern[] = [];
+	private readonly json: Pattern[] = [];
 	/** Bytes a match may need from its first byte. */
 	private readonly span: number;
 	private tail: Buffer = Buffer.alloc(0);
 	private readonly counts: HistoryCounts = {plaintext: {}, encrypted: {}, bytes: 0};
+	/** Labels by their raw `provider:version:name` text: a stream has few distinct ones. */
+	private readonly labels = new Map<string, string | undefined>();
 
 	/** `resources`: the encrypted resources whose plaintext records to count (unknown kinds are ignored). */
 	constructor(resources: readonly string[]) {
-		this.patterns = [];
 		for (const resource of new Set(resources)) {
 			const type = storedTypeFor(resource);
 			if (type === undefined) continue;
 			this.counts.plaintext[resource] = 0;
-			this.patterns.push({resource, bytes: protobufPattern(type)}, {resource, bytes: jsonPattern(type)});
+			this.protobuf.push({resource, bytes: protobufPattern(type)});
+			this.json.push({resource, bytes: jsonPattern(type)});
 		}
-		this.span = Math.max(ENCRYPTED.length + LABEL_BYTES, ...this.patterns.map(pattern => pattern.bytes.length));
+		this.span = Math.max(ENCRYPTED.length + LABEL_BYTES, ...[...this.protobuf, ...this.json].map(pattern => pattern.bytes.length));
 	}
 
 	push(chunk: Uint8Array): void {
@@ -137,35 +142,49 @@ export class HistoryMatcher {
 		return {plaintext: {...this.counts.plaintext}, encrypted: {...this.counts.encrypted}, bytes: this.counts.bytes};
 	}
 
-	/** Count matches starting before `limit` (starts at or after it belong to a later search). */
+	/**
+	 * Count matches starting before `limit` (starts at or after it belong to a later search).
+	 * Two byte searches cover every pattern: `k8s` (the byte after it tells a protobuf object
+	 * from an encrypted value) and `{"kind":` (JSON); each hit is compared in place.
+	 */
 	private search(data: Buffer, limit: number): void {
 		if (limit <= 0) return;
-		for (const pattern of this.patterns) {
-			for (let at = data.indexOf(pattern.bytes); at !== -1 && at < limit; at = data.indexOf(pattern.bytes, at + 1)) {
-				this.counts.plaintext[pattern.resource] = (this.counts.plaintext[pattern.resource] ?? 0) + 1;
+		for (let at = data.indexOf(K8S); at !== -1 && at < limit; at = data.indexOf(K8S, at + 3)) {
+			const next = data[at + 3];
+			if (next === 0x00) {
+				const pattern = this.protobuf.find(candidate => startsAt(data, at, candidate.bytes));
+				if (pattern) this.counts.plaintext[pattern.resource]! += 1;
+			} else if (next === COLON && startsAt(data, at, ENCRYPTED)) {
+				const label = this.label(data, at + ENCRYPTED.length);
+				if (label !== undefined) this.counts.encrypted[label] = (this.counts.encrypted[label] ?? 0) + 1;
 			}
 		}
-		for (let at = data.indexOf(ENCRYPTED); at !== -1 && at < limit; at = data.indexOf(ENCRYPTED, at + 1)) {
-			const label = encryptedLabel(data, at + ENCRYPTED.length);
-			if (label !== undefined) this.counts.encrypted[label] = (this.counts.encrypted[label] ?? 0) + 1;
+		if (this.json.length === 0) return;
+		for (let at = data.indexOf(JSON_KIND); at !== -1 && at < limit; at = data.indexOf(JSON_KIND, at + 1)) {
+			const pattern = this.json.find(candidate => startsAt(data, at, candidate.bytes));
+			if (pattern) this.counts.plaintext[pattern.resource]! += 1;
 		}
+	}
+
+	/** `secretbox:key1` from the bytes after `k8s:enc:`; undefined when it is not a stored prefix. */
+	private label(data: Buffer, start: number): string | undefined {
+		const end = Math.min(data.length, start + LABEL_BYTES);
+		let colons = 0;
+		let at = start;
+		for (; at < end; at++) if (data[at] === COLON && ++colons === 3) break;
+		if (colons < 3) return undefined;
+		const raw = data.toString('latin1', start, at);
+		if (this.labels.has(raw)) return this.labels.get(raw);
+		const [provider, version, name] = raw.split(':') as [string, string, string];
+		const valid = /^(aescbc|aesgcm|secretbox|kms)$/.test(provider) && /^v[12]$/.test(version) && /^[\x21-\x7e]+$/.test(name);
+		const label = !valid ? undefined : provider === 'kms' && version === 'v2' ? `kms-v2:${name}` : `${provider}:${name}`;
+		if (this.labels.size < 10_000) this.labels.set(raw, label);
+		return label;
 	}
 }
 
-/** `secretbox:key1` from the bytes after `k8s:enc:`; undefined when it is not a stored prefix. */
-function encryptedLabel(data: Buffer, start: number): string | undefined {
-	const end = Math.min(data.length, start + LABEL_BYTES);
-	const providerEnd = data.indexOf(COLON, start);
-	if (providerEnd === -1 || providerEnd >= end) return undefined;
-	const versionEnd = data.indexOf(COLON, providerEnd + 1);
-	if (versionEnd === -1 || versionEnd >= end) return undefined;
-	const nameEnd = data.indexOf(COLON, versionEnd + 1);
-	if (nameEnd === -1 || nameEnd >= end) return undefined;
-	const provider = data.toString('latin1', start, providerEnd);
-	const version = data.toString('latin1', providerEnd + 1, versionEnd);
-	const name = data.toString('latin1', versionEnd + 1, nameEnd);
-	if (!/^(aescbc|aesgcm|secretbox|kms)$/.test(provider) || !/^v[12]$/.test(version) || name === '' || !/^[\x21-\x7e]+$/.test(name)) return undefined;
-	return provider === 'kms' && version === 'v2' ? `kms-v2:${name}` : `${provider}:${name}`;
+function startsAt(data: Buffer, at: number, bytes: Buffer): boolean {
+	return at + bytes.length <= data.length && data.compare(bytes, 0, bytes.length, at, at + bytes.length) === 0;
 }
 
 /** Count over an async stream of chunks (a file through Host.readChunks). */
