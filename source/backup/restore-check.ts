@@ -17,7 +17,7 @@ import {AgeError, parseIdentityFile, type DecryptWith} from '../crypto/age.js';
 import type {Check} from '../engine/contract.js';
 import type {EtcdConnection} from '../etcd/connection.js';
 import {scanResources} from '../etcd/scan.js';
-import {countHistory, encryptedResources, plaintextTotal, readableLabels, underRemovedKeys} from '../etcd/history.js';
+import {countHistory, encryptedResources, plaintextTotal, readableLabels, underRemovedKeys, type HistoryCounts} from '../etcd/history.js';
 import type {Host, ProcessHandle} from '../host/types.js';
 import {parseEncryptionConfig} from '../kube/encryption-config.js';
 import type {EncryptionConfig} from '../kube/types.js';
@@ -108,6 +108,9 @@ export async function restoreCheck(host: Host, options: RestoreCheckOptions): Pr
 	try {
 		const plain = `${staging}/snapshot.db`;
 		if (!(await decryptSnapshot(host, dir, plain, manifest, keys, checks, options))) return report(manifest.id);
+		// Counted now, while the plaintext snapshot exists; judged once the archived config says what is encrypted.
+		options.onStep?.('scanning the snapshot for plaintext history');
+		const history = await countHistory(host.readChunks(plain), manifest.kubernetes.resources);
 		const connection = await serveRestored(host, plain, staging, running, checks, options);
 		if (!connection) return report(manifest.id);
 		await host.remove(plain); // the restored data directory is all that is needed now
@@ -121,7 +124,7 @@ export async function restoreCheck(host: Host, options: RestoreCheckOptions): Pr
 		});
 		const config = await archivedConfig(host, dir, manifest, keys, checks, options);
 		if (!config) return report(manifest.id);
-		await historyCheck(host, plain, manifest, config, checks, options);
+		historyCheck(history, manifest, config, checks);
 		await decryptEveryValue(host, connection, manifest, config, checks, options);
 		return report(manifest.id);
 	} finally {
@@ -306,11 +309,9 @@ async function archivedConfig(host: Host, dir: string, manifest: BackupManifest,
 }
 
 /** The plaintext history the snapshot carries, with the scanner `backup` uses (a warning: it restores all the same). */
-async function historyCheck(host: Host, plain: string, manifest: BackupManifest, config: EncryptionConfig, checks: Check[], options: RestoreCheckOptions): Promise<void> {
-	options.onStep?.('scanning the snapshot for plaintext history');
+function historyCheck(counts: HistoryCounts, manifest: BackupManifest, config: EncryptionConfig, checks: Check[]): void {
 	const resources = encryptedResources(config, manifest.kubernetes.resources);
-	const counts = await countHistory(host.readChunks(plain), resources);
-	const plaintext = plaintextTotal(counts);
+	const plaintext = plaintextTotal({plaintext: Object.fromEntries(resources.map(resource => [resource, counts.plaintext[resource] ?? 0]))});
 	const removed = Object.values(underRemovedKeys(counts, readableLabels(config))).reduce((sum, count) => sum + count, 0);
 	const clean = plaintext + removed === 0;
 	checks.push({

@@ -134,7 +134,7 @@ describe('purge-history on a live control plane', () => {
 	it('after the purge a backup is accepted and restore-check reports 0', async () => {
 		const run = await cli(tb, ['backup', '--yes', '--plain', '--recipient', recipient, '--output', OUT]);
 		expect(run.exitCode, show(run)).toBe(0);
-		const [kept] = await backups();
+		const kept = (await backups()).at(-1);
 		const manifest = JSON.parse(await tb.readFile(`${OUT}/${kept}/manifest.json`, 'utf8')) as {plaintextHistory: object};
 		expect(manifest.plaintextHistory).toEqual({plaintext: 0, removedKeys: 0});
 		const check = await cli(tb, ['restore-check', `${OUT}/${kept}`, '--identity', KEY, '--json']);
@@ -143,10 +143,19 @@ describe('purge-history on a live control plane', () => {
 		expect(history).toMatchObject({status: 'pass', actual: '0 plaintext record(s) of secrets, 0 under keys no longer in the config'});
 	});
 
-	it('rotate purges too: no value under the pruned key remains in the db file', async () => {
+	it('rotate takes the safety snapshot first and purges too: no value under the pruned key remains in the db file', async () => {
 		expect(await occurrences(DB, 'k8s:enc:secretbox:v1:key1:')).toBeGreaterThan(0);
-		const run = await cli(tb, ROTATE);
+		const before = await backups();
+		const run = await cli(tb, [...ROTATE, '--set', 'safety-backup.take=true', '--set', `safety-backup.recipients=${recipient}`, '--set', `safety-backup.output=${OUT}`]);
 		expect(run.exitCode, show(run)).toBe(0);
+		expect(run.stdout).toContain('Safety snapshot before rewriting objects: applied and verified.');
+		const safety = (await backups()).filter(name => !before.includes(name));
+		expect(safety).toHaveLength(1);
+		expect(run.stderr).toContain(`Backup written: ${OUT}/${safety[0]}`);
+		// Taken before anything changed: the config it archives still has only key1.
+		const manifest = JSON.parse(await tb.readFile(`${OUT}/${safety[0]}/manifest.json`, 'utf8')) as {encryptionConfig: {keys: Array<{name: string}>}; plaintextHistory: object};
+		expect(manifest.encryptionConfig.keys.map(key => key.name)).toEqual(['key1']);
+		expect(manifest.plaintextHistory).toEqual({plaintext: 0, removedKeys: 0});
 		expect(run.stdout).toContain('Purge plaintext history: applied and verified.');
 		expect(run.stdout).toContain('Rotate: prune the old keys: applied and verified.');
 		expect(await occurrences(DB, 'k8s:enc:secretbox:v1:key1:')).toBe(0);
