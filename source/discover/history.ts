@@ -52,9 +52,25 @@ function sum(a: HistoryCounts, b: HistoryCounts): HistoryCounts {
 	return {plaintext: add(a.plaintext, b.plaintext), encrypted: add(a.encrypted, b.encrypted), bytes: a.bytes + b.bytes};
 }
 
+/**
+ * Counts of WAL files already scanned in this process, by path, size, mtime and resources: a
+ * run discovers once per stage, and WAL segments other than the last never change. The db file
+ * (the proof of a purge) is always read again.
+ */
+const scanned = new Map<string, HistoryCounts>();
+
 /** Scan one file (a snapshot, a db) for the config's residue. */
-export async function scanHistoryFile(host: Host, path: string, resources: readonly string[]): Promise<HistoryCounts> {
-	return countHistory(host.readChunks(path), resources);
+export async function scanHistoryFile(host: Host, path: string, resources: readonly string[], cache = false): Promise<HistoryCounts> {
+	const stat = cache ? await host.stat(path) : undefined;
+	const key = stat ? JSON.stringify([host.root, path, stat.size, stat.mtimeMs, resources]) : undefined;
+	const cached = key === undefined ? undefined : scanned.get(key);
+	if (cached) return cached;
+	const counts = await countHistory(host.readChunks(path), resources);
+	if (key !== undefined) {
+		if (scanned.size > 1000) scanned.clear();
+		scanned.set(key, counts);
+	}
+	return counts;
 }
 
 export async function discoverHistory(host: Host, facts: Facts): Promise<HistoryFacts | undefined> {
@@ -81,7 +97,7 @@ export async function discoverHistory(host: Host, facts: Facts): Promise<History
 			const walDir = `${dataDir}/member/wal`;
 			const wals = ((await host.listDir(walDir)) ?? []).filter(name => name.endsWith('.wal'));
 			let total: HistoryCounts = {plaintext: {}, encrypted: {}, bytes: 0};
-			for (const name of wals) total = sum(total, await scanHistoryFile(host, posix.join(walDir, name), resources));
+			for (const name of wals) total = sum(total, await scanHistoryFile(host, posix.join(walDir, name), resources, true));
 			history.wal = {...fileScan(walDir, {...total, plaintext: {...Object.fromEntries(resources.map(r => [r, 0])), ...total.plaintext}}, readable), files: wals.length};
 		}
 	} catch (error) {

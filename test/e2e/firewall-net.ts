@@ -10,7 +10,7 @@
  * touching the machine's. Nothing here touches the host's own network or firewall.
  */
 import {spawn, type ChildProcess} from 'node:child_process';
-import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises';
+import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {execa} from 'execa';
@@ -190,8 +190,12 @@ export async function startNet(): Promise<Net> {
 				const child = members[member];
 				if (!child || child.exitCode !== null || child.signalCode !== null) return;
 				const exited = new Promise<void>(resolve => child.once('exit', () => resolve()));
-				// `ip netns exec` execs etcd, so the child is etcd itself.
-				child.kill('SIGKILL');
+				// `ip netns exec` may wait for etcd as its child: kill etcd itself, found in the namespace.
+				const pids = (await sh(['ip', 'netns', 'pids', ns[member]])).stdout.split(/\s+/).filter(Boolean);
+				for (const pid of pids) {
+					const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+					if (comm.trim() === 'etcd') process.kill(Number(pid), 'SIGKILL');
+				}
 				await exited;
 			},
 			async tls(from, address, port) {

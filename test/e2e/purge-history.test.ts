@@ -152,9 +152,9 @@ describe('purge-history on a live control plane', () => {
 		const safety = (await backups()).filter(name => !before.includes(name));
 		expect(safety).toHaveLength(1);
 		expect(run.stderr).toContain(`Backup written: ${OUT}/${safety[0]}`);
-		// Taken before anything changed: the config it archives still has only key1.
+		// Taken before anything changed: the config it archives has key1 and identity, not key2 yet.
 		const manifest = JSON.parse(await tb.readFile(`${OUT}/${safety[0]}/manifest.json`, 'utf8')) as {encryptionConfig: {keys: Array<{name: string}>}; plaintextHistory: object};
-		expect(manifest.encryptionConfig.keys.map(key => key.name)).toEqual(['key1']);
+		expect(manifest.encryptionConfig.keys.map(key => key.name)).toEqual(['key1', 'identity']);
 		expect(manifest.plaintextHistory).toEqual({plaintext: 0, removedKeys: 0});
 		expect(run.stdout).toContain('Purge plaintext history: applied and verified.');
 		expect(run.stdout).toContain('Rotate: prune the old keys: applied and verified.');
