@@ -125,7 +125,7 @@ describe('encryption at rest on a live control plane', () => {
 		};
 		const run = await cli(tb, ['--yes', '--plain', '--set', 'encryption-config.resources=secrets,configmaps', ...RECOVERY]);
 		expect(run.exitCode, run.stderr.slice(-2000)).toBe(0);
-		expect(run.stdout.match(/already in place, nothing changed/g)).toHaveLength(3);
+		expect(run.stdout.match(/already in place, nothing changed/g)).toHaveLength(4);
 		expect({
 			files: await fileDigests(tb, files),
 			secrets: await rawDigest(tb, '/registry/secrets/'),
