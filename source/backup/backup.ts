@@ -29,6 +29,7 @@ import {
 	type BackupManifest,
 } from './manifest.js';
 import {parseEncryptionConfig} from '../kube/encryption-config.js';
+import {countHistory, plaintextTotal, underRemovedKeys} from '../etcd/history.js';
 
 export type BackupParams = {
 	/** Backup id (etcd-backup-<ts>), fixed at planning so the preview names the directory. */
@@ -49,7 +50,40 @@ export type BackupParams = {
 	/** Keep this many backups (0: all). */
 	keep: number;
 	timeoutSeconds?: number;
+	/**
+	 * Scan the snapshot for plaintext history before it is encrypted (source/etcd/history.ts):
+	 * `resources` whose plaintext counts, `readableKeys` the config has (`secretbox:key2`). With
+	 * residue the backup is refused unless `allow` says why it may be written anyway.
+	 */
+	history?: {resources: string[]; readableKeys: string[]; allow?: string};
 };
+
+/** A snapshot that carries plaintext history, refused (nothing was written). */
+export class PlaintextHistoryError extends Error {
+	override name = 'PlaintextHistoryError';
+}
+
+async function checkHistory(host: Host, params: BackupParams, plain: string, report: BackupReporter): Promise<BackupManifest['plaintextHistory']> {
+	const history = params.history;
+	if (history === undefined) return undefined;
+	report.step('scanning the snapshot for plaintext history');
+	const counts = await countHistory(host.readChunks(plain), history.resources);
+	const plaintext = plaintextTotal(counts);
+	const removed = Object.values(underRemovedKeys(counts, new Set(history.readableKeys))).reduce((sum, count) => sum + count, 0);
+	if (plaintext + removed === 0) {
+		report.info(`the snapshot holds no plaintext history of ${history.resources.join(', ') || 'encrypted resources'}`);
+		return {plaintext, removedKeys: removed};
+	}
+	const what = [plaintext ? `${plaintext} plaintext record(s) of ${history.resources.join(', ')}` : '', removed ? `${removed} record(s) under keys no longer in the config` : ''].filter(Boolean).join(' and ');
+	if (history.allow === undefined) {
+		throw new PlaintextHistoryError(
+			`the snapshot holds ${what}: old revisions from before re-encryption, which anyone who can decrypt this backup could read. ` +
+				'Nothing was written. Run etcd-harden --only purge-history first (compacts and defragments etcd), or pass --allow-plaintext-history to keep such a backup anyway.',
+		);
+	}
+	report.warn(`the snapshot holds ${what}; written anyway (${history.allow}), and marked so in its manifest`);
+	return {plaintext, removedKeys: removed, allowed: history.allow};
+}
 
 export type BackupReporter = {
 	step(label: string): void;
@@ -113,6 +147,7 @@ export async function takeBackup(host: Host, params: BackupParams, report: Backu
 		const digest = await host.digestFile(plain);
 		if (!digest) throw new Error('the snapshot file disappeared');
 		report.info(`snapshot taken and checked: etcd revision ${status.revision}, ${(digest.bytes / 1e6).toFixed(1)} MB`);
+		const plaintextHistory = await checkHistory(host, params, plain, report);
 		let keys: number | undefined;
 		try {
 			keys = await countKeys(host, params.connection, {revision: status.revision, ...(signal ? {signal} : {})});
@@ -182,6 +217,7 @@ export async function takeBackup(host: Host, params: BackupParams, report: Backu
 				resources: params.resources,
 			},
 			...(encryptionConfig ? {encryptionConfig} : {}),
+			...(plaintextHistory ? {plaintextHistory} : {}),
 		};
 		await host.writeFileAtomic(`${partialDir}/${MANIFEST_FILE}`, renderManifest(manifest), 0o600);
 		await host.rename(partialDir, finalDir);

@@ -23,6 +23,7 @@ type BackupFlagValues = {
 	output?: string;
 	keep?: string;
 	identity?: string;
+	'allow-plaintext-history'?: boolean;
 };
 
 function absolute(value: string | undefined): string | undefined {
@@ -37,6 +38,7 @@ export function parseBackupFlags(command: string, values: BackupFlagValues, posi
 		['--output', values.output, ['backup', 'restore-check']],
 		['--keep', values.keep, ['backup']],
 		['--identity', values.identity, ['restore-check']],
+		['--allow-plaintext-history', values['allow-plaintext-history'] || undefined, ['backup']],
 	];
 	for (const [name, value, commands] of flags) {
 		if (given(name, value) && !commands.includes(command)) {
@@ -71,6 +73,7 @@ export function parseBackupFlags(command: string, values: BackupFlagValues, posi
 		const answers = (set['backup'] ??= {});
 		if (output !== undefined) answers['output'] = output;
 		if (values.keep !== undefined) answers['keep'] = values.keep;
+		if (values['allow-plaintext-history'] === true) answers['allowPlaintextHistory'] = true;
 		if (recipients.length > 0) {
 			answers['protect'] = 'recipients';
 			answers['recipients'] = recipients.join(',');

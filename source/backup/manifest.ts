@@ -68,6 +68,12 @@ export type BackupManifest = {
 		encryptedSha256: string;
 		keys: KeyInUse[];
 	};
+	/**
+	 * The plaintext history the snapshot holds (source/etcd/history.ts): plaintext records of the
+	 * resources the config encrypts, and records under keys it no longer has. Absent in backups
+	 * made before this field existed. `allowed` says why a backup with residue was written.
+	 */
+	plaintextHistory?: {plaintext: number; removedKeys: number; allowed?: string};
 };
 
 /** `etcd-backup-20240131T020000Z` for a date. */

@@ -17,6 +17,7 @@ import {AgeError, parseIdentityFile, type DecryptWith} from '../crypto/age.js';
 import type {Check} from '../engine/contract.js';
 import type {EtcdConnection} from '../etcd/connection.js';
 import {scanResources} from '../etcd/scan.js';
+import {countHistory, encryptedResources, plaintextTotal, readableLabels, underRemovedKeys, type HistoryCounts} from '../etcd/history.js';
 import type {Host, ProcessHandle} from '../host/types.js';
 import {parseEncryptionConfig} from '../kube/encryption-config.js';
 import type {EncryptionConfig} from '../kube/types.js';
@@ -112,6 +113,9 @@ export async function restoreCheck(host: Host, options: RestoreCheckOptions): Pr
 	try {
 		const plain = `${staging}/snapshot.db`;
 		if (!(await decryptSnapshot(host, dir, plain, manifest, keys, checks, options))) return report(manifest.id);
+		// Counted now, while the plaintext snapshot exists; judged once the archived config says what is encrypted.
+		options.onStep?.('scanning the snapshot for plaintext history');
+		const history = await countHistory(host.readChunks(plain), manifest.kubernetes.resources);
 		const connection = await serveRestored(host, plain, staging, running, checks, options);
 		if (!connection) return report(manifest.id);
 		await host.remove(plain); // the restored data directory is all that is needed now
@@ -125,6 +129,7 @@ export async function restoreCheck(host: Host, options: RestoreCheckOptions): Pr
 		});
 		const config = await archivedConfig(host, dir, manifest, keys, checks, options);
 		if (!config) return report(manifest.id);
+		historyCheck(history, manifest, config, checks);
 		await decryptEveryValue(host, connection, manifest, config, checks, options);
 		return report(manifest.id);
 	} finally {
@@ -306,6 +311,24 @@ async function archivedConfig(host: Host, dir: string, manifest: BackupManifest,
 				: `its sha256 ${sha.slice(0, 16)}… is not the manifest's ${manifest.encryptionConfig.sha256.slice(0, 16)}…: this is not the config that was in use when the snapshot was taken`,
 	});
 	return parsed.config;
+}
+
+/** The plaintext history the snapshot carries, with the scanner `backup` uses (a warning: it restores all the same). */
+function historyCheck(counts: HistoryCounts, manifest: BackupManifest, config: EncryptionConfig, checks: Check[]): void {
+	const resources = encryptedResources(config, manifest.kubernetes.resources);
+	const plaintext = plaintextTotal({plaintext: Object.fromEntries(resources.map(resource => [resource, counts.plaintext[resource] ?? 0]))});
+	const removed = Object.values(underRemovedKeys(counts, readableLabels(config))).reduce((sum, count) => sum + count, 0);
+	const clean = plaintext + removed === 0;
+	checks.push({
+		id: 'snapshot.history',
+		title: 'The snapshot holds no plaintext history of the encrypted resources',
+		status: clean ? 'pass' : 'warn',
+		actual:
+			resources.length === 0
+				? '0 plaintext records (no resource is encrypted by the archived config)'
+				: `${plaintext} plaintext record(s) of ${resources.join(', ')}, ${removed} under keys no longer in the config${manifest.plaintextHistory?.allowed ? ` (written with ${manifest.plaintextHistory.allowed})` : ''}`,
+		...(clean ? {} : {remediation: 'Anyone who can decrypt this backup can read these old values: once etcd-harden --only purge-history has run, take a new backup and delete this one.'}),
+	});
 }
 
 async function decryptEveryValue(host: Host, connection: EtcdConnection, manifest: BackupManifest, config: EncryptionConfig, checks: Check[], options: RestoreCheckOptions): Promise<void> {

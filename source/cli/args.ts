@@ -94,6 +94,9 @@ Flags
   --output DIR          backup: where backups go (default /var/backups/etcd-harden)
   --keep N              backup: keep the newest N backups in DIR (default 7, 0: all)
   --identity FILE       restore-check: age identity file (AGE-SECRET-KEY-1...) of a recipient
+  --allow-plaintext-history
+                        backup: write the backup even when the snapshot holds plaintext
+                        history (old revisions from before re-encryption); default: refuse
   --bundle FILE         rotate: apply a rotation bundle written by another control plane
   --bundle-key FILE     rotate/disable: an age identity file (bundles are encrypted to its
                         recipient) or a file whose first line is a passphrase
@@ -118,6 +121,9 @@ Stages
                         sha256 annotation; wait for the restart (undo on failure); persist
                         in kubeadm-config
   reencrypt             rewrite every object not yet on the primary key; verify raw etcd values
+  purge-history         compact etcd at the current revision, then defragment every member
+                        (followers first, the leader last, each healthy before the next);
+                        prove etcd's data file holds no plaintext of an encrypted resource
   etcd-tls              CIS 2.1-2.7 on the etcd manifest: client/peer certificates and
                         client-cert-auth, no auto TLS, https URLs; wait for etcd and the
                         apiserver after the restart (undo on failure); real connection tests
@@ -246,6 +252,7 @@ export function parseCli(argv: string[]): CliOptions {
 				output: {type: 'string'},
 				keep: {type: 'string'},
 				identity: {type: 'string'},
+				'allow-plaintext-history': {type: 'boolean'},
 				bundle: {type: 'string'},
 				'bundle-key': {type: 'string'},
 				'node-name': {type: 'string'},

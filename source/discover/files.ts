@@ -12,6 +12,8 @@ import {containerPathFor, hostPathFor, inspectManifest, ManifestError, stripUnde
 import {MAX_YAML_BYTES} from '../kube/yaml-edit.js';
 import type {EncryptionFacts, Facts, ManifestFacts, PkiFacts} from '../stages/facts.js';
 import {discoverEtcdCerts} from './etcd.js';
+import {parseBackupService, type BackupSetup} from '../backup/setup.js';
+import {SERVICE_NAME, UNIT_DIR} from '../backup/units.js';
 
 export const defaultPkiDir = '/etc/kubernetes/pki';
 
@@ -48,7 +50,15 @@ export async function discover(host: ReadHost, options: DiscoverOptions = {}): P
 	const etcd = await readManifest(host, posix.join(manifestsDir, 'etcd.yaml'), ETCD_CONTAINER);
 	const encryption = await readEncryption(host, apiserver, options.encryptionConfigPath);
 	const pki = await readPki(host, options.pkiDir ?? defaultPkiDir, [apiserver, etcd]);
-	return discoverEtcdCerts(host, {root: host.root, isRoot: host.isRoot(), apiserver, etcd, encryption, pki});
+	const backupSetup = await readBackupSetup(host);
+	return discoverEtcdCerts(host, {root: host.root, isRoot: host.isRoot(), apiserver, etcd, encryption, pki, ...(backupSetup ? {backupSetup} : {})});
+}
+
+/** The scheduled backup's settings (its service unit), when etcd-harden backup set one up. */
+async function readBackupSetup(host: ReadHost): Promise<BackupSetup | undefined> {
+	const unit = `${UNIT_DIR}/${SERVICE_NAME}`;
+	const read = await readTextOrProblem(host, unit).catch(() => ({missing: true}) as const);
+	return read.missing || read.text === undefined ? undefined : parseBackupService(unit, read.text);
 }
 
 /** Read and inspect one static pod manifest. */

@@ -17,6 +17,7 @@ import {ADMIN_KUBECONFIG} from '../kube/defaults.js';
 import {discoverFirewall} from './firewall.js';
 import type {AtRestFacts, AtRestResource, ClusterFacts, Facts} from '../stages/facts.js';
 import {discoverEtcdLive} from './etcd.js';
+import {discoverHistory} from './history.js';
 
 export type LiveOptions = {
 	kubeconfig?: string;
@@ -31,7 +32,8 @@ export async function discoverLive(host: Host, fileFacts: Facts, options: LiveOp
 	// An image without a version tag (a digest, a private registry's naming): /version tells.
 	const apiserver = facts.apiserver.version || !cluster.version ? facts.apiserver : {...facts.apiserver, version: cluster.version};
 	const firewall = await discoverFirewall(host, {...facts, cluster}, {kubeconfig: options.kubeconfig});
-	return {...facts, apiserver, cluster, atRest, firewall};
+	const history = await discoverHistory(host, facts);
+	return {...facts, apiserver, cluster, atRest, firewall, ...(history ? {history} : {})};
 }
 
 

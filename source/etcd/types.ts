@@ -95,3 +95,58 @@ export type AtRestFacts = {
 	/** Set when etcd could not be scanned (names the problem and the fix). */
 	problem?: string;
 };
+
+/** One of etcd's files scanned for plaintext history (source/etcd/history.ts). */
+export type HistoryFileScan = {
+	/** Node path (the db file, or the WAL directory). */
+	path: string;
+	bytes: number;
+	/** Plaintext records per encrypted resource. */
+	plaintext: Record<string, number>;
+	plaintextTotal: number;
+	/** Records under keys the config no longer has (`secretbox:key1` -> count). */
+	removedKeys: Record<string, number>;
+	removedTotal: number;
+};
+
+/** An etcd cluster member as `etcdctl member list` and `endpoint status` show it. */
+export type EtcdMember = {
+	/** Member ID in hex, as etcdctl prints it in tables. */
+	id: string;
+	name: string;
+	/** Its first client URL. */
+	endpoint: string;
+	leader: boolean;
+	/** Bytes of its db file (`endpoint status`), when it answered. */
+	dbSize?: number;
+	dbSizeInUse?: number;
+	/** Why `endpoint status` failed for it. */
+	problem?: string;
+};
+
+/** Plaintext history in etcd's data directory on this node, and the cluster a purge works on. */
+export type HistoryFacts = {
+	/** Node path of etcd's --data-dir (through its hostPath mount). */
+	dataDir: string;
+	/** Resources whose plaintext is residue (the config encrypts them on write). */
+	resources: string[];
+	/** Resources of the config the file scan cannot count (stored kind unknown). */
+	uncounted: string[];
+	/** member/snap/db; absent when the file does not exist. */
+	db?: HistoryFileScan;
+	/** member/wal/*.wal, together. */
+	wal?: HistoryFileScan & {files: number};
+	/** etcd's --snapshot-count and --max-wals (or their defaults): when WAL files are dropped. */
+	walSettings: {snapshotCount: number; maxWals: number};
+	/** Mode of the data directory (CIS: 0700). */
+	dataDirMode?: number;
+	members?: EtcdMember[];
+	/** The cluster's current revision. */
+	revision?: number;
+	/** Active alarms (`etcdctl alarm list`), e.g. `NOSPACE`. */
+	alarms?: string[];
+	/** Why the files could not be scanned. */
+	problem?: string;
+	/** Why the members could not be listed. */
+	membersProblem?: string;
+};

@@ -347,6 +347,22 @@ export class RealHost implements Host {
 		return {sha256: hash.digest('hex'), bytes};
 	}
 
+	async *readChunks(nodePath: string, chunkBytes = 1024 * 1024): AsyncIterable<Buffer> {
+		// One reused buffer per file would save allocations, but a consumer may keep a chunk;
+		// read() into fresh buffers keeps it simple and the memory constant.
+		const handle = await fs.open(this.resolve(nodePath), fsConstants.O_RDONLY);
+		try {
+			for (;;) {
+				const buffer = Buffer.allocUnsafe(chunkBytes);
+				const {bytesRead} = await handle.read(buffer, 0, chunkBytes, null);
+				if (bytesRead === 0) return;
+				yield bytesRead === chunkBytes ? buffer : buffer.subarray(0, bytesRead);
+			}
+		} finally {
+			await handle.close();
+		}
+	}
+
 	async makeTempDir(parent: string, prefix: string): Promise<string> {
 		if (prefix.includes('/')) throw new Error(`internal: temp dir prefix must be a name: ${prefix}`);
 		await this.mkdirReal(this.resolve(parent), 0o700);

@@ -132,6 +132,10 @@ export class RecordingHost implements Host {
 		return this.inner.digestFile(nodePath);
 	}
 
+	readChunks(nodePath: string, chunkBytes?: number): AsyncIterable<Buffer> {
+		return this.inner.readChunks(nodePath, chunkBytes);
+	}
+
 	async makeTempDir(parent: string, prefix: string): Promise<string> {
 		const dir = path.posix.join(parent, `${prefix}DRYRUN`);
 		this.actions.push({kind: 'mkdir', path: dir, mode: 0o700});

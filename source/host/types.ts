@@ -150,6 +150,12 @@ export interface Host {
 	ageDecryptDigest(input: string, keys: DecryptWith): Promise<FileDigest>;
 	/** sha256 and size of a file, streamed; undefined when it does not exist. */
 	digestFile(nodePath: string): Promise<FileDigest | undefined>;
+	/**
+	 * A file's content in chunks of about `chunkBytes` (default 1 MiB), read-only and streamed:
+	 * constant memory whatever the file's size (etcd's data file, a snapshot). Throws when the
+	 * file cannot be read (ENOENT for a missing one).
+	 */
+	readChunks(nodePath: string, chunkBytes?: number): AsyncIterable<Buffer>;
 	/** Create a fresh private (0700) directory `<parent>/<prefix>XXXXXX`; returns its node path. */
 	makeTempDir(parent: string, prefix: string): Promise<string>;
 	/** Remove a file or a directory tree; no error when missing. */

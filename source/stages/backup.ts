@@ -12,6 +12,7 @@ import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.j
 import {InputError, type AnswerValue, type Change, type Check, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
 import type {BackupParams} from '../backup/backup.js';
 import {scannedResources} from '../kube/encryption-config.js';
+import {encryptedResources, readableLabels} from '../etcd/history.js';
 import type {Facts} from './facts.js';
 
 export const backupStageId = 'backup';
@@ -91,6 +92,11 @@ function plan(facts: Facts, answers: StageAnswers, context: {now: Date}): StageP
 		...(configPath ? {configPath} : {}),
 		...(facts.cluster?.version ?? facts.apiserver.version ? {kubernetesVersion: facts.cluster?.version ?? facts.apiserver.version} : {}),
 		keep,
+		history: {
+			resources: encryptedResources(facts.encryption.config, scannedResources(facts.encryption.config)),
+			readableKeys: [...readableLabels(facts.encryption.config)],
+			...(answers['allowPlaintextHistory'] === true ? {allow: '--allow-plaintext-history'} : {}),
+		},
 	};
 	const to = recipients ? `to ${recipients.length === 1 ? recipients[0] : `${recipients.length} age recipients`}` : `with the passphrase in ${passphraseFile} (scrypt)`;
 	const warnings: string[] = [];
@@ -102,6 +108,9 @@ function plan(facts: Facts, answers: StageAnswers, context: {now: Date}): StageP
 				'etcdctl snapshot status checks it; its sha256, revision and key count go into manifest.json',
 				`${output}/${id}/snapshot.db.age (age, streaming, 0600)`,
 				configPath ? `${output}/${id}/encryption-config.yaml.age: ${configPath}, encrypted the same way (keys listed in the manifest by name only)` : 'no encryption config to archive',
+				answers['allowPlaintextHistory'] === true
+					? 'the snapshot is scanned for plaintext history (old revisions from before re-encryption); with --allow-plaintext-history a backup that holds some is written anyway and marked so'
+					: 'the snapshot is scanned for plaintext history (old revisions from before re-encryption): a snapshot that holds some is refused, nothing written (etcd-harden --only purge-history removes it)',
 				keep > 0 ? `keep the newest ${keep} backups in ${output}, delete older etcd-backup-* directories` : `keep every backup in ${output}`,
 				recipients ? 'only the public recipients are on this node: prove the backup with "etcd-harden restore-check --identity KEYFILE" where the key is' : 'the backup is decrypted again with the passphrase (into a hash) before it counts as written',
 		]),
@@ -149,6 +158,13 @@ export const backupStage: NodeStage = {
 		{id: 'recipients', kind: 'text', message: 'age recipients (age1..., separated by commas)', when: answers => answers['protect'] === 'recipients', validate: recipientsProblem},
 		{id: 'passphraseFile', kind: 'text', message: 'File holding the passphrase (first line)', when: answers => answers['protect'] === 'passphrase', validate: absolutePath('passphraseFile')},
 		{id: 'keep', kind: 'text', message: 'Backups to keep (0: all)', default: '7', validate: keepProblem},
+		{
+			id: 'allowPlaintextHistory',
+			kind: 'confirm',
+			message: 'Write the backup even if the snapshot holds plaintext history?',
+			help: 'etcd keeps old revisions (the values from before re-encryption) until etcd-harden --only purge-history compacts and defragments it. Default: refuse such a snapshot.',
+			default: false,
+		},
 		{
 			id: 'schedule',
 			kind: 'select',

@@ -5,12 +5,13 @@
  */
 import type {Stage} from '../engine/contract.js';
 import type {ClusterFacts, EncryptionFacts, ManifestFacts, PkiFacts} from '../kube/types.js';
-import type {AtRestFacts, EtcdCertFacts, EtcdLiveFacts} from '../etcd/types.js';
+import type {AtRestFacts, EtcdCertFacts, EtcdLiveFacts, HistoryFacts} from '../etcd/types.js';
 import type {FirewallFacts} from '../firewall/types.js';
 import type {RotationFacts} from '../kube/rotation-status.js';
+import type {BackupSetup} from '../backup/setup.js';
 
 export type * from '../kube/types.js';
-export type {AtRestFacts, AtRestResource} from '../etcd/types.js';
+export type {AtRestFacts, AtRestResource, HistoryFacts} from '../etcd/types.js';
 
 export type Facts = {
 	root: string;
@@ -22,6 +23,10 @@ export type Facts = {
 	/** Present only when discovery probed the running control plane (etcd-harden on the node). */
 	cluster?: ClusterFacts;
 	atRest?: AtRestFacts;
+	/** The scheduled backup's recipients and output (its systemd service), when one is set up. */
+	backupSetup?: BackupSetup;
+	/** Plaintext history in etcd's data directory, and the members (live only; source/discover/history.ts). */
+	history?: HistoryFacts;
 	/** Certificates the etcd and apiserver manifests name (source/discover/etcd.ts). */
 	etcdCerts?: EtcdCertFacts;
 	/** Connection tests and auth state of the running etcd (live discovery only). */

@@ -8,13 +8,15 @@ import {etcdAuthStage} from '../stages/etcd-auth.js';
 import {etcdTlsStage} from '../stages/etcd-tls.js';
 import type {NodeStage} from '../stages/facts.js';
 import {firewallStage} from '../stages/firewall.js';
+import {purgeHistoryStage} from '../stages/purge-history.js';
 import {reencryptStage} from '../stages/reencrypt.js';
+import {safetyBackupStage} from '../stages/safety-backup.js';
 import {rotationStatus} from '../stages/rotate.js';
 import {nodeDiscovery, type NodeTarget} from './node.js';
 import {selectStages, type StagePick} from './select.js';
 import type {Workflow} from './workflow.js';
 
-export const hardenStages: readonly NodeStage[] = [encryptionConfigStage, apiserverManifestStage, reencryptStage, etcdTlsStage, etcdAuthStage, firewallStage];
+export const hardenStages: readonly NodeStage[] = [safetyBackupStage('harden'), encryptionConfigStage, apiserverManifestStage, reencryptStage, purgeHistoryStage, etcdTlsStage, etcdAuthStage, firewallStage];
 
 /** Stage ids an answers file may name in a run of these stages: theirs, every harden stage's and backup's. */
 export function answerableStages(selected: readonly NodeStage[]): string[] {

@@ -10,15 +10,17 @@ import {InputError, type Answers, type RunSettings} from '../engine/contract.js'
 import type {Host} from '../host/types.js';
 import {disableIdentityStage, disableRemoveStage} from '../stages/disable.js';
 import type {NodeStage} from '../stages/facts.js';
+import {purgeHistoryStage} from '../stages/purge-history.js';
 import {reencryptStage} from '../stages/reencrypt.js';
+import {safetyBackupStage} from '../stages/safety-backup.js';
 import {rotateBundleStage, rotatePrepareStage, rotatePromoteStage, rotatePruneStage} from '../stages/rotate.js';
 import {answerableStages} from './harden.js';
 import {nodeDiscovery, type NodeTarget} from './node.js';
 import {selectStages, type StagePick} from './select.js';
 import type {Workflow} from './workflow.js';
 
-export const rotateStages: readonly NodeStage[] = [rotatePrepareStage, rotatePromoteStage, reencryptStage, rotatePruneStage];
-export const disableStages: readonly NodeStage[] = [disableIdentityStage, reencryptStage, disableRemoveStage];
+export const rotateStages: readonly NodeStage[] = [safetyBackupStage('rotate'), rotatePrepareStage, rotatePromoteStage, reencryptStage, purgeHistoryStage, rotatePruneStage];
+export const disableStages: readonly NodeStage[] = [safetyBackupStage('disable'), disableIdentityStage, reencryptStage, purgeHistoryStage, disableRemoveStage];
 
 export type RotateRequest = StagePick & {
 	command: 'rotate' | 'disable';

@@ -5,6 +5,7 @@
 import {taskRegistry} from '../engine/contract.js';
 import {etcdBackupTask} from '../backup/tasks.js';
 import {sealedCopyTask} from '../crypto/tasks.js';
+import {etcdCompactTask, etcdDefragMemberTask} from '../etcd/purge.js';
 import {etcdAuthEnableTask, etcdAuthUsersTask, etcdClientCertTask, etcdRestartGate} from '../etcd/tasks.js';
 import {firewallApplyTask} from '../firewall/tasks.js';
 import {keysUnusedTask, rotationPublishTask, waitControlPlanesTask} from '../kube/rotation-tasks.js';
@@ -24,4 +25,6 @@ export const tasks = taskRegistry([
 	rotationPublishTask,
 	waitControlPlanesTask,
 	keysUnusedTask,
+	etcdCompactTask,
+	etcdDefragMemberTask,
 ]);

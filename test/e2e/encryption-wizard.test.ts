@@ -15,7 +15,7 @@ const NAMESPACES = 3;
 const MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml';
 const CONFIG = '/etc/kubernetes/enc/encryption-config.yaml';
 // The encryption stages only: other stages (firewall, etcd TLS and auth) have their own tests.
-const RECOVERY = ['--only', 'encryption-config,apiserver-manifest,reencrypt', '--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true'];
+const RECOVERY = ['--only', 'encryption-config,apiserver-manifest,reencrypt,purge-history', '--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true'];
 
 type Run = {exitCode: number; stdout: string; stderr: string};
 
@@ -81,6 +81,8 @@ describe('encryption at rest on a live control plane', () => {
 		expect(run.stderr).not.toMatch(/etcd-harden: /);
 		expect(run.exitCode, run.stderr.slice(-3000)).toBe(0);
 		expect(run.stdout).toContain('Re-encrypt existing objects: applied and verified.');
+		// Enabling is complete only with the old plaintext revisions gone (status fails otherwise).
+		expect(run.stdout).toContain('Purge plaintext history: applied and verified.');
 
 		const secrets = await rawCounts(tb, '/registry/secrets/');
 		expect(Object.keys(secrets)).toEqual(['secretbox:key1']);
@@ -123,7 +125,7 @@ describe('encryption at rest on a live control plane', () => {
 		};
 		const run = await cli(tb, ['--yes', '--plain', '--set', 'encryption-config.resources=secrets,configmaps', ...RECOVERY]);
 		expect(run.exitCode, run.stderr.slice(-2000)).toBe(0);
-		expect(run.stdout.match(/already in place, nothing changed/g)).toHaveLength(3);
+		expect(run.stdout.match(/already in place, nothing changed/g)).toHaveLength(4);
 		expect({
 			files: await fileDigests(tb, files),
 			secrets: await rawDigest(tb, '/registry/secrets/'),

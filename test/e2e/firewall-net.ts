@@ -10,7 +10,7 @@
  * touching the machine's. Nothing here touches the host's own network or firewall.
  */
 import {spawn, type ChildProcess} from 'node:child_process';
-import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises';
+import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {execa} from 'execa';
@@ -40,6 +40,10 @@ export type Net = {
 	upper(nodePath: string): string;
 	/** `etcdctl endpoint health` for both members, from cp. */
 	etcdHealthy(): Promise<boolean>;
+	/** SIGKILL a member's etcd and wait until it has exited (a crash). */
+	killMember(member: 'cp' | 'peer'): Promise<void>;
+	/** Start a member's etcd again on its data directory (what the kubelet does after a crash). */
+	startMember(member: 'cp' | 'peer'): void;
 	stop(): Promise<void>;
 };
 
@@ -146,8 +150,10 @@ export async function startNet(): Promise<Net> {
 		await writeFile(path.join(etcUpper, 'kubernetes/manifests/etcd.yaml'), etcdManifest(identity));
 		await writeFile(path.join(etcUpper, 'kubernetes/manifests/kube-apiserver.yaml'), kubeApiserverManifest(identity));
 
-		for (const member of ['cp', 'peer'] as const) {
+		const members: Partial<Record<'cp' | 'peer', ChildProcess>> = {};
+		const startMember = (member: 'cp' | 'peer'): void => {
 			const child = spawn('ip', ['netns', 'exec', ns[member], ...etcdArgs(member, pki, path.join(dir, `data-${member}`))], {stdio: ['ignore', 'ignore', 'pipe']});
+			members[member] = child;
 			let log = '';
 			child.stderr?.on('data', (chunk: Buffer) => {
 				log = (log + chunk.toString()).slice(-4000);
@@ -156,7 +162,8 @@ export async function startNet(): Promise<Net> {
 				if (code !== null && code !== 0 && process.env['FIREWALL_TEST_LOG']) process.stderr.write(`etcd ${member} exited ${code}: ${log}\n`);
 			});
 			processes.push(child);
-		}
+		};
+		for (const member of ['cp', 'peer'] as const) startMember(member);
 
 		const exec: Net['exec'] = (host, argv, options = {}) => sh(['ip', 'netns', 'exec', ns[host], ...argv], options.input);
 		const client = ['--cacert', path.join(pki, 'etcd/ca.crt'), '--cert', path.join(pki, 'apiserver-etcd-client.crt'), '--key', path.join(pki, 'apiserver-etcd-client.key')];
@@ -178,6 +185,19 @@ export async function startNet(): Promise<Net> {
 			pki,
 			exec,
 			etcdHealthy,
+			startMember,
+			async killMember(member) {
+				const child = members[member];
+				if (!child || child.exitCode !== null || child.signalCode !== null) return;
+				const exited = new Promise<void>(resolve => child.once('exit', () => resolve()));
+				// `ip netns exec` may wait for etcd as its child: kill etcd itself, found in the namespace.
+				const pids = (await sh(['ip', 'netns', 'pids', ns[member]])).stdout.split(/\s+/).filter(Boolean);
+				for (const pid of pids) {
+					const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+					if (comm.trim() === 'etcd') process.kill(Number(pid), 'SIGKILL');
+				}
+				await exited;
+			},
 			async tls(from, address, port) {
 				const host = address.includes(':') ? `[${address}]` : address;
 				const result = await exec(from, [

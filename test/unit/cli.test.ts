@@ -150,7 +150,7 @@ describe('bad input: exit 2, a message naming the problem and the fix, the tree 
 
 	test('an unknown stage name', async () => {
 		const root = await demoCopy();
-		await expectRefused(root, ['--root', root, '--yes', '--only', 'encryption-confg'], /unknown stage "encryption-confg": known stages are encryption-config, apiserver-manifest, reencrypt/);
+		await expectRefused(root, ['--root', root, '--yes', '--only', 'encryption-confg'], /unknown stage "encryption-confg": known stages are safety-backup, encryption-config, apiserver-manifest, reencrypt, purge-history/);
 	});
 
 	test('not root and no --root', async () => {
@@ -231,16 +231,18 @@ describe('non-interactive run', () => {
 		const data = JSON.parse(result.stdout) as {dryRun: boolean; summary: string[]; stages: Array<{id: string; phase: string; changes: Array<{body: string}>}>};
 		expect(data.dryRun).toBe(true);
 		expect(data.stages.map(stage => [stage.id, stage.phase])).toEqual([
+			// These need the live control plane; with --root they are left out, not "unchanged".
+			['safety-backup', 'skipped'],
 			['encryption-config', 'previewed'],
 			['apiserver-manifest', 'previewed'],
-			// These need the live control plane; with --root they are left out, not "unchanged".
 			['reencrypt', 'skipped'],
+			['purge-history', 'skipped'],
 			['etcd-tls', 'unchanged'],
 			['etcd-auth', 'skipped'],
 			['firewall', 'skipped'],
 		]);
 		expect(data.summary.join('\n')).toContain('Re-encrypt existing objects: left out: no running control plane was probed');
-		expect(data.stages[0]!.changes[0]!.body).toContain('secret: <redacted>');
+		expect(data.stages.find(stage => stage.id === 'encryption-config')!.changes[0]!.body).toContain('secret: <redacted>');
 		expect(await snapshot(root)).toEqual(before);
 	});
 

@@ -73,7 +73,7 @@ describe('recovery copy of a new key', () => {
 
 describe('stage list', () => {
 	it('runs encryption-config, then apiserver-manifest', () => {
-		expect(stageIds.slice(0, 5)).toEqual(['encryption-config', 'apiserver-manifest', 'reencrypt', 'etcd-tls', 'etcd-auth']);
+		expect(stageIds.slice(0, 7)).toEqual(['safety-backup', 'encryption-config', 'apiserver-manifest', 'reencrypt', 'purge-history', 'etcd-tls', 'etcd-auth']);
 		expect(stages.map(s => s.id)).toEqual([...stageIds]);
 	});
 });
