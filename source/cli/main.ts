@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import {createEngine, type Engine} from '../engine/engine.js';
 import type {EngineState} from '../engine/state.js';
 import {exitCodes, InputError, type Answers} from '../engine/contract.js';
-import {prepareDemoTree, packageDirectory} from '../host/demo.js';
+import {prepareDemoTree} from '../host/demo.js';
 import {RealHost} from '../host/real.js';
 import {RecordingHost} from '../host/recording.js';
 import type {Host} from '../host/types.js';
@@ -21,6 +21,7 @@ import type {Workflow} from '../workflow/workflow.js';
 import {checkText, isCi} from '../ui/format.js';
 import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
 import {restoreCheckCommand} from './restore-check.js';
+import {buildInfo, isSingleExecutable, versionText} from './version.js';
 
 export type Io = {
 	stdin: NodeJS.ReadStream;
@@ -62,8 +63,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 		return exitCodes.ok;
 	}
 	if (options.version) {
-		const manifest = JSON.parse((await new RealHost('/').readText(path.join(await packageDirectory(), 'package.json'))) ?? '{}') as {version: string};
-		io.stdout.write(`${manifest.version}\n`);
+		io.stdout.write(versionText(await buildInfo()));
 		return exitCodes.ok;
 	}
 	if (options.command === 'restore-check') return restoreCheckCommand({dryRun: options.dryRun, root: options.root, json: options.json, backup: options.backup}, io);
@@ -127,7 +127,7 @@ async function workflowFor(options: CliOptions, target: NodeTarget): Promise<Wor
 	const pick = {only: options.only, skip: options.skip};
 	switch (options.command) {
 		case 'backup':
-			return backupWorkflow(settings, {argv1: process.argv[1], execPath: process.execPath});
+			return backupWorkflow(settings, {argv1: process.argv[1], execPath: process.execPath, singleExecutable: await isSingleExecutable()});
 		case 'rotate':
 		case 'disable':
 			// --bundle and --bundle-key name the operator's files, not files under --root.

@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+// `npm run build:exe`: one self-contained executable for linux-amd64, dist/etcd-harden-linux-amd64,
+// and dist/SHA256SUMS beside it. A node on a control-plane node is not needed to run it.
+//
+// How: a Node single executable application (SEA) - the node binary that runs this script, with
+// the program injected by postject (npm) as the NODE_SEA_BLOB resource. Node 20's SEA main script
+// must be CommonJS, and Ink and yoga-layout use top-level await, which CommonJS cannot express; so
+// the whole CLI is bundled once more as a single ES module (no code splitting: nothing is read from
+// disk) and embedded as a SEA asset, and the small CommonJS main imports it from a data: URL through
+// vm's main-context loader (vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER, Node >= 20.12). Templates,
+// the firewall watchdog and the demo tree are modules already (*.generated.ts), so they are inside.
+//
+// Why SEA over other packagers (measured and compared in the commit that added this): it embeds the
+// very runtime the test suite runs on (no second JavaScript engine to trust), needs only postject
+// from npm, and downloads nothing; the packagers that fetch prebuilt runtimes at build time are
+// out, as is any runtime whose behaviour the tests do not cover.
+import {execFileSync} from 'node:child_process';
+import {createHash} from 'node:crypto';
+import {copyFile, chmod, mkdir, readFile, rm, writeFile} from 'node:fs/promises';
+import path from 'node:path';
+import {fileURLToPath} from 'node:url';
+import {build} from 'esbuild';
+import {inject} from 'postject';
+import {buildInfo} from './build-info.mjs';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const NAME = 'etcd-harden-linux-amd64';
+const SENTINEL = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+if (process.platform !== 'linux' || process.arch !== 'x64') {
+	console.error(`build:exe: builds ${NAME} with the running node, so it must run on linux x64 (this is ${process.platform}-${process.arch})`);
+	process.exit(1);
+}
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 12)) {
+	console.error(`build:exe: needs Node.js >= 20.12 (SEA assets and vm's main-context loader); this is ${process.version}`);
+	process.exit(1);
+}
+
+const work = path.join(repo, 'dist', 'sea');
+const output = path.join(repo, 'dist', NAME);
+await rm(work, {recursive: true, force: true});
+await mkdir(work, {recursive: true});
+const started = performance.now();
+
+await build({
+	absWorkingDir: repo,
+	entryPoints: ['cli.tsx'],
+	outfile: path.join(work, 'cli.mjs'),
+	bundle: true,
+	splitting: false,
+	platform: 'node',
+	format: 'esm',
+	target: 'node20',
+	// Ink loads its devtools only when DEV=true; they are not a dependency, and a bare import left
+	// outside the bundle cannot resolve from a data: URL, so the executable says so instead.
+	plugins: [
+		{
+			name: 'no-devtools',
+			setup(build) {
+				build.onResolve({filter: /^react-devtools-core$/}, () => ({path: 'react-devtools-core', namespace: 'no-devtools'}));
+				build.onLoad({filter: /.*/, namespace: 'no-devtools'}, () => ({
+					contents: "throw new Error('React devtools are not part of the etcd-harden executable (unset DEV)');",
+					loader: 'js',
+				}));
+			},
+		},
+	],
+	// The module's own URL is a data: URL in the executable; require() is only for builtins.
+	banner: {js: "import {createRequire as __etcdHardenRequire} from 'node:module'; const require = __etcdHardenRequire(process.execPath);"},
+	define: {'process.env.NODE_ENV': '"production"', ETCD_HARDEN_BUILD: JSON.stringify(buildInfo(repo))},
+	legalComments: 'none',
+	minify: true,
+	logLevel: 'warning',
+});
+
+await writeFile(
+	path.join(work, 'main.cjs'),
+	`'use strict';
+const {getAsset} = require('node:sea');
+const vm = require('node:vm');
+// The main-context loader is marked experimental in Node 20 and says so on stderr; that notice is
+// for developers, not for an operator running the tool. Only that one warning is dropped.
+const emitWarning = process.emitWarning;
+process.emitWarning = function (warning, ...rest) {
+	if (String(warning && warning.message || warning).includes('USE_MAIN_CONTEXT_DEFAULT_LOADER')) return;
+	return emitWarning.call(process, warning, ...rest);
+};
+const load = new vm.Script('(url) => import(url)', {filename: 'etcd-harden-loader', importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER}).runInThisContext();
+load('data:text/javascript;base64,' + Buffer.from(getAsset('cli.mjs')).toString('base64')).catch(error => {
+	// The embedded module's URL is the whole program as base64: name it instead of printing it.
+	const text = String(error && error.stack || error).replace(/data:text\\/javascript;base64,[A-Za-z0-9+/=]+/g, '<etcd-harden>');
+	process.stderr.write('etcd-harden: internal error: ' + text + '\\n');
+	process.exitCode = 70;
+});
+`,
+);
+await writeFile(
+	path.join(work, 'sea-config.json'),
+	JSON.stringify({main: path.join(work, 'main.cjs'), output: path.join(work, 'sea-prep.blob'), disableExperimentalSEAWarning: true, useCodeCache: false, assets: {'cli.mjs': path.join(work, 'cli.mjs')}}, null, '\t'),
+);
+execFileSync(process.execPath, ['--experimental-sea-config', path.join(work, 'sea-config.json')], {stdio: ['ignore', 'ignore', 'inherit']});
+
+// The runtime: this node, without its debug symbols (strip, Debian's binutils) - about half the size.
+const exe = path.join(work, NAME);
+await copyFile(process.execPath, exe);
+await chmod(exe, 0o755);
+execFileSync('strip', ['--strip-all', exe]);
+await inject(exe, 'NODE_SEA_BLOB', await readFile(path.join(work, 'sea-prep.blob')), {sentinelFuse: SENTINEL});
+await rm(output, {force: true});
+await copyFile(exe, output);
+await chmod(output, 0o755);
+const digest = createHash('sha256').update(await readFile(output)).digest('hex');
+await writeFile(path.join(repo, 'dist', 'SHA256SUMS'), `${digest}  ${NAME}\n`);
+await rm(work, {recursive: true, force: true});
+const {size} = await import('node:fs').then(fs => fs.statSync(output));
+console.log(`${path.relative(repo, output)}: ${(size / 1e6).toFixed(1)} MB, sha256 ${digest} (${((performance.now() - started) / 1000).toFixed(1)} s)`);
