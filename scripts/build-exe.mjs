@@ -4,11 +4,16 @@
 //
 // How: a Node single executable application (SEA) - the node binary that runs this script, with
 // the program injected by postject (npm) as the NODE_SEA_BLOB resource. Node 20's SEA main script
-// must be CommonJS, and Ink and yoga-layout use top-level await, which CommonJS cannot express; so
-// the whole CLI is bundled once more as a single ES module (no code splitting: nothing is read from
-// disk) and embedded as a SEA asset, and the small CommonJS main imports it from a data: URL through
-// vm's main-context loader (vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER, Node >= 20.12). Templates,
-// the firewall watchdog and the demo tree are modules already (*.generated.ts), so they are inside.
+// must be CommonJS, and Ink and yoga-layout use top-level await, which CommonJS cannot express. So
+// the CLI is bundled as ES modules split at its dynamic imports, exactly like dist/ (--help loads
+// no Ink), and embedded as SEA assets; the small CommonJS main unpacks them once per build into a
+// private directory named by their sha256 (root: /var/lib/etcd-harden/exe-<sha>; others: a 0700
+// directory of their own under the temp directory), checks the digest on every start, and imports
+// the entry through vm's main-context loader (vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER, Node
+// >= 20.12). Measured first: importing the program from a data: URL instead (nothing on disk) cost
+// about 1 s more per start on this machine, since every import in it resolves against a
+// multi-megabyte base URL. Templates, the firewall watchdog and the demo tree are modules
+// (*.generated.ts), so they are inside the program.
 //
 // Why SEA over other packagers (measured and compared in the commit that added this): it embeds the
 // very runtime the test suite runs on (no second JavaScript engine to trust), needs only postject
@@ -16,7 +21,7 @@
 // out, as is any runtime whose behaviour the tests do not cover.
 import {execFileSync} from 'node:child_process';
 import {createHash} from 'node:crypto';
-import {copyFile, chmod, mkdir, readFile, rm, writeFile} from 'node:fs/promises';
+import {copyFile, chmod, mkdir, readdir, readFile, rm, writeFile} from 'node:fs/promises';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {build} from 'esbuild';
@@ -43,17 +48,21 @@ await rm(work, {recursive: true, force: true});
 await mkdir(work, {recursive: true});
 const started = performance.now();
 
+const app = path.join(work, 'app');
 await build({
 	absWorkingDir: repo,
-	entryPoints: ['cli.tsx'],
-	outfile: path.join(work, 'cli.mjs'),
+	entryPoints: {cli: 'cli.tsx'},
+	outdir: app,
+	chunkNames: 'chunks/[name]-[hash]',
+	// .mjs: the unpacked directory has no package.json saying "type": "module".
+	outExtension: {'.js': '.mjs'},
 	bundle: true,
-	splitting: false,
+	splitting: true,
 	platform: 'node',
 	format: 'esm',
 	target: 'node20',
-	// Ink loads its devtools only when DEV=true; they are not a dependency, and a bare import left
-	// outside the bundle cannot resolve from a data: URL, so the executable says so instead.
+	// Ink loads its devtools only when DEV=true; they are not a dependency, and nothing beside the
+	// program can be imported, so the executable says so instead.
 	plugins: [
 		{
 			name: 'no-devtools',
@@ -66,38 +75,37 @@ await build({
 			},
 		},
 	],
-	// The module's own URL is a data: URL in the executable; require() is only for builtins.
-	banner: {js: "import {createRequire as __etcdHardenRequire} from 'node:module'; const require = __etcdHardenRequire(process.execPath);"},
+	banner: {js: "import {createRequire as __etcdHardenRequire} from 'node:module'; const require = __etcdHardenRequire(import.meta.url);"},
 	define: {'process.env.NODE_ENV': '"production"', ETCD_HARDEN_BUILD: JSON.stringify(buildInfo(repo))},
 	legalComments: 'none',
-	minify: true,
 	logLevel: 'warning',
 });
 
-await writeFile(
-	path.join(work, 'main.cjs'),
-	`'use strict';
-const {getAsset} = require('node:sea');
-const vm = require('node:vm');
-// The main-context loader is marked experimental in Node 20 and says so on stderr; that notice is
-// for developers, not for an operator running the tool. Only that one warning is dropped.
-const emitWarning = process.emitWarning;
-process.emitWarning = function (warning, ...rest) {
-	if (String(warning && warning.message || warning).includes('USE_MAIN_CONTEXT_DEFAULT_LOADER')) return;
-	return emitWarning.call(process, warning, ...rest);
-};
-const load = new vm.Script('(url) => import(url)', {filename: 'etcd-harden-loader', importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER}).runInThisContext();
-load('data:text/javascript;base64,' + Buffer.from(getAsset('cli.mjs')).toString('base64')).catch(error => {
-	// The embedded module's URL is the whole program as base64: name it instead of printing it.
-	const text = String(error && error.stack || error).replace(/data:text\\/javascript;base64,[A-Za-z0-9+/=]+/g, '<etcd-harden>');
-	process.stderr.write('etcd-harden: internal error: ' + text + '\\n');
-	process.exitCode = 70;
-});
-`,
-);
+// The program's files, in a fixed order, and one digest over names and contents.
+const files = [];
+for (const entry of await readdir(app, {recursive: true, withFileTypes: true})) {
+	if (entry.isFile()) files.push(path.relative(app, path.join(entry.parentPath ?? entry.path, entry.name)).split(path.sep).join('/'));
+}
+files.sort();
+const programHash = createHash('sha256');
+for (const file of files) programHash.update(file).update('\0').update(await readFile(path.join(app, file))).update('\0');
+const manifest = {sha256: programHash.digest('hex'), entry: 'cli.mjs', files};
+await writeFile(path.join(work, 'program.json'), JSON.stringify(manifest));
+
+await writeFile(path.join(work, 'main.cjs'), await readFile(path.join(repo, 'scripts', 'sea-main.cjs')));
 await writeFile(
 	path.join(work, 'sea-config.json'),
-	JSON.stringify({main: path.join(work, 'main.cjs'), output: path.join(work, 'sea-prep.blob'), disableExperimentalSEAWarning: true, useCodeCache: false, assets: {'cli.mjs': path.join(work, 'cli.mjs')}}, null, '\t'),
+	JSON.stringify(
+		{
+			main: path.join(work, 'main.cjs'),
+			output: path.join(work, 'sea-prep.blob'),
+			disableExperimentalSEAWarning: true,
+			useCodeCache: false,
+			assets: {'program.json': path.join(work, 'program.json'), ...Object.fromEntries(files.map(file => [`program/${file}`, path.join(app, file)]))},
+		},
+		null,
+		'\t',
+	),
 );
 execFileSync(process.execPath, ['--experimental-sea-config', path.join(work, 'sea-config.json')], {stdio: ['ignore', 'ignore', 'inherit']});
 
