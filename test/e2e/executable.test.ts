@@ -85,6 +85,26 @@ describe('the single executable on a root filesystem without Node.js', () => {
 		expect(runtime).toBe(`runtime: Node.js ${process.version} embedded (single executable, linux-x64)`);
 	});
 
+	it('unpacks its program once into a private directory, and again when that copy is damaged', async () => {
+		const script = [
+			'etcd-harden --version >/dev/null',
+			'dir=$(ls -d /var/lib/etcd-harden/exe-*)',
+			'stat -c "%a %U" "$dir"',
+			'find "$dir" -type f -name "*.mjs" ! -perm 600 | wc -l',
+			// Damage one module: the next start must notice the digest and unpack a whole copy again.
+			'echo "throw new Error(1)" > "$dir/cli.mjs"',
+			'etcd-harden --version | head -n1',
+			'grep -c "throw new Error(1)" "$dir/cli.mjs" || true',
+		].join(' && ');
+		const run = await runInRootfs(rootfs, EXE, ['sh', '-c', script]);
+		expect(run.exitCode, run.stderr).toBe(0);
+		const [mode, loose, name, damaged] = run.stdout.trim().split('\n');
+		expect(mode).toBe('700 root');
+		expect(loose).toBe('0');
+		expect(name).toMatch(/^etcd-harden \d+\.\d+\.\d+$/);
+		expect(damaged).toBe('0');
+	});
+
 	it('--help and backup --help print the usage', async () => {
 		for (const argv of [['--help'], ['backup', '--help']]) {
 			const run = await runInRootfs(rootfs, EXE, ['etcd-harden', ...argv]);
