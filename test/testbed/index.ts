@@ -304,6 +304,12 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
 		setup.push('mount -t tmpfs -o mode=1777 testbed-tmp /tmp');
 		if (repoUnderTmp) setup.push(`mkdir -p ${q(REPO_ROOT)}`, `mount --bind /var/lib/testbed/repo ${q(REPO_ROOT)}`);
 		await exec(['/bin/sh', '-c', setup.join('\n')], {stdin: 'ignore'});
+		// The release asked for is the one the pod and the tool get, or the testbed does not start.
+		const versions = await exec(['/bin/sh', '-c', 'etcd --version; /usr/bin/etcd --version; etcdctl version'], {stdin: 'ignore', reject: false});
+		const seen = [...String(versions.stdout).matchAll(/(?:etcd Version|etcdctl version): (\d+\.\d+)\./g)].map(m => m[1]);
+		if (seen.length !== 3 || seen.some(v => v !== etcdVersion)) {
+			throw new Error(`testbed asked for etcd ${etcdVersion} but runs ${seen.join(', ') || 'no etcd'}:\n${versions.stdout}${versions.stderr}`);
+		}
 		phase('namespaces');
 
 		const creds = await generatePki(d('etc-kubernetes', 'pki'), {nodeName, nodeIp});
