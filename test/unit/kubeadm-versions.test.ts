@@ -132,6 +132,18 @@ describe('version-specific shapes', () => {
 		expect(f33['experimental-watch-progress-notify-interval']).toBe('5s');
 	});
 
+	it("kubeadm's own --experimental-* flags pass (kubeadm upgrade rewrites them); an operator's own one warns with its 3.6 name", async () => {
+		for (const minor of ['1.33', '1.34']) {
+			expect(tlsAudit(await discover(nodeHost(minor))).find(c => c.id === 'etcd.experimental-flags')?.status, minor).toBe('pass');
+		}
+		const host = nodeHost('1.33');
+		const etcd = '/etc/kubernetes/manifests/etcd.yaml';
+		host.put(etcd, host.text(etcd)!.replace('    - --snapshot-count=10000\n', '    - --experimental-compact-hash-check-enabled=true\n    - --snapshot-count=10000\n'));
+		const check = tlsAudit(await discover(host)).find(c => c.id === 'etcd.experimental-flags');
+		expect(check).toMatchObject({status: 'warn', actual: expect.stringContaining('--experimental-compact-hash-check-enabled -> --feature-gates=CompactHashCheck=true')});
+		expect(check?.actual).not.toContain('watch-progress');
+	});
+
 	it('--enable-v2 on a 1.33 etcd is a pre-upgrade warning naming etcdutl check v2store', async () => {
 		const host = nodeHost('1.33');
 		const etcd = '/etc/kubernetes/manifests/etcd.yaml';
