@@ -8,6 +8,7 @@ import {build} from 'esbuild';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {rm} from 'node:fs/promises';
+import {buildInfo} from './build-info.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 await rm(path.join(repo, 'dist', 'chunks'), {recursive: true, force: true});
@@ -25,7 +26,7 @@ await build({
 	external: ['react-devtools-core'],
 	// CommonJS packages inside the bundle (react, signal-exit) call require() for builtins.
 	banner: {js: "import {createRequire as __etcdHardenRequire} from 'node:module'; const require = __etcdHardenRequire(import.meta.url);"},
-	define: {'process.env.NODE_ENV': '"production"'},
+	define: {'process.env.NODE_ENV': '"production"', ETCD_HARDEN_BUILD: JSON.stringify(buildInfo(repo))},
 	legalComments: 'none',
 	logLevel: 'warning',
 });

@@ -14,7 +14,11 @@ CACHE="${ETCD_HARDEN_CACHE:-/var/cache/etcd-harden}"
 KUBE_VERSION="1.20.2"
 APISERVER_BIN="$CACHE/bin/kube-apiserver-$KUBE_VERSION"
 SRC_LIST=/etc/apt/sources.list.d/etcd-harden-deb-src.sources
-PACKAGES=(etcd-server etcd-client golang-go rsync openssl iptables nftables iproute2 tmux age dpkg-dev util-linux strace prometheus)
+PACKAGES=(etcd-server etcd-client golang-go rsync openssl iptables nftables iproute2 tmux age dpkg-dev util-linux strace prometheus debootstrap)
+# etcd 3.5 (what kubeadm installs since Kubernetes 1.22) beside the system's 3.4: Debian trixie's
+# etcd-server/etcd-client packages, unpacked into the cache (static binaries; nothing replaced).
+ETCD35_SUITE=trixie
+ETCD35_DIR="$CACHE/etcd-3.5"
 
 START=$(date +%s)
 log() { printf '[provision %4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
@@ -30,14 +34,15 @@ missing_packages() {
 
 if [[ "${PROVISION_CHECK:-}" == 1 ]]; then
 	missing=$(missing_packages)
-	if [[ -z "$missing" && -x "$APISERVER_BIN" ]]; then exit 0; fi
+	if [[ -z "$missing" && -x "$APISERVER_BIN" && -x "$ETCD35_DIR/bin/etcdutl" ]]; then exit 0; fi
 	[[ -n "$missing" ]] && echo "missing packages: $(echo $missing)" >&2
 	[[ -x "$APISERVER_BIN" ]] || echo "missing $APISERVER_BIN" >&2
+	[[ -x "$ETCD35_DIR/bin/etcdutl" ]] || echo "missing $ETCD35_DIR/bin/etcdutl" >&2
 	exit 1
 fi
 
 if [[ $(id -u) -ne 0 ]]; then
-	if [[ -z "$(missing_packages)" && -x "$APISERVER_BIN" ]]; then
+	if [[ -z "$(missing_packages)" && -x "$APISERVER_BIN" && -x "$ETCD35_DIR/bin/etcdutl" ]]; then
 		log "everything present (kube-apiserver $KUBE_VERSION cached at $APISERVER_BIN)"
 		exit 0
 	fi
@@ -90,6 +95,76 @@ if [[ -x /etc/init.d/etcd ]] && /etc/init.d/etcd status >/dev/null 2>&1; then
 	log "stopping the system etcd service (sysv)"
 	/etc/init.d/etcd stop >/dev/null 2>&1 || true
 	command -v update-rc.d >/dev/null && update-rc.d etcd disable >/dev/null 2>&1 || true
+fi
+
+# ---------------------------------------------------------------- etcd 3.5 (trixie), beside 3.4
+# Binary package entries for $ETCD35_SUITE derived from the machine's own deb sources (the stanza
+# or line naming the release's main suite), used by a private apt configuration under the cache:
+# the system's sources, lists and installed packages are not touched.
+derive_suite_sources() {
+	local suite=$1 release f
+	release=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	[[ -n "$release" ]] || { echo "cannot read VERSION_CODENAME from /etc/os-release" >&2; return 1; }
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[[ -f "$f" && "$f" != "$SRC_LIST" ]] || continue
+		awk -v release="$release" -v suite="$suite" '
+			function flush() {
+				if (n > 0 && keep && hasmain && !disabled) { for (i = 1; i <= n; i++) print buf[i]; print "" }
+				n = 0; keep = 0; hasmain = 0; disabled = 0
+			}
+			/^[[:space:]]*$/ { flush(); next }
+			/^[[:space:]]*#/ { next }
+			/^Enabled:[[:space:]]*no/ { disabled = 1 }
+			/^Types:/ { if ($0 ~ /[[:space:]]deb([[:space:]]|$)/) keep = 1; buf[++n] = "Types: deb"; next }
+			/^Suites:/ {
+				for (k = 2; k <= NF; k++) if ($k == release) hasmain = 1
+				buf[++n] = "Suites: " suite; next
+			}
+			{ buf[++n] = $0 }
+			END { flush() }
+		' "$f"
+	done
+	local legacy=()
+	[[ -f /etc/apt/sources.list ]] && legacy+=(/etc/apt/sources.list)
+	for f in /etc/apt/sources.list.d/*.list; do [[ -f "$f" ]] && legacy+=("$f"); done
+	if (( ${#legacy[@]} > 0 )); then
+		awk -v release="$release" -v suite="$suite" '
+			$1 != "deb" { next }
+			{ for (k = 2; k <= NF; k++) if ($k == release) { $k = suite; print; next } }
+		' "${legacy[@]}"
+	fi
+}
+
+if [[ -x "$ETCD35_DIR/bin/etcd" && -x "$ETCD35_DIR/bin/etcdctl" && -x "$ETCD35_DIR/bin/etcdutl" ]]; then
+	log "etcd 3.5 cached at $ETCD35_DIR/bin"
+else
+	log "fetching etcd 3.5 ($ETCD35_SUITE's etcd-server and etcd-client) into $ETCD35_DIR"
+	APT_DIR="$CACHE/apt-$ETCD35_SUITE"
+	rm -rf "$APT_DIR" "$ETCD35_DIR.tmp"
+	mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/archives/partial" "$APT_DIR/debs" "$ETCD35_DIR.tmp"
+	derive_suite_sources "$ETCD35_SUITE" >"$APT_DIR/suite.sources"
+	if [[ -s "$APT_DIR/suite.sources" ]] && grep -q '^Types:' "$APT_DIR/suite.sources"; then
+		mv "$APT_DIR/suite.sources" "$APT_DIR/sources.sources"
+		SUITE_APT=(-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$APT_DIR" -o Dir::State::Lists="$APT_DIR/lists" -o Dir::Cache::Archives="$APT_DIR/archives" -o Dir::State::Status=/dev/null -o APT::Architecture=amd64 -o APT::Sandbox::User=root)
+	else
+		[[ -s "$APT_DIR/suite.sources" ]] || { echo "could not derive a $ETCD35_SUITE entry from the apt sources on this machine" >&2; exit 1; }
+		mkdir -p "$APT_DIR/parts"
+		mv "$APT_DIR/suite.sources" "$APT_DIR/sources.list"
+		SUITE_APT=(-o Dir::Etc::SourceList="$APT_DIR/sources.list" -o Dir::Etc::SourceParts="$APT_DIR/parts" -o Dir::State::Lists="$APT_DIR/lists" -o Dir::Cache::Archives="$APT_DIR/archives" -o Dir::State::Status=/dev/null -o APT::Architecture=amd64 -o APT::Sandbox::User=root)
+	fi
+	apt-get "${SUITE_APT[@]}" -q update </dev/null >&2
+	(cd "$APT_DIR/debs" && apt-get "${SUITE_APT[@]}" -q download etcd-server etcd-client </dev/null >&2)
+	for deb in "$APT_DIR"/debs/*.deb; do dpkg-deb -x "$deb" "$ETCD35_DIR.tmp/root"; done
+	mkdir -p "$ETCD35_DIR.tmp/bin"
+	for b in etcd etcdctl etcdutl; do
+		found=$(find "$ETCD35_DIR.tmp/root/usr/bin" "$ETCD35_DIR.tmp/root/usr/sbin" -type f -name "$b" -perm -u+x 2>/dev/null | head -n1 || true)
+		[[ -n "$found" ]] || { echo "the $ETCD35_SUITE etcd packages hold no $b binary" >&2; exit 1; }
+		install -m 0755 "$found" "$ETCD35_DIR.tmp/bin/$b"
+	done
+	"$ETCD35_DIR.tmp/bin/etcd" --version >&2
+	rm -rf "$ETCD35_DIR.tmp/root" "$ETCD35_DIR" "$APT_DIR"
+	mv "$ETCD35_DIR.tmp" "$ETCD35_DIR"
+	log "etcd 3.5 unpacked to $ETCD35_DIR/bin"
 fi
 
 # ---------------------------------------------------------------- kube-apiserver

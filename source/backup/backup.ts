@@ -16,7 +16,7 @@
 import type {DecryptWith, EncryptTo} from '../crypto/age.js';
 import type {EtcdConnection} from '../etcd/connection.js';
 import type {Host} from '../host/types.js';
-import {countKeys, snapshotEndpoint, snapshotSave, snapshotStatus} from './etcd.js';
+import {countKeys, snapshotEndpoint, snapshotSave, snapshotStatus, snapshotTool} from './etcd.js';
 import {
 	backupsToPrune,
 	CONFIG_FILE,
@@ -142,8 +142,9 @@ export async function takeBackup(host: Host, params: BackupParams, report: Backu
 		const plain = `${staging}/snapshot.db`;
 		report.step(`etcdctl snapshot save (${snapshotEndpoint(params.connection)})`);
 		await snapshotSave(host, params.connection, plain, {timeoutSeconds: params.timeoutSeconds ?? 1800, ...(signal ? {signal} : {})});
-		report.step('etcdctl snapshot status (integrity check)');
-		const status = await snapshotStatus(host, plain, signal);
+		const tool = await snapshotTool(host, signal);
+		report.step(`${tool} snapshot status (integrity check)`);
+		const status = await snapshotStatus(host, plain, signal, tool);
 		const digest = await host.digestFile(plain);
 		if (!digest) throw new Error('the snapshot file disappeared');
 		report.info(`snapshot taken and checked: etcd revision ${status.revision}, ${(digest.bytes / 1e6).toFixed(1)} MB`);

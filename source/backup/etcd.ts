@@ -9,6 +9,19 @@ import {ETCDCTL, EtcdctlError, etcdctlEnv, runEtcdctl} from '../etcd/etcdctl.js'
 
 export type SnapshotStatus = {hash: number; revision: number; totalKey: number; totalSize: number};
 
+/**
+ * The program for the offline snapshot commands (status, restore): `etcdutl` where it exists
+ * (etcd >= 3.5 ships it; etcdctl's offline snapshot commands are deprecated in 3.5 and removed in
+ * 3.6), else etcdctl (3.4 has no etcdutl). Told by running `etcdutl version`, not by guessing from
+ * a version number: a node may carry a newer etcdctl than its etcd, or the other way round.
+ */
+export type SnapshotTool = 'etcdutl' | typeof ETCDCTL;
+
+export async function snapshotTool(host: Host, signal?: AbortSignal): Promise<SnapshotTool> {
+	const probe = await host.run(['etcdutl', 'version'], {readOnly: true, timeoutMs: 20_000, ...(signal ? {signal} : {})});
+	return probe.exitCode === 0 && !probe.timedOut && /etcdutl version/i.test(probe.stdout) ? 'etcdutl' : ETCDCTL;
+}
+
 function failed(result: {exitCode: number; timedOut: boolean}): boolean {
 	return result.exitCode !== 0 || result.timedOut;
 }
@@ -36,9 +49,9 @@ export async function snapshotSave(host: Host, connection: EtcdConnection, file:
 	if (failed(result)) throw new EtcdctlError(result.command, result.exitCode, result.stderr, result.timedOut);
 }
 
-/** `etcdctl snapshot status FILE -w json`: etcd's own integrity check of a snapshot file. */
-export async function snapshotStatus(host: Host, file: string, signal?: AbortSignal): Promise<SnapshotStatus> {
-	const argv = [ETCDCTL, 'snapshot', 'status', {path: file}, '-w', 'json'];
+/** `etcdutl|etcdctl snapshot status FILE -w json`: etcd's own integrity check of a snapshot file. */
+export async function snapshotStatus(host: Host, file: string, signal?: AbortSignal, tool: SnapshotTool = ETCDCTL): Promise<SnapshotStatus> {
+	const argv = [tool, 'snapshot', 'status', {path: file}, '-w', 'json'];
 	const result = await host.run(argv, {env: etcdctlEnv(), timeoutMs: 600_000, readOnly: true, ...(signal ? {signal} : {})});
 	const command = renderArgv(argv);
 	if (failed(result)) throw new EtcdctlError(command, result.exitCode, result.stderr, result.timedOut);
@@ -77,14 +90,14 @@ export async function countKeys(
 	return count;
 }
 
-/** `etcdctl snapshot restore FILE --data-dir DIR` as a one-member cluster on loopback. */
+/** `etcdutl|etcdctl snapshot restore FILE --data-dir DIR` as a one-member cluster on loopback. */
 export async function snapshotRestore(
 	host: Host,
 	file: string,
-	options: {dataDir: string; name: string; peerUrl: string; signal?: AbortSignal},
+	options: {dataDir: string; name: string; peerUrl: string; signal?: AbortSignal; tool?: SnapshotTool},
 ): Promise<void> {
 	const argv = [
-		ETCDCTL,
+		options.tool ?? ETCDCTL,
 		'snapshot',
 		'restore',
 		{path: file},

@@ -22,7 +22,7 @@ import type {Host, ProcessHandle} from '../host/types.js';
 import {parseEncryptionConfig} from '../kube/encryption-config.js';
 import type {EncryptionConfig} from '../kube/types.js';
 import {readPassphrase, stagingPrefix, sweepStaleStaging} from './backup.js';
-import {countKeys, snapshotRestore, snapshotStatus} from './etcd.js';
+import {countKeys, snapshotRestore, snapshotStatus, snapshotTool, type SnapshotTool} from './etcd.js';
 import {CONFIG_FILE, MANIFEST_FILE, parseManifest, SNAPSHOT_FILE, type BackupManifest} from './manifest.js';
 
 export type RestoreCheckOptions = {
@@ -43,6 +43,8 @@ export type RestoreCheckOptions = {
 	etcdBinary?: string;
 	/** How long the throwaway etcd may take to serve (default 120 s). */
 	startTimeoutSeconds?: number;
+	/** The program for snapshot status/restore (default: etcdutl when it runs, else etcdctl). */
+	snapshotTool?: SnapshotTool;
 	signal?: AbortSignal;
 	onStep?: (label: string) => void;
 };
@@ -107,6 +109,7 @@ export async function restoreCheck(host: Host, options: RestoreCheckOptions): Pr
 	if (!(await encryptedSnapshotPresent(host, dir, manifest, checks))) return report(manifest.id);
 
 	if (options.signal?.aborted) throw new Error('interrupted');
+	options = {...options, snapshotTool: options.snapshotTool ?? (await snapshotTool(host, options.signal))};
 	await sweepStaleStaging(host, options.stagingParent);
 	const staging = await host.makeTempDir(options.stagingParent, stagingPrefix('restore-check', process.pid));
 	const running: {etcd?: ProcessHandle} = {};
@@ -200,19 +203,20 @@ async function decryptSnapshot(host: Host, dir: string, plain: string, manifest:
 	});
 	if (!same) return false;
 
-	options.onStep?.('etcdctl snapshot status');
+	const tool = options.snapshotTool ?? 'etcdctl';
+	options.onStep?.(`${tool} snapshot status`);
 	try {
-		const status = await snapshotStatus(host, plain, options.signal);
+		const status = await snapshotStatus(host, plain, options.signal, tool);
 		const matches = status.revision === manifest.etcd.revision && status.totalKey === manifest.etcd.totalKey;
 		checks.push({
 			id: 'snapshot.status',
-			title: 'etcdctl snapshot status accepts the snapshot',
+			title: `${tool} snapshot status accepts the snapshot`,
 			status: matches ? 'pass' : 'fail',
 			actual: `revision ${status.revision}, ${status.totalKey} stored revisions of keys${matches ? '' : ` (manifest: revision ${manifest.etcd.revision}, ${manifest.etcd.totalKey})`}`,
 		});
 		return matches;
 	} catch (error) {
-		checks.push({id: 'snapshot.status', title: 'etcdctl snapshot status accepts the snapshot', status: 'fail', actual: firstLine(error)});
+		checks.push({id: 'snapshot.status', title: `${tool} snapshot status accepts the snapshot`, status: 'fail', actual: firstLine(error)});
 		return false;
 	}
 }
@@ -227,11 +231,12 @@ async function serveRestored(host: Host, plain: string, staging: string, running
 		const client = `http://127.0.0.1:${clientPort}`;
 		const peer = `http://127.0.0.1:${peerPort}`;
 		const dataDir = `${staging}/data-${attempt}`;
-		options.onStep?.('etcdctl snapshot restore into a temporary data directory');
+		const tool = options.snapshotTool ?? 'etcdctl';
+		options.onStep?.(`${tool} snapshot restore into a temporary data directory`);
 		try {
-			await snapshotRestore(host, plain, {dataDir, name: 'restore-check', peerUrl: peer, ...(options.signal ? {signal: options.signal} : {})});
+			await snapshotRestore(host, plain, {dataDir, name: 'restore-check', peerUrl: peer, tool, ...(options.signal ? {signal: options.signal} : {})});
 		} catch (error) {
-			checks.push({id: 'etcd.restore', title: 'etcdctl snapshot restore succeeds', status: 'fail', actual: firstLine(error)});
+			checks.push({id: 'etcd.restore', title: `${tool} snapshot restore succeeds`, status: 'fail', actual: firstLine(error)});
 			return undefined;
 		}
 		options.onStep?.(`starting a throwaway etcd on ${client}`);

@@ -11,7 +11,7 @@ import {MANIFESTS_DIR} from '../kube/defaults.js';
 import {defaultConfigPath} from '../kube/encryption-config.js';
 import {recoveryDir} from '../stages/encryption-config.js';
 import {describeError} from '../engine/errors.js';
-import {prepareDemoTree, packageDirectory} from '../host/demo.js';
+import {prepareDemoTree} from '../host/demo.js';
 import {RealHost} from '../host/real.js';
 import {RecordingHost} from '../host/recording.js';
 import type {Host} from '../host/types.js';
@@ -27,6 +27,7 @@ import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} fro
 import {restoreCheckCommand} from './restore-check.js';
 import {monitorCommand} from './monitor.js';
 import {kubeBenchJson, statusReport} from '../workflow/status.js';
+import {buildInfo, isSingleExecutable, versionText} from './version.js';
 
 export type Io = {
 	stdin: NodeJS.ReadStream;
@@ -85,8 +86,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 		return exitCodes.ok;
 	}
 	if (options.version) {
-		const manifest = JSON.parse((await new RealHost('/').readText(path.join(await packageDirectory(), 'package.json'))) ?? '{}') as {version: string};
-		io.stdout.write(`${manifest.version}\n`);
+		io.stdout.write(versionText(await buildInfo()));
 		return exitCodes.ok;
 	}
 	await checkOperatorFiles(options);
@@ -185,7 +185,7 @@ async function workflowFor(options: CliOptions, target: NodeTarget): Promise<Wor
 	const pick = {only: options.only, skip: options.skip};
 	switch (options.command) {
 		case 'backup':
-			return backupWorkflow(settings, {argv1: process.argv[1], execPath: process.execPath});
+			return backupWorkflow(settings, {argv1: process.argv[1], execPath: process.execPath, singleExecutable: await isSingleExecutable()});
 		case 'rotate':
 		case 'disable':
 			// --bundle and --bundle-key name the operator's files, not files under --root.

@@ -147,22 +147,32 @@ function lastLine(text: string): string {
 }
 
 /**
- * Whether etcd's authentication is on, told without credentials: a login with a user that
- * does not exist is answered "authentication is not enabled" when it is off, and
- * "authentication failed" when it is on.
+ * Whether etcd's authentication is on. etcdctl >= 3.5 answers `auth status` directly
+ * ("Authentication Status: true|false"). etcdctl 3.4 has no such command; there it is told without
+ * credentials: a login with a user that does not exist is answered "authentication is not
+ * enabled" when it is off, and "authentication failed" when it is on. The login probe is used
+ * only where `auth status` is missing, since every probe is an authentication failure in etcd's
+ * log, the very signal an operator watches for attacks.
  */
 export async function probeAuth(host: Host, connection: EtcdConnection, signal?: AbortSignal): Promise<EtcdAuthFacts> {
-	const login = await runEtcdctl(host, connection, ['--user=etcd-harden-auth-probe', '--password=probe', 'get', '/etcd-harden-auth-probe', '--keys-only'], {
-		readOnly: true,
-		commandTimeout: '5s',
-		timeoutMs: 20_000,
-		...(signal ? {signal} : {}),
-	});
-	const text = `${login.stderr}\n${login.stdout}`;
+	const status = await runEtcdctl(host, connection, ['auth', 'status'], {readOnly: true, commandTimeout: '5s', timeoutMs: 20_000, ...(signal ? {signal} : {})});
+	const stated = status.exitCode === 0 ? /^Authentication Status:\s*(true|false)\s*$/m.exec(status.stdout)?.[1] : undefined;
 	let enabled: boolean | undefined;
-	if (/authentication is not enabled/.test(text)) enabled = false;
-	else if (/authentication failed|invalid user ID or password/.test(text)) enabled = true;
-	else if (login.exitCode === 0) enabled = false;
+	let text = '';
+	if (stated !== undefined) {
+		enabled = stated === 'true';
+	} else {
+		const login = await runEtcdctl(host, connection, ['--user=etcd-harden-auth-probe', '--password=probe', 'get', '/etcd-harden-auth-probe', '--keys-only'], {
+			readOnly: true,
+			commandTimeout: '5s',
+			timeoutMs: 20_000,
+			...(signal ? {signal} : {}),
+		});
+		text = `${login.stderr}\n${login.stdout}`;
+		if (/authentication is not enabled/.test(text)) enabled = false;
+		else if (/authentication failed|invalid user ID or password/.test(text)) enabled = true;
+		else if (login.exitCode === 0) enabled = false;
+	}
 	const facts: EtcdAuthFacts = {};
 	if (enabled !== undefined) facts.enabled = enabled;
 	else facts.problem = `cannot tell whether etcd authentication is on: ${lastLine(text)}`;

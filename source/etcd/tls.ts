@@ -17,6 +17,7 @@ import type {ManifestFacts} from '../kube/types.js';
 import {coversHost, daysLeft} from './certs.js';
 import {etcdConnectionFromFlags, type EtcdConnection} from './connection.js';
 import type {EtcdCertFacts, EtcdNodeFacts, EtcdProbe} from './types.js';
+import {etcdUpgradeChecks} from './upgrade.js';
 
 export type {EtcdAuthFacts, EtcdCertFacts, EtcdLiveFacts, EtcdProbe} from './types.js';
 
@@ -367,7 +368,7 @@ export function auditTime(facts: EtcdNodeFacts): Date {
 
 /** Everything `status` reports for etcd transport security. */
 export function tlsAudit(facts: EtcdNodeFacts, now: Date = auditTime(facts)): Check[] {
-	return [...etcdFlagChecks(facts), ...apiserverEtcdChecks(facts), ...encryptionChecks(facts), ...certificateChecks(facts, now), ...connectionChecks(facts)];
+	return [...etcdFlagChecks(facts), ...apiserverEtcdChecks(facts), ...encryptionChecks(facts), ...certificateChecks(facts, now), ...connectionChecks(facts), ...etcdUpgradeChecks(facts)];
 }
 
 // ---- the fix -------------------------------------------------------------------------

@@ -2,8 +2,9 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {fileURLToPath} from 'node:url';
+import {demoTree} from './demo-tree.generated.js';
 
-/** The package's own directory (where package.json and demo/ live), from source or dist. */
+/** The package's own directory (where package.json lives), when running from source or dist. */
 export async function packageDirectory(): Promise<string> {
 	let directory = path.dirname(fileURLToPath(import.meta.url));
 	while (true) {
@@ -20,12 +21,17 @@ export async function packageDirectory(): Promise<string> {
 }
 
 /**
- * Copy the built-in kubeadm-like fixture tree (demo/) to a fresh temporary directory, for
- * `etcd-harden demo`: the wizard then runs with --root pointing there, touching nothing else.
+ * Write the built-in kubeadm-like fixture tree (demo/, embedded at build time by
+ * scripts/generate-demo-tree.mjs) to a fresh temporary directory, for `etcd-harden demo`: the
+ * wizard then runs with --root pointing there, touching nothing else. Embedded, so the single
+ * executable needs no file beside it.
  */
 export async function prepareDemoTree(): Promise<string> {
-	const source = path.join(await packageDirectory(), 'demo');
 	const target = await fs.mkdtemp(path.join(os.tmpdir(), 'etcd-harden-demo-'));
-	await fs.cp(source, target, {recursive: true, preserveTimestamps: true});
+	for (const [relative, content] of Object.entries(demoTree)) {
+		const file = path.join(target, ...relative.split('/'));
+		await fs.mkdir(path.dirname(file), {recursive: true, mode: 0o755});
+		await fs.writeFile(file, content, {mode: 0o644});
+	}
 	return target;
 }

@@ -55,7 +55,12 @@ function listForm(version: string): boolean {
 
 function ensureMap(doc: Document, parent: YAMLMap, key: string): YAMLMap {
 	const existing = parent.get(key, true);
-	if (isMap(existing)) return existing;
+	if (isMap(existing)) {
+		// kubeadm stores an unset section as the flow-style `{}` (`apiServer: {}` from v1beta4 on):
+		// what goes into it is written in block style, like the rest of kubeadm's output.
+		if (existing.flow && existing.items.length === 0) existing.flow = false;
+		return existing;
+	}
 	const created = doc.createNode({}) as YAMLMap;
 	parent.set(key, created);
 	return created;

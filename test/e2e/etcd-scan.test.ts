@@ -17,6 +17,7 @@ import {RealHost} from '../../source/host/real.js';
 import type {EtcdConnection} from '../../source/etcd/connection.js';
 import {decryptValue} from '../../source/etcd/decrypt.js';
 import {runEtcdctl} from '../../source/etcd/etcdctl.js';
+import {defaultEtcdVersion, ETCD35_BIN_DIR} from '../testbed/paths.js';
 import {scanIsClean, scanResources} from '../../source/etcd/scan.js';
 import type {EncryptionConfig} from '../../source/stages/facts.js';
 
@@ -124,6 +125,11 @@ let etcd: ChildProcess | undefined;
 let dataDir: string | undefined;
 let connection: EtcdConnection;
 let gateway: string;
+// The etcd release under test (ETCD_HARDEN_TEST_ETCD, see test/testbed/paths.ts): with 3.5 the
+// cached trixie binaries come first on PATH, for the etcd started here and the tool's etcdctl.
+const ETCD_VERSION = defaultEtcdVersion();
+if (ETCD_VERSION === '3.5') process.env['PATH'] = `${ETCD35_BIN_DIR}:${process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`;
+
 const host = new RealHost('/');
 
 async function put(entries: Seed[]): Promise<void> {
@@ -139,6 +145,12 @@ async function put(entries: Seed[]): Promise<void> {
 
 beforeAll(async () => {
 	ensureEtcdInstalled();
+	for (const program of [['etcd', '--version'], ['etcdctl', 'version']]) {
+		const reported = spawnSync(program[0]!, [program[1]!], {encoding: 'utf8'}).stdout;
+		if (!new RegExp(`(etcd Version|etcdctl version): ${ETCD_VERSION.replace('.', '\\.')}\\.`).test(reported)) {
+			throw new Error(`asked for etcd ${ETCD_VERSION}, but ${program[0]} reports: ${reported}`);
+		}
+	}
 	dataDir = await mkdtemp(join(tmpdir(), 'etcd-harden-scan-'));
 	const [clientPort, peerPort] = [await freePort(), await freePort()];
 	const client = `http://127.0.0.1:${clientPort}`;

@@ -14,6 +14,7 @@ import {mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {execa} from 'execa';
+import {defaultEtcdVersion, ETCD35_BIN_DIR} from '../testbed/paths.js';
 import {generatePki} from '../testbed/pki.js';
 import {etcdManifest, kubeApiserverManifest} from '../testbed/manifests.js';
 
@@ -75,13 +76,19 @@ async function memberCert(pki: string): Promise<void> {
 	await rm(cnf);
 }
 
+// The etcd release under test (ETCD_HARDEN_TEST_ETCD, see test/testbed/paths.ts): 3.5 runs the
+// cached trixie binaries, and the tool finds them first on PATH.
+const ETCD_VERSION = defaultEtcdVersion();
+const etcdBinary = (name: 'etcd' | 'etcdctl') => (ETCD_VERSION === '3.5' ? path.join(ETCD35_BIN_DIR, name) : name);
+const toolPath = () => (ETCD_VERSION === '3.5' ? [`PATH=${ETCD35_BIN_DIR}:${process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`] : []);
+
 function etcdArgs(name: 'cp' | 'peer', pki: string, dataDir: string): string[] {
 	const {v4, v6} = hosts[name];
 	const cert = path.join(pki, 'etcd/member.crt');
 	const key = path.join(pki, 'etcd/member.key');
 	const ca = path.join(pki, 'etcd/ca.crt');
 	return [
-		'etcd',
+		etcdBinary('etcd'),
 		`--name=${name}`,
 		`--data-dir=${dataDir}`,
 		`--listen-client-urls=https://127.0.0.1:2379,https://${v4}:2379,https://[${v6}]:2379`,
@@ -168,7 +175,7 @@ export async function startNet(): Promise<Net> {
 		const exec: Net['exec'] = (host, argv, options = {}) => sh(['ip', 'netns', 'exec', ns[host], ...argv], options.input);
 		const client = ['--cacert', path.join(pki, 'etcd/ca.crt'), '--cert', path.join(pki, 'apiserver-etcd-client.crt'), '--key', path.join(pki, 'apiserver-etcd-client.key')];
 		const etcdHealthy = async (): Promise<boolean> => {
-			const result = await exec('cp', ['etcdctl', `--endpoints=https://${hosts.cp.v4}:2379,https://${hosts.peer.v4}:2379`, ...client, '--command-timeout=5s', 'endpoint', 'health']);
+			const result = await exec('cp', [etcdBinary('etcdctl'), `--endpoints=https://${hosts.cp.v4}:2379,https://${hosts.peer.v4}:2379`, ...client, '--command-timeout=5s', 'endpoint', 'health']);
 			return result.exitCode === 0;
 		};
 		// Both members up and the cluster formed (a linearizable read needs both of two).
@@ -210,7 +217,7 @@ export async function startNet(): Promise<Net> {
 				const overlay = (name: string, target: string) =>
 					`mount -t overlay fwtest -o lowerdir=${target},upperdir=${dir}/${name}/upper,workdir=${dir}/${name}/work ${target}`;
 				const script = `${overlay('etc', '/etc')} && ${overlay('varlib', '/var/lib')} && exec "$@"`;
-				return ['ip', 'netns', 'exec', ns.cp, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', ...args];
+				return ['ip', 'netns', 'exec', ns.cp, 'unshare', '--mount', '--propagation', 'private', 'env', ...toolPath(), 'sh', '-c', script, 'sh', ...args];
 			},
 			async tool(args) {
 				return sh(net.toolArgv(['node', path.join(repo, 'dist/cli.js'), ...args]));

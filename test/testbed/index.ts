@@ -5,7 +5,7 @@ import {mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, writeFile} from
 import os from 'node:os';
 import path from 'node:path';
 import {execa, type Options as ExecaOptions, type ResultPromise, type Result} from 'execa';
-import {assertProvisioned, ETCD_BIN, KUBE_APISERVER_BIN, POD_BINARIES, REPO_ROOT} from './paths.js';
+import {assertProvisioned, defaultEtcdVersion, ETCD35_BIN_DIR, ETCD_BIN, KUBE_APISERVER_BIN, POD_BINARIES, REPO_ROOT, type EtcdVersion} from './paths.js';
 import {generatePki} from './pki.js';
 import {adminKubeconfig, clusterConfiguration, clusterStatus, etcdManifest, kubeApiserverManifest} from './manifests.js';
 import type {KubeletConfig, PodState} from './kubelet.js';
@@ -16,7 +16,7 @@ export {storedValueCounts} from './raw-values.js';
 export {seededConfigMap, seededSecret, seedNamespaces, seedNamespace} from './seed-data.js';
 export type {SeededObject, SeedCounts} from './seed-data.js';
 export type {PodState} from './kubelet.js';
-export {missingComponents, assertProvisioned, TestbedNotProvisionedError, KUBE_APISERVER_BIN, ETCD_BIN, PROVISION_SCRIPT} from './paths.js';
+export {missingComponents, assertProvisioned, TestbedNotProvisionedError, KUBE_APISERVER_BIN, ETCD_BIN, PROVISION_SCRIPT, ETCD_VERSIONS, defaultEtcdVersion, type EtcdVersion} from './paths.js';
 export {etcdManifest, kubeApiserverManifest, clusterConfiguration} from './manifests.js';
 
 export interface TestbedOptions {
@@ -36,6 +36,12 @@ export interface TestbedOptions {
 	log?: (line: string) => void;
 	/** Kubelet stand-in crash back-off (defaults 1000 / 8000 ms). */
 	backoff?: {initialMs?: number; maxMs?: number};
+	/**
+	 * The etcd release (default: ETCD_HARDEN_TEST_ETCD, else 3.4). 3.5 bind-mounts the cached
+	 * trixie binaries over /usr/bin/etcd and /usr/bin/etcdctl inside the testbed, and puts all three
+	 * (etcd, etcdctl, etcdutl) on /usr/local/sbin, first on PATH: the pod and the tool both get 3.5.
+	 */
+	etcdVersion?: EtcdVersion;
 }
 
 export interface EtcdConnection {
@@ -68,6 +74,8 @@ export interface Testbed {
 	readonly kubeconfig: string;
 	readonly apiserverUrl: string;
 	readonly etcd: EtcdConnection;
+	/** The etcd release this testbed runs (see TestbedOptions.etcdVersion). */
+	readonly etcdVersion: EtcdVersion;
 	readonly seeded: {secrets: number; configMaps: number; namespaces: string[]};
 	/** Durations (ms) of the start phases. */
 	readonly timings: Record<string, number>;
@@ -149,8 +157,15 @@ async function processesInNetns(netns: string): Promise<number[]> {
 	return pids;
 }
 
+/** PATH with /usr/local/sbin first (where a 3.5 testbed puts etcd, etcdctl and etcdutl). */
+function pathWithLocalSbin(): string {
+	const dirs = (process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').filter(dir => dir !== '/usr/local/sbin');
+	return ['/usr/local/sbin', ...dirs].join(':');
+}
+
 export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> {
-	assertProvisioned();
+	const etcdVersion = opts.etcdVersion ?? defaultEtcdVersion();
+	assertProvisioned(etcdVersion);
 	const log = opts.log ?? defaultLog;
 	const nodeName = opts.nodeName ?? 'cp-1';
 	const nodeIp = opts.nodeIp ?? '10.0.0.10';
@@ -212,7 +227,8 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
 	const exec = <O extends ExecOptions = {}>(argv: string[], o?: O): ResultPromise<O> => {
 		const {cwd, ...rest} = (o ?? {}) as ExecOptions;
 		const [cmd, ...args] = nsenterArgv(argv, {cwd: typeof cwd === 'string' ? cwd : '/'});
-		return execa(cmd!, args, {...rest, cwd: '/'}) as unknown as ResultPromise<O>;
+		const env = {PATH: pathWithLocalSbin(), ...(rest.env ?? {})};
+		return execa(cmd!, args, {...rest, env, cwd: '/'}) as unknown as ResultPromise<O>;
 	};
 	const hostPath = (p: string) => `/proc/${holderPid}/root${path.posix.resolve('/', p)}`;
 
@@ -269,6 +285,10 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
 			setup.push(`mount -t overlay testbed-overlay -o ${q(`lowerdir=${o},upperdir=${od}/upper,workdir=${od}/work`)} ${q(o)}`);
 		}
 		for (const [src, target] of binds) setup.push(`mkdir -p ${q(target)}`, `mount --bind ${q(src)} ${q(target)}`);
+		if (etcdVersion === '3.5') {
+			setup.push(`mount --bind ${q(ETCD35_BIN_DIR)} /usr/local/sbin`);
+			for (const name of ['etcd', 'etcdctl']) setup.push(`mount --bind ${q(path.join(ETCD35_BIN_DIR, name))} ${q(`/usr/bin/${name}`)}`);
+		}
 		setup.push(`mkdir -p /var/lib/testbed/stage ${STATE_DIR}`);
 		// Where a real kubelet keeps pod logs, so the tool's restart gate finds the apiserver's
 		// log with its production default (/var/log/pods/<ns>_<pod>_<uid>/<container>/N.log).
@@ -284,6 +304,12 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
 		setup.push('mount -t tmpfs -o mode=1777 testbed-tmp /tmp');
 		if (repoUnderTmp) setup.push(`mkdir -p ${q(REPO_ROOT)}`, `mount --bind /var/lib/testbed/repo ${q(REPO_ROOT)}`);
 		await exec(['/bin/sh', '-c', setup.join('\n')], {stdin: 'ignore'});
+		// The release asked for is the one the pod and the tool get, or the testbed does not start.
+		const versions = await exec(['/bin/sh', '-c', 'etcd --version; /usr/bin/etcd --version; etcdctl version'], {stdin: 'ignore', reject: false});
+		const seen = [...String(versions.stdout).matchAll(/(?:etcd Version|etcdctl version): (\d+\.\d+)\./g)].map(m => m[1]);
+		if (seen.length !== 3 || seen.some(v => v !== etcdVersion)) {
+			throw new Error(`testbed asked for etcd ${etcdVersion} but runs ${seen.join(', ') || 'no etcd'}:\n${versions.stdout}${versions.stderr}`);
+		}
 		phase('namespaces');
 
 		const creds = await generatePki(d('etc-kubernetes', 'pki'), {nodeName, nodeIp});
@@ -371,6 +397,7 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
 			kubeconfig: '/etc/kubernetes/admin.conf',
 			apiserverUrl,
 			etcd,
+			etcdVersion,
 			seeded: {secrets: counts.secrets, configMaps: counts.configMaps, namespaces: seedNamespaces(counts.namespaces)},
 			timings,
 			hostPath,

@@ -9,6 +9,23 @@ export const KUBE_APISERVER_BIN = path.join(CACHE_DIR, 'bin', `kube-apiserver-${
 export const ETCD_BIN = '/usr/bin/etcd';
 export const ETCDCTL_BIN = '/usr/bin/etcdctl';
 
+/**
+ * The etcd releases a testbed can run: Debian bookworm's 3.4.23 (the system's /usr/bin/etcd) and
+ * trixie's 3.5.16 (what kubeadm has installed since Kubernetes 1.22), unpacked by provision.sh into
+ * the cache beside the kube-apiserver build. Default: ETCD_HARDEN_TEST_ETCD, else 3.4.
+ */
+export const ETCD_VERSIONS = ['3.4', '3.5'] as const;
+export type EtcdVersion = (typeof ETCD_VERSIONS)[number];
+export const ETCD35_BIN_DIR = path.join(CACHE_DIR, 'etcd-3.5', 'bin');
+
+export function defaultEtcdVersion(): EtcdVersion {
+	const wanted = process.env['ETCD_HARDEN_TEST_ETCD'] ?? '3.4';
+	if (!(ETCD_VERSIONS as readonly string[]).includes(wanted)) {
+		throw new Error(`ETCD_HARDEN_TEST_ETCD=${wanted}: not a testbed etcd version; use one of ${ETCD_VERSIONS.join(', ')}`);
+	}
+	return wanted as EtcdVersion;
+}
+
 /** Repository root (this file is test/testbed/paths.ts). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const PROVISION_SCRIPT = path.join(REPO_ROOT, 'scripts', 'provision.sh');
@@ -43,9 +60,10 @@ function executable(file: string): boolean {
 }
 
 /** Everything the testbed needs that is missing on this machine. */
-export function missingComponents(): string[] {
+export function missingComponents(etcdVersion: EtcdVersion = '3.4'): string[] {
 	const missing: string[] = [];
-	for (const bin of [ETCD_BIN, ETCDCTL_BIN, KUBE_APISERVER_BIN]) {
+	const etcd35 = etcdVersion === '3.5' ? ['etcd', 'etcdctl', 'etcdutl'].map(name => path.join(ETCD35_BIN_DIR, name)) : [];
+	for (const bin of [ETCD_BIN, ETCDCTL_BIN, KUBE_APISERVER_BIN, ...etcd35]) {
 		if (!executable(bin)) missing.push(bin);
 	}
 	for (const tool of TOOLS) {
@@ -65,10 +83,10 @@ export class TestbedNotProvisionedError extends Error {
 }
 
 /** Throw a clear error naming the provisioning script when something is missing or we are not root. */
-export function assertProvisioned(): void {
+export function assertProvisioned(etcdVersion: EtcdVersion = '3.4'): void {
 	if (process.getuid?.() !== 0) {
 		throw new Error('The testbed needs root (mount and network namespaces, bind mounts).');
 	}
-	const missing = missingComponents();
+	const missing = missingComponents(etcdVersion);
 	if (missing.length > 0) throw new TestbedNotProvisionedError(missing);
 }

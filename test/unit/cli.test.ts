@@ -277,6 +277,9 @@ describe('non-interactive run', () => {
 		}
 		const version = await run(['--version']);
 		const pkg = JSON.parse(await fs.readFile(path.join(repo, 'package.json'), 'utf8')) as {version: string};
-		expect(version.stdout.trim()).toBe(pkg.version);
+		const [name, commit, runtime] = version.stdout.trimEnd().split('\n');
+		expect(name).toBe(`etcd-harden ${pkg.version}`);
+		expect(commit).toBe('commit: unknown (running from the sources)');
+		expect(runtime).toBe(`runtime: Node.js ${process.version} at ${process.execPath}`);
 	});
 });
