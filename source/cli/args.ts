@@ -3,7 +3,7 @@ import {parse as parseYaml} from 'yaml';
 import {InputError, type AnswerValue, type Answers} from '../engine/contract.js';
 import {parseBackupFlags, type BackupCliOptions} from '../backup/cli-args.js';
 
-export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable', 'root-password'] as const;
+export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable', 'root-password', 'undo'] as const;
 export type Command = (typeof commands)[number];
 
 export type CliOptions = {
@@ -34,6 +34,12 @@ export type CliOptions = {
 	nodeName?: string;
 	/** backup and restore-check (source/backup/cli.ts). */
 	backup: BackupCliOptions;
+	/** status --failed: show only FAIL and WARN findings. */
+	failed: boolean;
+	/** undo --force: restore even files that changed since the run. */
+	force: boolean;
+	/** undo RUN_ID (default: the last run). */
+	runId?: string;
 };
 
 export const helpText = `etcd-harden: harden etcd and Kubernetes secrets at rest on a kubeadm control-plane node
@@ -58,6 +64,11 @@ Usage
                                    on another control plane: run the config from a rotation bundle
   etcd-harden disable              identity first, rewrite everything in plaintext, then remove
                                    the keys once no encrypted value remains
+  etcd-harden undo [RUN_ID] [--force]
+                                   restore every file a run changed (default: the last run) from
+                                   its run directory, byte for byte, previewed and confirmed like
+                                   any stage; refuses files changed since unless --force; never
+                                   deletes a key objects may be encrypted with
   etcd-harden root-password        print etcd's root password (made by the etcd-auth stage and
                                    kept 0600 in /var/lib/etcd-harden); shown only when asked
 
@@ -72,6 +83,8 @@ Flags
   --only STAGE,...      run only these stages
   --skip STAGE,...      run every stage but these
   --json                results as JSON on stdout (status, and the run summary)
+  --failed              status: show only the FAIL and WARN findings
+  --force               undo: also restore files that changed since the run
   --concurrency N       re-encryption writes in flight (default 16)
   --rate N              re-encryption: at most N objects per second (default: no limit)
   --deep                verify by decrypting every raw etcd value, not a sample
@@ -113,6 +126,7 @@ Stages
 Exit codes
   0 done   1 verification or status findings failed   2 bad input or usage   3 aborted or rolled back
 
+Colour only on a terminal, and never with NO_COLOR set.
 Results go to stdout; prompts and progress go to stderr. Every run that changes something
 keeps a journal and a backup of every file it overwrote in /var/lib/etcd-harden/runs/<id>/.
 `;
@@ -170,13 +184,15 @@ export function parseCli(argv: string[]): CliOptions {
 				'node-name': {type: 'string'},
 				help: {type: 'boolean', short: 'h', default: false},
 				version: {type: 'boolean', default: false},
+				failed: {type: 'boolean', default: false},
+				force: {type: 'boolean', default: false},
 			},
 		});
 	} catch (error) {
 		throw new InputError(`${(error as Error).message}. See etcd-harden --help.`);
 	}
 	const {values, positionals} = parsed;
-	if (positionals.length > (positionals[0] === 'restore-check' ? 2 : 1)) throw new InputError(`unexpected argument "${positionals[1]}". See etcd-harden --help.`);
+	if (positionals.length > (positionals[0] === 'restore-check' || positionals[0] === 'undo' ? 2 : 1)) throw new InputError(`unexpected argument "${positionals[1]}". See etcd-harden --help.`);
 	const command = (positionals[0] ?? 'harden') as Command;
 	if (!commands.includes(command)) {
 		throw new InputError(`unknown command "${positionals[0]}": use one of ${commands.join(', ')}. See etcd-harden --help.`);
@@ -203,6 +219,9 @@ export function parseCli(argv: string[]): CliOptions {
 	return {
 		command,
 		backup,
+		failed: values.failed ?? false,
+		force: values.force ?? false,
+		...(command === 'undo' && positionals[1] !== undefined ? {runId: positionals[1]} : {}),
 		...(values.bundle === undefined ? {} : {bundle: values.bundle}),
 		...(values['bundle-key'] === undefined ? {} : {bundleKey: values['bundle-key']}),
 		...(values['node-name'] === undefined ? {} : {nodeName: values['node-name']}),
@@ -222,6 +241,28 @@ export function parseCli(argv: string[]): CliOptions {
 		version: values.version ?? false,
 	};
 }
+
+/** `etcd-harden demo --help`: the demo's own help. */
+export const demoHelpText = `etcd-harden demo: the wizard on a temporary copy of a built-in kubeadm-like tree
+
+Usage
+  etcd-harden demo [--dry-run] [--plain] [--yes --set STAGE.Q=VALUE ...] [--only/--skip STAGE,...]
+
+What it does
+  Copies a small kubeadm control-plane tree (static pod manifests, PKI placeholders) to a new
+  directory under the system's temporary directory and runs the wizard on that copy, exactly as
+  "etcd-harden harden --root COPY" would. No cluster and no root are needed; nothing outside the
+  copy is read or changed. Stages that need a live control plane (re-encryption, etcd auth, the
+  firewall) are left out and say why.
+
+  The copy's certificates are placeholders, not real PEM files: "status" on the copy warns that
+  etcd's CA is not a PEM certificate. That is expected of the demo.
+
+  At the end it prints where the copy is and how to remove it; a run that is refused before the
+  wizard starts removes the copy itself. Undo a demo run with the command its receipt prints.
+
+Flags are those of etcd-harden harden except --root (the demo picks its own). See etcd-harden --help.
+`;
 
 /** Parse an --answers file's text: a mapping of stage id to a mapping of answers. */
 export function parseAnswersFile(file: string, text: string): Answers {

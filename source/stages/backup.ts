@@ -127,6 +127,7 @@ function unitChanges(schedule: Schedule, answers: StageAnswers, options: {output
 }
 
 export const backupStage: NodeStage = {
+	dependsOn: [],
 	id: backupStageId,
 	title: 'Encrypted etcd backup',
 	explain:

@@ -1,0 +1,64 @@
+/**
+ * Pure layout for the live frame: word wrapping that the frame can count, so the live area
+ * never reaches the terminal's height (Ink clears the whole screen, scrollback included,
+ * when it does) and wrapped lines never run words together or start with a stray space.
+ */
+
+/** Display width of a string (one column per code point; the wizard's text has no wide characters). */
+export function width(text: string): number {
+	return [...text].length;
+}
+
+/**
+ * Wrap at word boundaries to `columns` (at least 10); a word longer than a line is cut.
+ * Explicit newlines are kept. Never returns a line with leading spaces it did not have.
+ */
+export function wrapText(text: string, columns: number): string[] {
+	const max = Math.max(10, columns);
+	const out: string[] = [];
+	for (const paragraph of text.split('\n')) {
+		const indent = /^\s*/.exec(paragraph)?.[0] ?? '';
+		const words = paragraph.slice(indent.length).split(/ +/).filter(Boolean);
+		if (words.length === 0) {
+			out.push('');
+			continue;
+		}
+		let line = indent;
+		const room = () => max - width(line);
+		for (let word of words) {
+			const start = line === indent;
+			if (!start && width(word) + 1 <= room()) {
+				line += ` ${word}`;
+				continue;
+			}
+			if (!start) {
+				out.push(line);
+				line = indent;
+			}
+			while (width(word) > room() && room() > 0) {
+				const chars = [...word];
+				out.push(line + chars.slice(0, room()).join(''));
+				word = chars.slice(room()).join('');
+				line = indent;
+			}
+			line += word;
+		}
+		out.push(line);
+	}
+	return out;
+}
+
+/** Cut lines to `columns`, ending with "…" where cut. */
+export function truncate(text: string, columns: number): string {
+	const chars = [...text];
+	if (chars.length <= columns) return text;
+	return `${chars.slice(0, Math.max(0, columns - 1)).join('')}…`;
+}
+
+/** A window of `size` items that keeps `cursor` visible (select lists, the diff pager). */
+export function windowAround(count: number, cursor: number, size: number): {start: number; end: number} {
+	if (count <= size) return {start: 0, end: count};
+	const half = Math.floor(size / 2);
+	const start = Math.min(Math.max(0, cursor - half), count - size);
+	return {start, end: start + size};
+}
