@@ -248,10 +248,10 @@ async function yesNo(message: string, defaultValue: boolean | undefined, context
 }
 
 /** A passphrase, masked, typed twice; asked again until both entries match. */
-async function passwordTwice(message: string, question: Extract<Prompt, {type: 'question'}>['question'], printer: Printer, context: PromptContext): Promise<string> {
+async function passwordTwice(message: string, question: Extract<Prompt, {type: 'question'}>['question'], printer: Printer, fresh: () => PromptContext): Promise<string> {
 	for (;;) {
-		const first = await password({message, mask: '*', validate: value => question.validate?.(value, {}) ?? true}, context);
-		const second = await password({message: 'Type it again to confirm', mask: '*'}, context);
+		const first = await password({message, mask: '*', validate: value => question.validate?.(value, {}) ?? true}, fresh());
+		const second = await password({message: 'Type it again to confirm', mask: '*'}, fresh());
 		if (first === second) return first;
 		printer.line('✖ The two entries differ: type the passphrase again.', 'error');
 	}
@@ -271,14 +271,18 @@ async function ask(
 		const now = control.getState();
 		if (now.prompt !== prompt || now.result) gone.abort();
 	});
-	// Inquirer ends the stream it writes to when a prompt is done; give it a fresh one.
-	const sink = new Writable({
-		write(chunk: Buffer, _encoding, callback) {
-			output.write(chunk);
-			callback();
-		},
+	// Inquirer ends the stream it writes to when a prompt is done; give each prompt a fresh one.
+	const fresh = (): PromptContext => ({
+		input: inputStream,
+		output: new Writable({
+			write(chunk: Buffer, _encoding, callback) {
+				output.write(chunk);
+				callback();
+			},
+		}),
+		signal: gone.signal,
 	});
-	const context = {input: inputStream, output: sink, signal: gone.signal};
+	const context = fresh();
 
 	try {
 		if (prompt.type === 'confirm') {
@@ -322,7 +326,7 @@ async function ask(
 				value = await yesNo(message, typeof question.default === 'boolean' ? question.default : undefined, context);
 				break;
 			case 'password':
-				value = await passwordTwice(message, question, printer, context);
+				value = await passwordTwice(message, question, printer, fresh);
 				break;
 			default:
 				value = await input(

@@ -310,6 +310,8 @@ export function undoCommand(runId: string, root: string | undefined): string {
 export function nextSteps(receipt: Receipt, context: ReceiptContext): string[] {
 	const changed = receipt.runId !== undefined;
 	const steps: string[] = [];
+	if (context.exitCode === 2) return ['Fix the problem named above and run the same command again (nothing was changed).'];
+	if (context.exitCode === 3 && !changed) return ['Nothing was changed; run again when ready.'];
 	if (context.dryRun) steps.push(`Rerun without --dry-run to apply the changes shown${context.root === undefined ? '' : ` (to ${context.root})`}.`);
 	if (context.root !== undefined && !context.dryRun && context.command !== 'undo') {
 		steps.push(`Only the tree under ${context.root} was changed. On the control-plane node itself, run: sudo etcd-harden${context.command === 'harden' ? '' : ` ${context.command}`}`);
@@ -357,7 +359,7 @@ export function receiptLines(receipt: Receipt, context: ReceiptContext): Styled[
 	} else {
 		lines.push({text: context.dryRun ? '  nothing was changed (dry run)' : '  nothing was changed', tone: 'plain'});
 	}
-	for (const skip of receipt.skipped.filter(s => s.reason !== 'not-selected')) {
+	for (const skip of receipt.skipped.filter(s => s.reason !== 'not-selected' && s.reason !== 'not-reached')) {
 		lines.push({text: `  skipped ${skip.stage} (${skipWords[skip.reason]}): ${skip.text}`, tone: 'muted'});
 	}
 	for (const step of nextSteps(receipt, context)) lines.push({text: `  next: ${step}`, tone: 'plain'});

@@ -18,30 +18,34 @@ export function wrapText(text: string, columns: number): string[] {
 	const out: string[] = [];
 	for (const paragraph of text.split('\n')) {
 		const indent = /^\s*/.exec(paragraph)?.[0] ?? '';
-		const words = paragraph.slice(indent.length).split(/ +/).filter(Boolean);
-		if (words.length === 0) {
-			out.push('');
+		// Words with the spaces before them (kept inside a line: "PASS  title" stays aligned).
+		const tokens = paragraph.slice(indent.length).match(/\s*\S+/g) ?? [];
+		if (tokens.length === 0) {
+			out.push(paragraph.length > max ? paragraph.slice(0, max) : paragraph);
 			continue;
 		}
 		let line = indent;
-		const room = () => max - width(line);
-		for (let word of words) {
-			const start = line === indent;
-			if (!start && width(word) + 1 <= room()) {
-				line += ` ${word}`;
+		let fresh = true;
+		for (const token of tokens) {
+			if (!fresh && width(line) + width(token) <= max) {
+				line += token;
 				continue;
 			}
-			if (!start) {
+			if (!fresh) {
 				out.push(line);
 				line = indent;
 			}
-			while (width(word) > room() && room() > 0) {
+			// A wrapped line starts at its word, never with the space before it.
+			let word = token.trimStart();
+			while (width(line) + width(word) > max && max - width(line) > 0) {
 				const chars = [...word];
-				out.push(line + chars.slice(0, room()).join(''));
-				word = chars.slice(room()).join('');
+				const room = max - width(line);
+				out.push(line + chars.slice(0, room).join(''));
+				word = chars.slice(room).join('');
 				line = indent;
 			}
 			line += word;
+			fresh = false;
 		}
 		out.push(line);
 	}
