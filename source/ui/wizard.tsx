@@ -184,7 +184,7 @@ function stageListLines(state: EngineState, spinner: string | undefined, columns
 }
 
 function keyHints(prompt: Prompt | undefined, pagerOpen: boolean): string {
-	if (pagerOpen) return '↑/↓ line · space/b page · g/G top/end · y apply · n skip · d/q/esc close';
+	if (pagerOpen) return '↑/↓ space/b g/G scroll · y apply · n skip · q close';
 	if (!prompt) return 'q quit · ctrl-c abort';
 	if (prompt.type === 'confirm' && prompt.deadline !== undefined) return 'y keep · n undo now · enter no · ctrl-c abort';
 	if (prompt.type === 'confirm') return `y apply · n skip · enter ${yesNoHint(confirmDefault)} · d show the diff · q quit`;
