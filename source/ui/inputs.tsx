@@ -261,7 +261,7 @@ export function TextInput({question, initial, register, onSubmit, onEdit, column
 	);
 }
 
-export function YesNoInput({defaultValue, register, onSubmit}: {defaultValue: boolean | undefined; register: InputProps['register']; onSubmit: (yes: boolean) => void}) {
+export function YesNoInput({defaultValue, register, onSubmit, silent = false}: {defaultValue: boolean | undefined; register: InputProps['register']; onSubmit: (yes: boolean) => void; silent?: boolean}) {
 	const [state] = useKeyState(() => ({done: false}));
 	useRegister(register, key => {
 		if (state.current.done) return false;
@@ -275,7 +275,8 @@ export function YesNoInput({defaultValue, register, onSubmit}: {defaultValue: bo
 		onSubmit(answer);
 		return true;
 	});
-	return <Text color="cyan">{yesNoHint(defaultValue)}</Text>;
+	// Silent: the caller shows the (Y/n) in its own line (the confirm prompt of a preview).
+	return silent ? null : <Text color="cyan">{yesNoHint(defaultValue)}</Text>;
 }
 
 /** Lines a question's input takes (for the frame's height budget). */

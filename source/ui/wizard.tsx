@@ -283,7 +283,8 @@ export function Wizard({control, animate = false, summaryLines = false, color = 
 
 	const previewLength = prompt?.type === 'confirm' ? pagerLines(prompt.preview, columns).length : 0;
 	const budget = frameBudget(rows);
-	const pagerRows = Math.max(1, budget - 3);
+	// The pager's page: the frame less its header, position line, prompt line and key hints.
+	const pagerRows = Math.max(1, budget - 4);
 
 	const dispatch = useCallback(
 		(key: KeyPress): void => {
@@ -403,8 +404,8 @@ export function Wizard({control, animate = false, summaryLines = false, color = 
 	if (state.result) {
 		tail.push({text: `${outcomeLabel(state.result.exitCode)} (exit ${state.result.exitCode})`, tone: outcomeTone(state.result.exitCode), bold: true, key: 'outcome'});
 		tail.push(...wrapped(stageTally(state.stages), columns, 'plain', 'tally'));
-		if (summaryLines) state.result.summary.forEach((line, i) => tail.push(...wrapped(line, columns, 'plain', `sum${i}`)));
 	}
+	const summary: FrameLine[] = state.result && summaryLines ? state.result.summary.flatMap((line, i) => wrapped(line, columns, 'plain', `sum${i}`)) : [];
 	const progress: FrameLine[] = [];
 	if (state.progress && !state.result) {
 		const figures = progressFigures(state.progress);
@@ -454,6 +455,11 @@ export function Wizard({control, animate = false, summaryLines = false, color = 
 		return fits;
 	};
 	const help = take(promptHelp);
+	// The summary lines after a run, as far as they fit (the CLI prints them in full on stdout).
+	let summaryShown = take(summary);
+	if (summaryShown.length < summary.length && summaryShown.length > 0) {
+		summaryShown = [...summaryShown.slice(0, -1), {text: `… ${summary.length - summaryShown.length + 1} more lines`, tone: 'muted', key: 'sum-more'}];
+	}
 	const showStage = current && !state.result && prompt?.type === 'question';
 	if (showStage) {
 		const title = take([{text: truncate(current.title, columns), tone: 'active', bold: true, key: 'title'}]);
@@ -476,7 +482,7 @@ export function Wizard({control, animate = false, summaryLines = false, color = 
 						<FrameLines
 							lines={[{text: truncate(`lines ${pager!.top + 1}-${Math.min(pagerView.length, pager!.top + pagerRows)} of ${pagerView.length}`, columns), tone: 'muted', key: 'pos'}]}
 						/>
-						<FrameLines lines={promptTop.slice(-1)} />
+						<FrameLines lines={[{text: truncate(`${prompt!.type === 'confirm' ? prompt!.message : ''} ${yesNoHint(confirmDefault)}`, columns), tone: 'plain', bold: true, key: 'pager-prompt'}]} />
 						<ConfirmKeys prompt={prompt} register={register} onConfirm={onConfirm} />
 					</>
 				) : (
@@ -508,6 +514,7 @@ export function Wizard({control, animate = false, summaryLines = false, color = 
 				)}
 				<FrameLines lines={progress} />
 				<FrameLines lines={tail} />
+				<FrameLines lines={summaryShown} />
 				<FrameLines lines={hints} />
 			</Box>
 			</ColumnsContext.Provider>
@@ -518,5 +525,5 @@ export function Wizard({control, animate = false, summaryLines = false, color = 
 /** The yes/no keys of a confirm prompt (its text is in the frame lines above). */
 function ConfirmKeys({prompt, register, onConfirm}: {prompt: Prompt | undefined; register: (handler: KeyHandler | undefined) => void; onConfirm: (yes: boolean) => void}) {
 	if (prompt?.type !== 'confirm') return null;
-	return <YesNoKeys key={`${prompt.stageId}/${prompt.message}/${prompt.deadline ?? ''}`} defaultValue={promptConfirmDefault(prompt)} register={register} onSubmit={onConfirm} />;
+	return <YesNoKeys key={`${prompt.stageId}/${prompt.message}/${prompt.deadline ?? ''}`} defaultValue={promptConfirmDefault(prompt)} register={register} onSubmit={onConfirm} silent />;
 }
