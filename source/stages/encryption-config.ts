@@ -222,7 +222,7 @@ function questions(facts: Facts, _answers: StageAnswers): Question[] {
 			id: 'secretsUnencrypted',
 			kind: 'confirm',
 			message: 'Secrets are not among these resources: they stay in plaintext in etcd, and both this stage\'s verification and `status` will FAIL secrets-provider. Continue anyway?',
-			default: false,
+			// No default: --yes must say so explicitly (--set encryption-config.secretsUnencrypted=true).
 			when: answers => answers['resources'] !== undefined && !coversSecrets(resourceList(answers['resources'], answers['customResources'])),
 			validate: value => (value === true ? undefined : 'Add secrets to the resources (esc goes back), or confirm that Secrets stay unencrypted.'),
 		},
