@@ -189,7 +189,7 @@ export function parseCli(argv: string[]): CliOptions {
 			},
 		});
 	} catch (error) {
-		throw new InputError(`${(error as Error).message}. See etcd-harden --help.`);
+		throw new InputError(unknownFlagMessage((error as Error).message) ?? `${(error as Error).message}. See etcd-harden --help.`);
 	}
 	const {values, positionals} = parsed;
 	if (positionals.length > (positionals[0] === 'restore-check' || positionals[0] === 'undo' ? 2 : 1)) throw new InputError(`unexpected argument "${positionals[1]}". See etcd-harden --help.`);
@@ -240,6 +240,39 @@ export function parseCli(argv: string[]): CliOptions {
 		help: values.help ?? false,
 		version: values.version ?? false,
 	};
+}
+
+/** Every long flag parseCli knows, for the "did you mean" hint. */
+const knownFlags = [
+	'dry-run', 'root', 'yes', 'answers', 'set', 'plain', 'only', 'skip', 'json', 'deep', 'kubeconfig', 'timeout', 'concurrency', 'rate',
+	'recipient', 'passphrase-file', 'output', 'keep', 'identity', 'bundle', 'bundle-key', 'node-name', 'help', 'version', 'failed', 'force',
+];
+
+function editDistance(a: string, b: string): number {
+	const row = Array.from({length: b.length + 1}, (_, i) => i);
+	for (let i = 1; i <= a.length; i++) {
+		let diagonal = row[0]!;
+		row[0] = i;
+		for (let j = 1; j <= b.length; j++) {
+			const above = row[j]!;
+			row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+			diagonal = above;
+		}
+	}
+	return row[b.length]!;
+}
+
+/**
+ * "unknown flag --dry-rn: did you mean --dry-run? See etcd-harden --help." for node's
+ * parseArgs "Unknown option" error; undefined for any other error.
+ */
+export function unknownFlagMessage(message: string): string | undefined {
+	const unknown = /Unknown option '(-{1,2})([^'=]+)/.exec(message);
+	if (!unknown) return undefined;
+	const [, dashes, name] = unknown as unknown as [string, string, string];
+	const [best] = knownFlags.map(flag => ({flag, distance: editDistance(name, flag)})).sort((a, b) => a.distance - b.distance);
+	const close = best && best.distance <= Math.max(2, Math.floor(name.length / 3));
+	return `unknown flag ${dashes}${name}${close ? `: did you mean --${best.flag}?` : '.'} See etcd-harden --help for the flags.`;
 }
 
 /** `etcd-harden demo --help`: the demo's own help. */

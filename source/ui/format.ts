@@ -355,6 +355,12 @@ export function receiptLines(receipt: Receipt, context: ReceiptContext): Styled[
 		for (const keep of receipt.keep) {
 			lines.push({text: `  copy it off this node now: ${disk(keep.path)} (${keep.what})`, tone: 'warn'});
 		}
+		// No recovery copy was written (stored elsewhere): the key itself must leave the node.
+		if (receipt.keep.length === 0) {
+			for (const file of receipt.files.filter(f => f.keyMaterial)) {
+				lines.push({text: `  copy it off this node now: ${disk(file.path)} (holds the encryption key; no recovery copy was written)`, tone: 'warn'});
+			}
+		}
 		lines.push({text: `  undo: ${undoCommand(receipt.runId, context.root)}`, tone: 'plain'});
 	} else {
 		lines.push({text: context.dryRun ? '  nothing was changed (dry run)' : '  nothing was changed', tone: 'plain'});
