@@ -288,8 +288,8 @@ What it does
   copy is read or changed. Stages that need a live control plane (re-encryption, etcd auth, the
   firewall) are left out and say why.
 
-  The copy's certificates are placeholders, not real PEM files: "status" on the copy warns that
-  etcd's CA is not a PEM certificate. That is expected of the demo.
+  The copy's certificates are real (a kubeadm-shaped PKI made by scripts/make-demo-pki.sh, valid
+  for 100 years) but public: they are in the package, and secure nothing but the demo copy.
 
   At the end it prints where the copy is and how to remove it; a run that is refused before the
   wizard starts removes the copy itself. Undo a demo run with the command its receipt prints.

@@ -60,7 +60,7 @@ describe('first contact', () => {
 		const result = await run(['demo', '--help']);
 		expect(result.code).toBe(0);
 		expect(result.stdout).toMatch(/^etcd-harden demo: the wizard on a temporary copy/);
-		expect(result.stdout).toContain('placeholders');
+		expect(result.stdout).toContain('scripts/make-demo-pki.sh');
 	});
 
 	test('a demo refused before its wizard starts removes its copy', async () => {
