@@ -452,6 +452,9 @@ export function Wizard({control, animate = false, summaryLines = false, color = 
 		if (lines.length === 0 || room <= 0) return [];
 		const fits = lines.slice(0, room);
 		room -= fits.length;
+		// Text that gives way says so: its last shown line ends with "…".
+		const last = fits.at(-1);
+		if (fits.length < lines.length && last) fits[fits.length - 1] = {...last, text: truncate(`${last.text} …`, columns)};
 		return fits;
 	};
 	const help = take(promptHelp);
