@@ -10,7 +10,7 @@
  * (the wizard then applies its own: esc, q, d) and, once the input has submitted, for every
  * key, so keys typed ahead wait for the next prompt.
  */
-import React, {useEffect, useReducer, useRef} from 'react';
+import React, {useLayoutEffect, useReducer, useRef} from 'react';
 import {Box, Text} from 'ink';
 import type {AnswerValue, Choice, Question} from '../engine/contract.js';
 import {defaultHint, yesNoHint} from './format.js';
@@ -45,7 +45,9 @@ function useKeyState<S>(initial: () => S): [React.MutableRefObject<S>, () => voi
 function useRegister(register: InputProps['register'], handle: KeyHandler): void {
 	const latest = useRef(handle);
 	latest.current = handle;
-	useEffect(() => {
+	// A layout effect: registered in the same task as the commit that draws the prompt, so no key
+	// can arrive between the prompt on screen and its input taking keys.
+	useLayoutEffect(() => {
 		register(key => latest.current(key));
 		return () => register(undefined);
 		// eslint-disable-next-line react-hooks/exhaustive-deps

@@ -321,8 +321,9 @@ export function Wizard({control, animate = false, summaryLines = false, color = 
 				if (key.name === 'char' && key.char === 'q' && !current.textEntry) abort();
 				return;
 			}
-			// No input is active: q quits now; anything else waits for the next prompt.
-			if (key.name === 'char' && key.char === 'q' && !current.textEntry) {
+			// No input is active. With no prompt (the engine is working) q quits now; anything else,
+			// and everything while a prompt is being drawn, waits for the prompt's input, in order.
+			if (key.name === 'char' && key.char === 'q' && !current.prompt) {
 				abort();
 				return;
 			}

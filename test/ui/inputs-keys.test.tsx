@@ -124,6 +124,14 @@ describe('text fields', () => {
 		expect(engine.calls).toEqual([{type: 'answer', value: 'ok'}]);
 	});
 
+	it('q is a letter in a text field, even in a burst (an age recipient has q in it)', async () => {
+		const engine = new FakeEngine(baseState({prompt: ask(name)}));
+		const w = mount(engine);
+		await w.write('age1qq\r');
+		await until(() => engine.calls.length === 1, 'the answer');
+		expect(engine.calls).toEqual([{type: 'answer', value: 'age1qq'}]);
+	});
+
 	it('an old error clears on the first edit', async () => {
 		const engine = new FakeEngine(baseState({prompt: ask(name, {error: 'The path must be absolute.'})}));
 		const w = mount(engine);
