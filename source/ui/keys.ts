@@ -23,8 +23,12 @@ export type KeyName =
 	| 'char'
 	| 'unknown';
 
-/** One key: a name, and the character for `char` and the letter for `ctrl` (ctrl-u: "u"). */
-export type KeyPress = {name: KeyName; char?: string};
+/**
+ * One key: a name, and the character for `char` and the letter for `ctrl` (ctrl-u: "u").
+ * `pasted`: a printable character from a run of several read at once (typed ahead or pasted):
+ * it still acts, but never as a command key (a pasted "q" does not quit).
+ */
+export type KeyPress = {name: KeyName; char?: string; pasted?: boolean};
 
 const sequences: Record<string, KeyName> = {
 	'[A': 'up',
@@ -61,6 +65,7 @@ export function parseKeys(event: string): KeyPress[] {
 		return [{name: 'unknown'}];
 	}
 	const keys: KeyPress[] = [];
+	const run = [...event].length > 1;
 	for (const char of event) {
 		const code = char.codePointAt(0) ?? 0;
 		if (char === '\r' || char === '\n') keys.push({name: 'return'});
@@ -68,7 +73,7 @@ export function parseKeys(event: string): KeyPress[] {
 		else if (code === 0x7f || code === 0x08) keys.push({name: 'backspace'});
 		else if (code >= 1 && code <= 26) keys.push({name: 'ctrl', char: String.fromCodePoint(code + 96)});
 		else if (code < 0x20) keys.push({name: 'unknown'});
-		else keys.push({name: 'char', char});
+		else keys.push({name: 'char', char, ...(run ? {pasted: true} : {})});
 	}
 	return keys;
 }

@@ -318,12 +318,12 @@ export function Wizard({control, animate = false, summaryLines = false, color = 
 					setPager({top: 0});
 					return;
 				}
-				if (key.name === 'char' && key.char === 'q' && !current.textEntry) abort();
+				if (key.name === 'char' && key.char === 'q' && !key.pasted && !current.textEntry) abort();
 				return;
 			}
 			// No input is active. With no prompt (the engine is working) q quits now; anything else,
 			// and everything while a prompt is being drawn, waits for the prompt's input, in order.
-			if (key.name === 'char' && key.char === 'q' && !current.prompt) {
+			if (key.name === 'char' && key.char === 'q' && !key.pasted && !current.prompt) {
 				abort();
 				return;
 			}

@@ -43,7 +43,8 @@ const provider: Question = {id: 'provider', kind: 'select', message: 'Provider?'
 
 describe('keys split from one read', () => {
 	it('parses a burst into single keys: text runs, enters, arrows, backspace and delete apart', () => {
-		expect(parseKeys('yy')).toEqual([{name: 'char', char: 'y'}, {name: 'char', char: 'y'}]);
+		expect(parseKeys('yy')).toEqual([{name: 'char', char: 'y', pasted: true}, {name: 'char', char: 'y', pasted: true}]);
+		expect(parseKeys('q')).toEqual([{name: 'char', char: 'q'}]);
 		expect(parseKeys('\r\r')).toEqual([{name: 'return'}, {name: 'return'}]);
 		expect(parseKeys('\u001B[B')).toEqual([{name: 'down'}]);
 		expect(parseKeys('\u007F')).toEqual([{name: 'backspace'}]);
@@ -130,6 +131,17 @@ describe('text fields', () => {
 		await w.write('age1qq\r');
 		await until(() => engine.calls.length === 1, 'the answer');
 		expect(engine.calls).toEqual([{type: 'answer', value: 'age1qq'}]);
+	});
+
+	it('a q inside pasted text at a list does not quit; a q on its own does', async () => {
+		const engine = new FakeEngine(baseState({prompt: ask(provider)}));
+		const w = mount(engine);
+		await w.write('age1qxyz');
+		await new Promise(resolve => setTimeout(resolve, 50));
+		expect(engine.calls).toEqual([]);
+		await w.write('q');
+		await until(() => engine.calls.length === 1, 'the abort');
+		expect(engine.calls).toEqual([{type: 'abort'}]);
 	});
 
 	it('an old error clears on the first edit', async () => {
