@@ -5,7 +5,7 @@ import {InputError, type AnswerValue, type Answers} from '../engine/contract.js'
 import {parseBackupFlags, type BackupCliOptions} from '../backup/cli-args.js';
 import {parseReportFlags, reportFlagSpecs, type MonitorCliOptions, type StatusCliOptions} from './report-args.js';
 
-export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable', 'root-password', 'monitor'] as const;
+export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable', 'root-password', 'monitor', 'undo'] as const;
 export type Command = (typeof commands)[number];
 
 export type CliOptions = {
@@ -39,6 +39,12 @@ export type CliOptions = {
 	/** monitor's flags, and status's --format/--rbac-proposal (source/cli/report-args.ts). */
 	monitor: MonitorCliOptions;
 	status: StatusCliOptions;
+	/** status --failed: show only FAIL and WARN findings. */
+	failed: boolean;
+	/** undo --force: restore even files that changed since the run. */
+	force: boolean;
+	/** undo RUN_ID (default: the last run). */
+	runId?: string;
 };
 
 export const helpText = `etcd-harden: harden etcd and Kubernetes secrets at rest on a kubeadm control-plane node
@@ -68,6 +74,11 @@ Usage
                                    firewall drops by source, values the apiserver cannot decrypt,
                                    config reload failures, secret read rate, certificate expiry;
                                    a live dashboard on a terminal (q quits); exit 1 on an alert
+  etcd-harden undo [RUN_ID] [--force]
+                                   restore every file a run changed (default: the last run) from
+                                   its run directory, byte for byte, previewed and confirmed like
+                                   any stage; refuses files changed since unless --force; never
+                                   deletes a key objects may be encrypted with
   etcd-harden root-password        print etcd's root password (made by the etcd-auth stage and
                                    kept 0600 in /var/lib/etcd-harden); shown only when asked
 
@@ -82,6 +93,8 @@ Flags
   --only STAGE,...      run only these stages
   --skip STAGE,...      run every stage but these
   --json                results as JSON on stdout (status, and the run summary)
+  --failed              status: show only the FAIL and WARN findings
+  --force               undo: also restore files that changed since the run
   --concurrency N|auto  re-encryption writes in flight (default auto: adaptive; N pins it)
   --rate N              re-encryption: at most N objects per second (default: no limit)
   --deep                verify by decrypting every raw etcd value, not a sample
@@ -140,6 +153,7 @@ Stages
 Exit codes
   0 done   1 verification or status findings failed   2 bad input or usage   3 aborted or rolled back
 
+Colour only on a terminal, and never with NO_COLOR set.
 Results go to stdout; prompts and progress go to stderr. Every run that changes something
 keeps a journal and a backup of every file it overwrote in /var/lib/etcd-harden/runs/<id>/.
 `;
@@ -147,8 +161,14 @@ keeps a journal and a backup of every file it overwrote in /var/lib/etcd-harden/
 /** The long flags parseCli knows, for "did you mean". */
 const flagNames = [
 	'dry-run', 'root', 'yes', 'answers', 'set', 'plain', 'only', 'skip', 'json', 'deep', 'kubeconfig', 'timeout', 'concurrency', 'rate',
-	'recipient', 'passphrase-file', 'output', 'keep', 'identity', 'bundle', 'bundle-key', 'node-name', 'help', 'version',
+	'recipient', 'passphrase-file', 'output', 'keep', 'identity', 'bundle', 'bundle-key', 'node-name', 'help', 'version', 'failed', 'force',
+	...Object.keys(reportFlagSpecs),
 ];
+
+/** "unknown flag --dry-rn: did you mean --dry-run? ..." for node's parseArgs "Unknown option" error; undefined for any other error. */
+export function unknownFlagMessage(message: string): string | undefined {
+	return /Unknown option '/.test(message) ? flagError(new Error(message)).message : undefined;
+}
 
 /** Edit distance (insert, delete, substitute), for suggesting the closest flag or command. */
 export function editDistance(a: string, b: string): number {
@@ -259,6 +279,8 @@ export function parseCli(argv: string[]): CliOptions {
 				help: {type: 'boolean', short: 'h', default: false},
 				version: {type: 'boolean', default: false},
 				...reportFlagSpecs,
+				failed: {type: 'boolean', default: false},
+				force: {type: 'boolean', default: false},
 			},
 		});
 	} catch (error) {
@@ -270,13 +292,12 @@ export function parseCli(argv: string[]): CliOptions {
 		const suggestion = closest(positionals[0]!, commands);
 		throw new InputError(`unknown command ${JSON.stringify(positionals[0])}: ${suggestion ? `did you mean ${suggestion}? ` : ''}The commands are ${commands.join(', ')}. See etcd-harden --help.`);
 	}
-	const allowed = command === 'restore-check' ? 2 : 1;
+	const allowed = command === 'restore-check' || command === 'undo' ? 2 : 1;
 	if (positionals.length > allowed) {
-		throw new InputError(
-			`unexpected argument ${JSON.stringify(positionals[allowed])}: ${command} takes ${command === 'restore-check' ? 'one backup directory at most' : 'flags only'}. See etcd-harden --help.`,
-		);
+		const takes = command === 'restore-check' ? 'one backup directory at most' : command === 'undo' ? 'one run id at most' : 'flags only';
+		throw new InputError(`unexpected argument ${JSON.stringify(positionals[allowed])}: ${command} takes ${takes}. See etcd-harden --help.`);
 	}
-	if (positionals[1] !== undefined) checkPlainValue('the backup directory', positionals[1]);
+	if (positionals[1] !== undefined) checkPlainValue(command === 'undo' ? 'the run id' : 'the backup directory', positionals[1]);
 	// Every value is checked whatever the command and whichever stages run: a typo is never
 	// accepted silently just because the stage that would read it is left out.
 	for (const name of ['root', 'answers', 'kubeconfig', 'passphrase-file', 'output', 'identity', 'bundle', 'bundle-key', 'node-name'] as const) {
@@ -294,6 +315,8 @@ export function parseCli(argv: string[]): CliOptions {
 		['--node-name', values['node-name'], ['rotate', 'disable', 'status']],
 		['--concurrency', values.concurrency, ['harden', 'demo', 'rotate', 'disable']],
 		['--rate', values.rate, ['harden', 'demo', 'rotate', 'disable']],
+		['--failed', values.failed || undefined, ['status']],
+		['--force', values.force || undefined, ['undo']],
 	];
 	for (const [flag, value, owners] of belongs) {
 		if (value !== undefined && !owners.includes(command)) throw new InputError(`${flag} belongs to etcd-harden ${owners.join(', ')}, not ${command}. See etcd-harden --help.`);
@@ -332,6 +355,9 @@ export function parseCli(argv: string[]): CliOptions {
 		command,
 		backup,
 		...parseReportFlags(command, values),
+		failed: values.failed ?? false,
+		force: values.force ?? false,
+		...(command === 'undo' && positionals[1] !== undefined ? {runId: positionals[1]} : {}),
 		...(values.bundle === undefined ? {} : {bundle: values.bundle}),
 		...(values['bundle-key'] === undefined ? {} : {bundleKey: values['bundle-key']}),
 		...(values['node-name'] === undefined ? {} : {nodeName: values['node-name']}),
@@ -351,6 +377,28 @@ export function parseCli(argv: string[]): CliOptions {
 		version: values.version ?? false,
 	};
 }
+
+/** `etcd-harden demo --help`: the demo's own help. */
+export const demoHelpText = `etcd-harden demo: the wizard on a temporary copy of a built-in kubeadm-like tree
+
+Usage
+  etcd-harden demo [--dry-run] [--plain] [--yes --set STAGE.Q=VALUE ...] [--only/--skip STAGE,...]
+
+What it does
+  Copies a small kubeadm control-plane tree (static pod manifests, PKI placeholders) to a new
+  directory under the system's temporary directory and runs the wizard on that copy, exactly as
+  "etcd-harden harden --root COPY" would. No cluster and no root are needed; nothing outside the
+  copy is read or changed. Stages that need a live control plane (re-encryption, etcd auth, the
+  firewall) are left out and say why.
+
+  The copy's certificates are real (a kubeadm-shaped PKI made by scripts/make-demo-pki.sh, valid
+  for 100 years) but public: they are in the package, and secure nothing but the demo copy.
+
+  At the end it prints where the copy is and how to remove it; a run that is refused before the
+  wizard starts removes the copy itself. Undo a demo run with the command its receipt prints.
+
+Flags are those of etcd-harden harden except --root (the demo picks its own). See etcd-harden --help.
+`;
 
 /**
  * Parse an --answers file's text: a mapping of stage id to a mapping of answers. Read with

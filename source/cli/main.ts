@@ -11,7 +11,7 @@ import {MANIFESTS_DIR} from '../kube/defaults.js';
 import {defaultConfigPath} from '../kube/encryption-config.js';
 import {recoveryDir} from '../stages/encryption-config.js';
 import {describeError} from '../engine/errors.js';
-import {prepareDemoTree} from '../host/demo.js';
+import {prepareDemoTree, removeDemoTree} from '../host/demo.js';
 import {RealHost} from '../host/real.js';
 import {RecordingHost} from '../host/recording.js';
 import type {Host} from '../host/types.js';
@@ -20,10 +20,11 @@ import {backupWorkflow} from '../workflow/backup.js';
 import {hardenWorkflow} from '../workflow/harden.js';
 import type {NodeTarget} from '../workflow/node.js';
 import {rotateWorkflow} from '../workflow/rotate.js';
+import {undoWorkflow} from '../workflow/undo.js';
 import {tasks} from '../workflow/tasks.js';
 import type {Workflow} from '../workflow/workflow.js';
-import {checkText, isCi} from '../ui/format.js';
-import {helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
+import {checkLines, colorOn, isCi, nextSteps, onDisk, paint, receiptLines, undoCommand} from '../ui/format.js';
+import {demoHelpText, helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
 import {restoreCheckCommand} from './restore-check.js';
 import {monitorCommand} from './monitor.js';
 import {kubeBenchJson, statusReport} from '../workflow/status.js';
@@ -82,7 +83,7 @@ function shownPath(argv: string[]): (file: string) => string {
 async function run(argv: string[], io: Io): Promise<number> {
 	const options = parseCli(argv);
 	if (options.help) {
-		io.stdout.write(helpText);
+		io.stdout.write(options.command === 'demo' ? demoHelpText : helpText);
 		return exitCodes.ok;
 	}
 	if (options.version) {
@@ -93,12 +94,25 @@ async function run(argv: string[], io: Io): Promise<number> {
 	if (options.command === 'restore-check') return restoreCheckCommand({dryRun: options.dryRun, root: options.root, json: options.json, backup: options.backup}, io);
 
 	const {host, root} = await nodeHost(options, io);
+	try {
+		return await runOn(host, root, options, io);
+	} catch (error) {
+		// A demo refused before its wizard started leaves no copy behind.
+		if (options.command === 'demo' && root !== undefined && error instanceof InputError) {
+			await removeDemoTree(root);
+			io.stderr.write(`Demo: the copy at ${root} was removed.\n`);
+		}
+		throw error;
+	}
+}
+
+async function runOn(host: Host, root: string | undefined, options: CliOptions, io: Io): Promise<number> {
 	if (options.command === 'root-password') return showRootPassword(host, io);
 	if (options.command === 'monitor') return monitorCommand(host, options, io);
 	const target: NodeTarget = {root, kubeconfig: options.kubeconfig, deep: options.deep, nodeName: options.nodeName};
 	if (options.command === 'status') return status(host, options, target, io);
 
-	const workflow = await workflowFor(options, target);
+	const workflow = options.command === 'undo' ? await undoWorkflow(host, {runId: options.runId, force: options.force}, target, workflowSettings(options)) : await workflowFor(options, target);
 	const answers = await workflow.answers(await operatorAnswers(options));
 	const known = new Set(workflow.knownStages);
 	for (const stage of Object.keys(answers)) {
@@ -120,8 +134,9 @@ async function run(argv: string[], io: Io): Promise<number> {
 		tasks,
 		// Where the tool's atomic writes land even when this run plans none there.
 		sweepDirs: [MANIFESTS_DIR, path.posix.dirname(defaultConfigPath), STATE_DIR, recoveryDir],
+		...(workflow.undoes === undefined ? {} : {undoes: workflow.undoes}),
 	});
-	const exitCode = await runWithFrontend(engine, {interactive, plain: options.plain}, io);
+	const exitCode = await runWithFrontend(engine, {interactive, plain: options.plain, root}, io);
 	printResult(engine.getState(), options, io, root);
 	return exitCode;
 }
@@ -179,6 +194,10 @@ async function nodeHost(options: CliOptions, io: Io): Promise<{host: Host; root?
 	return {host: options.dryRun ? new RecordingHost(realHost) : realHost, root};
 }
 
+function workflowSettings(options: CliOptions) {
+	return options.timeout === undefined ? {} : {gateTimeoutSeconds: options.timeout};
+}
+
 /** The command's workflow, from the few values of the command line it needs. */
 async function workflowFor(options: CliOptions, target: NodeTarget): Promise<Workflow> {
 	const settings = options.timeout === undefined ? {} : {gateTimeoutSeconds: options.timeout};
@@ -218,7 +237,7 @@ async function operatorAnswers(options: CliOptions): Promise<Answers> {
  * where Ink only draws the final frame), line mode otherwise. Signals abort the run safely
  * (the current stage is undone). Resolves with the engine's exit code.
  */
-async function runWithFrontend(engine: Engine, mode: {interactive: boolean; plain: boolean}, io: Io): Promise<number> {
+async function runWithFrontend(engine: Engine, mode: {interactive: boolean; plain: boolean; root?: string}, io: Io): Promise<number> {
 	const onSignal = (): void => engine.abort();
 	let hungUp = false;
 	const onHangup = (): void => {
@@ -254,10 +273,10 @@ async function runWithFrontend(engine: Engine, mode: {interactive: boolean; plai
 		let frontend: Promise<void>;
 		if (useInk) {
 			const {runInk} = await import('../ui/index.js');
-			frontend = runInk(engine, {stdin: io.stdin, stdout: io.stderr, stderr: io.stderr, signal: frontendStop.signal});
+			frontend = runInk(engine, {stdin: io.stdin, stdout: io.stderr, stderr: io.stderr, signal: frontendStop.signal, root: mode.root});
 		} else {
 			const {runPlain} = await import('../plain/index.js');
-			frontend = runPlain(engine, {input: io.stdin, output: io.stderr});
+			frontend = runPlain(engine, {input: io.stdin, output: io.stderr, root: mode.root});
 		}
 		// A frontend that fails (its terminal gone) stops the run safely instead of the process.
 		let frontendError: unknown;
@@ -295,47 +314,75 @@ async function status(host: Host, options: CliOptions, target: NodeTarget, io: I
 	const rows = report.rows;
 	const failed = rows.some(row => row.status === 'fail');
 	if (report.proposal) io.stderr.write(`wrote a least-privilege RBAC proposal to ${report.proposal} for review (nothing was applied)\n`);
+	// --failed: only the problems (FAIL and WARN); the counts still cover every finding.
+	const shown = options.failed ? rows.filter(row => row.status !== 'pass') : rows;
 	if (options.status.format === 'kube-bench') {
 		io.stdout.write(`${JSON.stringify(kubeBenchJson(report), null, 2)}\n`);
 	} else if (options.status.format === 'json') {
 		// For monitoring jobs: PASS/FAIL/WARN, as the CIS benchmark and the text output write them.
-		const json = rows.map(row => ({...row, status: row.status.toUpperCase()}));
+		const json = shown.map(row => ({...row, status: row.status.toUpperCase()}));
 		io.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
 	} else {
+		const color = colorOn(io.stdout, process.env);
 		let previous: string | undefined;
-		for (const row of rows) {
-			if (row.stage !== previous) io.stdout.write(`${previous === undefined ? '' : '\n'}${row.stage}\n`);
+		for (const row of shown) {
+			if (row.stage !== previous) io.stdout.write(`${previous === undefined ? '' : '\n'}${paint({text: row.stage, tone: 'active'}, color)}\n`);
 			previous = row.stage;
-			io.stdout.write(checkText(row, '  ', {withId: true}));
+			for (const line of checkLines(row, {withId: true})) io.stdout.write(`  ${paint(line, color)}\n`);
 		}
+		if (options.failed && shown.length === 0) io.stdout.write('No problems found.\n');
 		const counts = ['pass', 'warn', 'fail'].map(kind => `${rows.filter(row => row.status === kind).length} ${kind}`);
 		io.stdout.write(`\n${counts.join(', ')}\n`);
 	}
 	return failed ? exitCodes.failed : exitCodes.ok;
 }
 
+/** The receipt as data: run id and directory (also as on disk), files with backups, recovery copies, skips. */
+function runJson(receipt: NonNullable<NonNullable<EngineState['result']>['receipt']>, root: string | undefined) {
+	return {
+		runId: receipt.runId ?? null,
+		runDir: receipt.runDir ?? null,
+		runDirOnDisk: receipt.runDir === undefined ? null : onDisk(receipt.runDir, root),
+		...(receipt.undoes === undefined ? {} : {undoes: receipt.undoes}),
+		files: receipt.files.map(file => ({...file, onDisk: onDisk(file.path, root), ...(file.backup ? {backupOnDisk: onDisk(file.backup, root)} : {})})),
+		work: receipt.work,
+		recovery: receipt.keep.map(keep => ({...keep, onDisk: onDisk(keep.path, root)})),
+		skipped: receipt.skipped,
+		undo: receipt.runId === undefined ? null : undoCommand(receipt.runId, root),
+	};
+}
+
 function printResult(state: EngineState, options: CliOptions, io: Io, root: string | undefined): void {
 	const result = state.result;
 	if (!result) return;
+	const receipt = result.receipt ?? {files: [], work: [], keep: [], skipped: []};
+	const context = {command: state.command, dryRun: state.dryRun, exitCode: result.exitCode, root};
 	if (options.json) {
 		const data = {
 			command: state.command,
 			dryRun: state.dryRun,
 			root: root ?? '/',
 			exitCode: result.exitCode,
+			...runJson(receipt, root),
 			stages: state.stages.map(stage => ({
 				id: stage.id,
 				phase: stage.phase,
-				checks: stage.checks,
+				// One casing of check status in every JSON: PASS/FAIL/WARN, as status --json writes them.
+				checks: stage.checks.map(check => ({...check, status: check.status.toUpperCase()})),
 				error: stage.error,
 				warnings: stage.warnings,
+				...(stage.skip ? {skip: stage.skip} : {}),
 				changes: stage.preview ?? [],
 			})),
 			summary: result.summary,
+			next: nextSteps(receipt, context),
 		};
 		io.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
 		return;
 	}
 	for (const line of result.summary) io.stdout.write(`${line}\n`);
+	const color = colorOn(io.stdout, process.env);
+	io.stdout.write('\n');
+	for (const line of receiptLines(receipt, context)) io.stdout.write(`${paint(line, color)}\n`);
 	if (options.command === 'demo') io.stdout.write(`The demo tree is at ${root}; remove it with: rm -rf ${root}\n`);
 }

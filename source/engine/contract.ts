@@ -32,6 +32,19 @@ export type Question = {
 	validate?: (value: AnswerValue, answers: StageAnswers) => string | undefined;
 	/** Asked only when this returns true for the answers given so far. */
 	when?: (answers: StageAnswers) => boolean;
+	/**
+	 * A confirmation that an answer given up front (--set, --answers) already makes: when
+	 * the answer with this id was given that way, this question is taken as yes. (Typing
+	 * `recovery=stored-elsewhere` on the command line is the explicit choice the
+	 * interactive confirm asks for.)
+	 */
+	confirmsPreset?: string;
+	/**
+	 * What a non-interactive --dry-run uses when this question has no answer: a preview
+	 * writes nothing, so it need not force the operator to decide yet. The run's notes
+	 * say that a real run will ask.
+	 */
+	dryRunDefault?: AnswerValue;
 };
 
 export type WriteFileChange = {
@@ -73,6 +86,11 @@ export type TaskChange = {
 	summary: string;
 	/** Lines shown in the preview under the summary. */
 	detail?: string[];
+	/**
+	 * A file the task writes that the operator must keep safe (a key's recovery copy):
+	 * the run's receipt names it and says to copy it off the node.
+	 */
+	keep?: {path: string; what: string};
 };
 
 export type Change = WriteFileChange | RunChange | TaskChange;
@@ -152,6 +170,19 @@ export type Stage<Facts = unknown> = {
 	 * (the config is only meaningful together with the manifest that mounts it).
 	 */
 	undoGroup?: string;
+	/**
+	 * Ids of the earlier stages this one builds on. When the operator declines one of them,
+	 * this stage is skipped too (and so are the stages that build on it); the others still
+	 * run. Undefined means every earlier stage of the run (the safe assumption); [] means
+	 * none. Stages that are not in this run (--only/--skip) are ignored.
+	 */
+	dependsOn?: string[];
+	/**
+	 * Checks the node can be worked on at all (a manifest that does not parse), run on the
+	 * first discovery before any question is asked: returns the problems (each naming the
+	 * file and the fix), or nothing.
+	 */
+	preflight?(facts: Facts): string[];
 };
 
 /** Bad input: a usage error, a malformed file, a bad answer. Exit code 2. */
@@ -167,7 +198,7 @@ export const exitCodes = {
 } as const;
 
 /** How the engine is started (see engine.ts). */
-export type EngineCommand = 'harden' | 'status' | 'rotate' | 'disable' | 'backup' | 'restore-check';
+export type EngineCommand = 'harden' | 'status' | 'rotate' | 'disable' | 'backup' | 'restore-check' | 'undo';
 
 // ---- tasks ----
 
@@ -175,6 +206,34 @@ export type EngineCommand = 'harden' | 'status' | 'rotate' | 'disable' | 'backup
 export const STATE_DIR = '/var/lib/etcd-harden';
 /** One directory per run (journal, backups of overwritten files). */
 export const RUNS_DIR = `${STATE_DIR}/runs`;
+/** In a run directory: what the run changed, for the receipt and `etcd-harden undo`. */
+export const RECEIPT_FILE = 'receipt.json';
+
+/** One file a run wrote, as receipt.json records it. */
+export type ReceiptFile = {
+	/** Node path. */
+	path: string;
+	stage: string;
+	/** The file did not exist before the run (no backup). */
+	created: boolean;
+	/** Node path of the copy of the file as it was before the run. */
+	backup?: string;
+	/** sha256 (hex) of what the run wrote: undo refuses when the file differs from it now. */
+	sha256: string;
+	mode: number;
+	/** The file holds key material objects may be encrypted with: never deleted by undo. */
+	keyMaterial?: boolean;
+};
+
+/** receipt.json in a run directory. */
+export type RunReceiptFile = {
+	id: string;
+	command: string;
+	/** The run undone by this one (undo runs). */
+	undoes?: string;
+	files: ReceiptFile[];
+	keep: Array<{path: string; what: string}>;
+};
 
 export type LogLine = {level: 'info' | 'warn' | 'error' | 'success'; text: string};
 

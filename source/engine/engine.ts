@@ -1,11 +1,11 @@
-import {randomBytes as cryptoRandomBytes} from 'node:crypto';
+import {createHash, randomBytes as cryptoRandomBytes} from 'node:crypto';
 import type {Host} from '../host/types.js';
 import {RecordingHost} from '../host/recording.js';
 import {checkWriteTarget, previewChanges, redact} from './preview.js';
 import {acquireLock, findInterruptedRun, missingDirectories, removeCreatedDirectories, RunDir} from './run-dir.js';
 import {describeError, traceOf} from './errors.js';
 import {sweepTempFiles} from './temp-files.js';
-import type {EngineControl, EngineState, LogLine, Prompt, StagePhase, StageView} from './state.js';
+import type {EngineControl, EngineState, LogLine, Prompt, Receipt, SkipReason, StagePhase, StageView} from './state.js';
 import {
 	exitCodes,
 	InputError,
@@ -20,6 +20,8 @@ import {
 	type TaskContext,
 	type TaskRegistry,
 	type StagePlan,
+	RECEIPT_FILE,
+	type RunReceiptFile,
 } from './contract.js';
 
 export type EngineOptions<Facts> = {
@@ -45,6 +47,8 @@ export type EngineOptions<Facts> = {
 	settings?: RunSettings;
 	/** Directories to clear of the tool's own leftover temporary files at the start (node paths). */
 	sweepDirs?: string[];
+	/** The run an undo run takes back (recorded in its receipt). */
+	undoes?: string;
 };
 
 export type Engine = EngineControl & {
@@ -89,7 +93,7 @@ class EngineImpl<Facts> implements Engine {
 			dryRun: options.host.dryRun,
 			stages: [
 				...options.stages.map(stage => view(stage, 'pending')),
-				...(options.skipped ?? []).map(stage => view(stage, 'skipped')),
+				...(options.skipped ?? []).map(stage => ({...view(stage, 'skipped'), skip: {reason: 'not-selected' as const, text: 'left out by --only/--skip'}})),
 			],
 			current: 0,
 			log: [],
@@ -189,8 +193,11 @@ class EngineImpl<Facts> implements Engine {
 				}
 			}
 
+			await this.preflight(new RecordingHost(host));
+			if (!this.options.interactive) await this.checkAnswersGiven();
 			const planned = await this.planAll();
 			if (planned === undefined) throw new Aborted();
+			this.planned = planned;
 			const changesAnything = planned.some(item => item.plan.changes.length > 0);
 			const leftovers = await this.sweepTempFiles(planned);
 
@@ -217,7 +224,7 @@ class EngineImpl<Facts> implements Engine {
 				summary.push('Aborted. Nothing more was changed; the interrupted stage was undone.');
 			} else if (error instanceof InputError) {
 				exitCode = exitCodes.badInput;
-				this.addLog({level: 'error', text: error.message});
+				if (!this.markFailedOnInput(error.message)) this.addLog({level: 'error', text: error.message});
 				summary.push(`Stopped before changing anything: ${error.message}`);
 			} else {
 				exitCode = exitCodes.aborted;
@@ -231,7 +238,9 @@ class EngineImpl<Facts> implements Engine {
 			if (runDir) await runDir.journal({stage: '-', event: 'run-end', detail: `exit ${exitCode}`}).catch(() => undefined);
 			await release?.().catch(() => undefined);
 		}
-		this.update({prompt: undefined, progress: undefined, result: {exitCode, summary}});
+		this.markNotReached();
+		const receipt = await this.buildReceipt(runDir).catch(() => undefined);
+		this.update({prompt: undefined, progress: undefined, result: {exitCode, summary, ...(receipt ? {receipt} : {})}});
 		return exitCode;
 	}
 
@@ -263,6 +272,120 @@ class EngineImpl<Facts> implements Engine {
 		return found;
 	}
 
+	private planned?: Planned<Facts>[];
+	/** Stages applied in this run whose changes are in place (done, or failed verification). */
+	private readonly applied: Planned<Facts>[] = [];
+
+	/** A stage that stopped the run on bad input says "failed", not "planning". */
+	private markFailedOnInput(message: string): boolean {
+		const index = this.state.current;
+		const stage = this.state.stages[index];
+		if (!stage || !(stage.phase === 'asking' || stage.phase === 'planning')) return false;
+		this.updateStage(index, {phase: 'failed', error: message});
+		return true;
+	}
+
+	/** Stages still pending when the run ends were not reached: say so, not "pending". */
+	private markNotReached(): void {
+		this.state.stages.forEach((stage, index) => {
+			if (['pending', 'asking', 'planning', 'previewing'].includes(stage.phase)) {
+				this.updateStage(index, {phase: 'skipped', skip: {reason: 'not-reached', text: 'the run stopped before this stage'}});
+			}
+		});
+	}
+
+	/**
+	 * What the run changed (from the stages applied, not from the journal's prose), written
+	 * as receipt.json into the run directory for `etcd-harden undo`, and returned for the
+	 * frontends to print.
+	 */
+	private async buildReceipt(runDir: RunDir | undefined): Promise<Receipt> {
+		const {host} = this.options;
+		const skipped = this.state.stages.flatMap(stage => (stage.phase === 'skipped' && stage.skip ? [{stage: stage.id, ...stage.skip}] : []));
+		const receipt: Receipt = {files: [], work: [], keep: [], skipped, ...(this.options.undoes ? {undoes: this.options.undoes} : {})};
+		if (!runDir) return receipt;
+		const files = new Map<string, RunReceiptFile['files'][number]>();
+		for (const {stage, plan} of this.applied) {
+			for (const change of plan.changes) {
+				if (change.kind === 'write-file') {
+					const backup = runDir.backupPath(change.path);
+					const earlier = files.get(change.path);
+					const created = earlier ? earlier.created : (await host.stat(backup)) === undefined;
+					files.set(change.path, {
+						path: change.path,
+						stage: earlier?.stage ?? stage.id,
+						created,
+						...(created ? {} : {backup}),
+						sha256: createHash('sha256').update(change.content).digest('hex'),
+						mode: change.mode,
+						...((change.secrets?.length ?? 0) > 0 || earlier?.keyMaterial ? {keyMaterial: true} : {}),
+					});
+				} else {
+					receipt.work.push({stage: stage.id, summary: change.summary});
+					if (change.kind === 'task' && change.keep) receipt.keep.push(change.keep);
+				}
+			}
+		}
+		receipt.files = [...files.values()].map(({sha256: _sha, mode: _mode, ...file}) => file);
+		receipt.runId = runDir.id;
+		receipt.runDir = runDir.dir;
+		const record: RunReceiptFile = {
+			id: runDir.id,
+			command: this.options.command,
+			...(this.options.undoes ? {undoes: this.options.undoes} : {}),
+			files: [...files.values()],
+			keep: receipt.keep,
+		};
+		await host.writeFileAtomic(`${runDir.dir}/${RECEIPT_FILE}`, `${JSON.stringify(record, null, 2)}\n`, 0o600);
+		return receipt;
+	}
+
+	/**
+	 * --yes: every answer that is missing, reported at once with its allowed values, before
+	 * anything is planned (rather than one per run). Questions that follow a missing answer
+	 * are judged as if it were unknown.
+	 */
+	private async checkAnswersGiven(): Promise<void> {
+		const facts = await this.discover(new RecordingHost(this.options.host));
+		const missing: Array<{id: string; text: string}> = [];
+		for (const stage of this.options.stages) {
+			const preset = this.options.answers[stage.id] ?? {};
+			const answers: StageAnswers = {};
+			const known = new Set(stage.questions(facts, answers).map(question => question.id));
+			const unknown = Object.keys(preset).find(id => !known.has(id));
+			if (unknown !== undefined) {
+				throw new InputError(
+					`unknown answer "${stage.id}.${unknown}": stage ${stage.id} asks ${[...known].map(k => `"${k}"`).join(', ') || 'no questions'}. Fix the --answers file or --set flag.`,
+				);
+			}
+			for (let guard = 0; guard < 100; guard++) {
+				const question = stage
+					.questions(facts, answers)
+					.filter(q => q.when?.(answers) ?? true)
+					.find(q => !(q.id in answers));
+				if (question === undefined) break;
+				const given = givenAnswer(question, preset, this.options.host.dryRun)?.value ?? question.default;
+				if (given !== undefined) {
+					answers[question.id] = coerceAnswer(question, given);
+					continue;
+				}
+				const allowed = question.choices?.length ? ` (one of: ${question.choices.map(c => c.value).join(', ')})` : question.kind === 'confirm' ? ' (true or false)' : '';
+				missing.push({id: `${stage.id}.${question.id}`, text: `"${stage.id}.${question.id}"${allowed}: ${question.message}`});
+				answers[question.id] = '\u0000missing';
+			}
+		}
+		const [first] = missing;
+		if (first === undefined) return;
+		if (missing.length === 1) {
+			throw new InputError(
+				`missing answer ${first.text}. Add it to the --answers file under "${first.id.split('.')[0]}:", or pass --set ${first.id}=VALUE.`,
+			);
+		}
+		throw new InputError(
+			`${missing.length} answers are missing for a non-interactive run; pass each with --set STAGE.Q=VALUE or in the --answers file:\n  ${missing.map(m => m.text).join('\n  ')}`,
+		);
+	}
+
 	/**
 	 * Ask every stage's questions and plan every stage before anything is applied. Planning
 	 * runs against an overlay of the host, so each stage sees what the earlier ones would
@@ -292,9 +415,10 @@ class EngineImpl<Facts> implements Engine {
 			const preview = await previewChanges(plan.changes, overlay);
 			this.updateStage(index, {
 				phase: plan.leftOut === undefined ? 'pending' : 'skipped',
-				notes: plan.leftOut === undefined ? (plan.notes ?? []) : [plan.leftOut, ...(plan.notes ?? [])],
+				notes: [...(plan.leftOut === undefined ? [] : [plan.leftOut]), ...(plan.notes ?? []), ...(this.askedNotes.get(stage.id) ?? [])],
 				warnings: plan.warnings ?? [],
 				preview,
+				...(plan.leftOut === undefined ? {} : {skip: {reason: 'left-out' as const, text: plan.leftOut}}),
 			});
 			for (const change of plan.changes) {
 				if (change.kind === 'write-file') await overlay.writeFileAtomic(change.path, change.content, change.mode);
@@ -303,6 +427,14 @@ class EngineImpl<Facts> implements Engine {
 			this.plannedSoFar = planned;
 		}
 		return planned;
+	}
+
+	/** Problems that make the node unworkable (a manifest that does not parse), before any question. */
+	private async preflight(host: Host): Promise<void> {
+		if (!this.options.stages.some(stage => stage.preflight)) return;
+		const facts = await this.discover(host);
+		const problems = [...new Set(this.options.stages.flatMap(stage => stage.preflight?.(facts) ?? []))];
+		if (problems.length > 0) throw new InputError(problems.join('\n'));
 	}
 
 	private async discover(host: Host, answers?: Answers): Promise<Facts> {
@@ -338,11 +470,19 @@ class EngineImpl<Facts> implements Engine {
 			const question = questions.find(q => !(q.id in answers));
 			if (question === undefined) break;
 			const position = questions.indexOf(question);
+			const seen = this.askedQuestions.get(stage.id) ?? [];
+			if (!seen.some(q => q.id === question.id)) this.askedQuestions.set(stage.id, [...seen, question]);
 			if (question.id in preset) {
 				const value = coerceAnswer(question, preset[question.id]!);
 				const problem = checkAnswer(question, value, answers);
 				if (problem) throw new InputError(`answer "${stage.id}.${question.id}" is invalid: ${problem}`);
 				answers[question.id] = value;
+				continue;
+			}
+			const implied = givenAnswer(question, preset, this.options.host.dryRun && !this.options.interactive);
+			if (implied !== undefined) {
+				answers[question.id] = implied.value;
+				if (implied.via === 'dry-run') this.noteAsked(stage, question);
 				continue;
 			}
 			if (!this.options.interactive) {
@@ -379,16 +519,57 @@ class EngineImpl<Facts> implements Engine {
 			answers[question.id] = response.value;
 			asked.push(question.id);
 		}
+		this.recordAnswers(stage, answers);
 		return answers;
 	}
+
+	/** A non-interactive dry run previewed with a placeholder answer: say what a real run asks. */
+	private noteAsked(stage: Stage<Facts>, question: Question): void {
+		const index = this.options.stages.indexOf(stage);
+		const view = this.state.stages[index];
+		if (!view) return;
+		const choices = question.choices?.length ? ` (${question.choices.map(c => c.value).join(', ')})` : '';
+		const note = `A real run asks: ${question.message}${choices}; this preview assumed "${String(question.dryRunDefault)}".`;
+		this.askedNotes.set(stage.id, [...(this.askedNotes.get(stage.id) ?? []), note]);
+		this.updateStage(index, {notes: [...view.notes, note]});
+	}
+
+	/** The stage's answers as shown to the operator afterwards (never a password). */
+	private recordAnswers(stage: Stage<Facts>, answers: StageAnswers): void {
+		const index = this.options.stages.indexOf(stage);
+		const shown: Array<{question: string; value: string}> = [];
+		for (const question of this.askedQuestions.get(stage.id) ?? []) {
+			if (!(question.id in answers) || question.kind === 'password') continue;
+			const value = answers[question.id]!;
+			const label = (v: string) => question.choices?.find(c => c.value === v)?.label ?? v;
+			const text = Array.isArray(value) ? value.map(label).join(', ') || '(none)' : typeof value === 'boolean' ? (value ? 'yes' : 'no') : label(value);
+			shown.push({question: question.message, value: text});
+		}
+		this.updateStage(index, {answers: shown});
+	}
+
+	private readonly askedQuestions = new Map<string, Question[]>();
+	/** Notes on placeholder answers of a non-interactive dry run, by stage id. */
+	private readonly askedNotes = new Map<string, string[]>();
 
 	private async applyAll(planned: Planned<Facts>[], runDir: RunDir, summary: string[]): Promise<number> {
 		const allAnswers: Answers = Object.fromEntries(planned.map(item => [item.stage.id, item.answers]));
 		// Applied stages of the current undo group, with their undo steps.
 		let group: Array<{index: number; stage: Stage<Facts>; undo: Array<() => Promise<void>>}> = [];
-		for (const [index, {stage, answers, plan}] of planned.entries()) {
+		// Stages the operator declined, and those skipped because they build on one: id -> title declined.
+		const notApplied = new Map<string, string>();
+		for (const [index, item] of planned.entries()) {
+			const {stage, answers, plan} = item;
 			this.update({current: index});
 			if (stage.undoGroup === undefined || group[0]?.stage.undoGroup !== stage.undoGroup) group = [];
+			const blockedBy = this.blockedBy(stage, planned.slice(0, index), notApplied);
+			if (blockedBy !== undefined && plan.changes.length > 0 && plan.leftOut === undefined) {
+				const text = `it builds on "${blockedBy.title}", which ${blockedBy.declined ? 'you declined' : `was skipped (it builds on "${blockedBy.root}")`}`;
+				this.updateStage(index, {phase: 'skipped', skip: {reason: 'depends-on-declined', text}});
+				notApplied.set(stage.id, blockedBy.root);
+				summary.push(`${stage.title}: skipped: ${text}; nothing was changed.`);
+				continue;
+			}
 			if (plan.leftOut !== undefined) {
 				summary.push(`${stage.title}: left out: ${plan.leftOut}`);
 				continue;
@@ -407,10 +588,20 @@ class EngineImpl<Facts> implements Engine {
 				const response = await this.confirmStage(stage, index);
 				if (response === 'abort') throw new Aborted();
 				if (response === 'no') {
-					this.updateStage(index, {phase: 'skipped'});
-					summary.push(`${stage.title}: not confirmed; nothing was changed. Later stages depend on it, so the run stops here.`);
-					for (let later = index + 1; later < planned.length; later++) this.updateStage(later, {phase: 'skipped'});
-					return exitCodes.aborted;
+					this.updateStage(index, {phase: 'skipped', skip: {reason: 'declined', text: 'you answered no at its preview; nothing was changed'}});
+					notApplied.set(stage.id, stage.title);
+					const dependents = this.dependents(stage, planned.slice(index + 1));
+					summary.push(
+						`${stage.title}: declined; nothing was changed.` +
+							(dependents.length > 0 ? ` Skipped with it, because they build on it: ${dependents.map(d => `"${d.title}"`).join(', ')}.` : ''),
+					);
+					this.addLog({
+						level: 'warn',
+						text:
+							`${stage.title}: declined.` +
+							(dependents.length > 0 ? ` ${dependents.map(d => `"${d.title}"`).join(', ')} build${dependents.length === 1 ? 's' : ''} on it and will be skipped; the other stages continue.` : ' The other stages continue.'),
+					});
+					continue;
 				}
 			}
 
@@ -453,15 +644,47 @@ class EngineImpl<Facts> implements Engine {
 			const checks = stage.verify(await this.discover(this.options.host, allAnswers), answers);
 			if (checks.some(check => check.status === 'fail')) {
 				this.updateStage(index, {phase: 'failed', checks});
+				this.applied.push(item);
 				await runDir.journal({stage: stage.id, event: 'stage-failed'});
 				return this.verificationFailed(stage, summary);
 			}
 			this.updateStage(index, {phase: 'done', checks});
+			this.applied.push(item);
 			if (stage.undoGroup !== undefined) group.push({index, stage, undo});
 			await runDir.journal({stage: stage.id, event: 'stage-done'});
 			summary.push(`${stage.title}: applied and verified.`);
 		}
 		return exitCodes.ok;
+	}
+
+	/** Earlier stages this one builds on (Stage.dependsOn; undefined: all earlier ones). */
+	private dependencies(stage: Stage<Facts>, earlier: Planned<Facts>[]): Stage<Facts>[] {
+		const ids = stage.dependsOn;
+		return earlier.map(item => item.stage).filter(s => ids === undefined || ids.includes(s.id));
+	}
+
+	/** The first dependency that did not apply, with the stage the operator declined at its root. */
+	private blockedBy(stage: Stage<Facts>, earlier: Planned<Facts>[], notApplied: ReadonlyMap<string, string>): {title: string; root: string; declined: boolean} | undefined {
+		for (const dependency of this.dependencies(stage, earlier)) {
+			const root = notApplied.get(dependency.id);
+			if (root !== undefined) return {title: dependency.title, root, declined: root === dependency.title};
+		}
+		return undefined;
+	}
+
+	/** Later stages with changes that build on `declined`, directly or through another one. */
+	private dependents(declined: Stage<Facts>, later: Planned<Facts>[]): Stage<Facts>[] {
+		const out = new Set<string>([declined.id]);
+		const result: Stage<Facts>[] = [];
+		const all = this.planned ?? [];
+		for (const item of later) {
+			const earlier = all.slice(0, all.indexOf(item));
+			if (item.plan.changes.length > 0 && item.plan.leftOut === undefined && this.dependencies(item.stage, earlier).some(d => out.has(d.id))) {
+				out.add(item.stage.id);
+				result.push(item.stage);
+			}
+		}
+		return result;
 	}
 
 	private async verifyOnly(planned: Planned<Facts>[], summary: string[]): Promise<number> {
@@ -620,6 +843,18 @@ class EngineImpl<Facts> implements Engine {
 		}
 		return errors;
 	}
+}
+
+/**
+ * An answer the operator gave without being asked: up front (--set, --answers), implied by
+ * one given up front (Question.confirmsPreset), or, in a non-interactive dry run, the
+ * question's placeholder (Question.dryRunDefault). Defaults are not included.
+ */
+function givenAnswer(question: Question, preset: StageAnswers, dryRunPlaceholders: boolean): {value: AnswerValue; via: 'preset' | 'implied' | 'dry-run'} | undefined {
+	if (question.id in preset) return {value: preset[question.id]!, via: 'preset'};
+	if (question.confirmsPreset !== undefined && question.confirmsPreset in preset) return {value: true, via: 'implied'};
+	if (dryRunPlaceholders && question.default === undefined && question.dryRunDefault !== undefined) return {value: question.dryRunDefault, via: 'dry-run'};
+	return undefined;
 }
 
 /**

@@ -33,6 +33,33 @@ export type StageView = {
 	preview?: PreviewItem[];
 	/** Why the stage failed or was rolled back. */
 	error?: string;
+	/** Why the stage was skipped (machine-readable reason and the sentence shown). */
+	skip?: {reason: SkipReason; text: string};
+	/** The answers given for this stage, as the operator chose them (passwords never). */
+	answers?: Array<{question: string; value: string}>;
+};
+
+/**
+ * Why a stage did not run: left out by --only/--skip, not applicable here (--root has no
+ * live node), declined at its preview, built on a stage that was declined, or never reached
+ * because the run stopped first.
+ */
+export type SkipReason = 'not-selected' | 'left-out' | 'declined' | 'depends-on-declined' | 'not-reached';
+
+/** What a run changed and how to take it back: every frontend ends with it. */
+export type Receipt = {
+	/** Set when the run changed something (a run directory exists). */
+	runId?: string;
+	/** Node path of the run directory. */
+	runDir?: string;
+	files: Array<{path: string; stage: string; created: boolean; backup?: string; keyMaterial?: boolean}>;
+	/** Work other than file writes (objects re-encrypted, rules loaded, users made). */
+	work: Array<{stage: string; summary: string}>;
+	/** Files the operator must copy off the node now (a key's recovery copy). */
+	keep: Array<{path: string; what: string}>;
+	skipped: Array<{stage: string; reason: SkipReason; text: string}>;
+	/** The run these changes undid (an undo run). */
+	undoes?: string;
 };
 
 /** One change rendered for the operator: a redacted unified diff or an exact command. */
@@ -80,7 +107,7 @@ export type EngineState = {
 	/** Append-only messages (render finished ones in <Static>). */
 	log: LogLine[];
 	/** Set once the run is over. */
-	result?: {exitCode: number; summary: string[]};
+	result?: {exitCode: number; summary: string[]; receipt?: Receipt};
 };
 
 /** How a frontend talks back to the engine. */

@@ -35,3 +35,10 @@ export async function prepareDemoTree(): Promise<string> {
 	}
 	return target;
 }
+
+/** Remove a demo copy made by prepareDemoTree (only such a directory: a refused demo leaves nothing behind). */
+export async function removeDemoTree(directory: string): Promise<void> {
+	const resolved = path.resolve(directory);
+	if (path.dirname(resolved) !== path.resolve(os.tmpdir()) || !path.basename(resolved).startsWith('etcd-harden-demo-')) return;
+	await fs.rm(resolved, {recursive: true, force: true});
+}

@@ -4,12 +4,12 @@
  * nothing about what changes on the node.
  */
 import {Writable} from 'node:stream';
-import {checkbox, confirm, input, password, select} from '@inquirer/prompts';
+import {checkbox, input, password, select} from '@inquirer/prompts';
 import type {EngineControl, EngineState, Prompt, Progress, StageView} from '../engine/state.js';
 import type {AnswerValue} from '../engine/contract.js';
 import {
 	checkLines,
-	confirmDefault,
+	colorOn,
 	deadlineText,
 	promptConfirmDefault,
 	formatAnswer,
@@ -27,6 +27,7 @@ import {
 	stageHeading,
 	stageTally,
 	tailLines,
+	yesNoHint,
 	type Styled,
 	type Tone,
 } from '../ui/format.js';
@@ -44,6 +45,8 @@ export type PlainIo = {
 	now?: () => number;
 	/** Also print result.summary (default false: the CLI prints it on stdout). */
 	summaryLines?: boolean;
+	/** --root, named in the header. */
+	root?: string;
 };
 
 const ansi: Record<Tone, [string, string] | undefined> = {
@@ -77,6 +80,7 @@ class Printer {
 		private readonly progressIntervalMs: number,
 		private readonly now: () => number,
 		private readonly summaryLines: boolean,
+		private readonly root?: string,
 	) {}
 
 	line(text: string, tone: Tone = 'plain'): void {
@@ -92,7 +96,7 @@ class Printer {
 	show(state: EngineState): void {
 		const previous = this.previous;
 		this.previous = state;
-		if (!previous) this.line(`etcd-harden ${state.command}${state.dryRun ? ' (dry run: nothing will be changed)' : ''}`, 'active');
+		if (!previous) this.line(`etcd-harden ${state.command}${this.root !== undefined ? ` --root ${this.root}` : ''}${state.dryRun ? ' (dry run: nothing will be changed)' : ''}`, 'active');
 
 		for (; this.logSeen < state.log.length; this.logSeen++) {
 			const entry = state.log[this.logSeen];
@@ -138,7 +142,10 @@ class Printer {
 	}
 
 	private finishedStage(stage: StageView): void {
-		this.line(`${phaseSymbol(stage.phase)} ${stage.title}: ${phaseLabel(stage.phase)}`, phaseTone(stage.phase));
+		// Not reached: the tally and the receipt say so; one line per stage would only repeat it.
+		if (stage.skip?.reason === 'not-reached') return;
+		const skip = stage.phase === 'skipped' && stage.skip && stage.skip.reason !== 'not-selected' && stage.skip.reason !== 'left-out' ? `: ${stage.skip.text}` : '';
+		this.line(`${phaseSymbol(stage.phase)} ${stage.title}: ${phaseLabel(stage.phase)}${skip}`, phaseTone(stage.phase));
 		if (stage.error) this.line(`  ${stage.error}`, 'error');
 		if (stage.phase === 'previewed' && stage.preview) {
 			for (const item of stage.preview) this.styled(previewLines(item), '  ');
@@ -175,8 +182,8 @@ class Printer {
 export async function runPlain(control: EngineControl, io: PlainIo = {}): Promise<void> {
 	const inputStream = io.input ?? process.stdin;
 	const output = io.output ?? process.stderr;
-	const color = io.color ?? (Boolean((output as {isTTY?: boolean}).isTTY) && process.env.NO_COLOR === undefined);
-	const printer = new Printer(text => output.write(text), color, io.progressIntervalMs ?? 1000, io.now ?? Date.now, io.summaryLines ?? false);
+	const color = io.color ?? colorOn(output as {isTTY?: boolean}, process.env);
+	const printer = new Printer(text => output.write(text), color, io.progressIntervalMs ?? 1000, io.now ?? Date.now, io.summaryLines ?? false, io.root);
 
 	let wake: (() => void) | undefined;
 	const unsubscribe = control.subscribe(() => {
@@ -214,6 +221,42 @@ export async function runPlain(control: EngineControl, io: PlainIo = {}): Promis
 	}
 }
 
+type PromptContext = {input: NodeJS.ReadableStream; output: NodeJS.WritableStream; signal: AbortSignal};
+
+/**
+ * A yes/no question that takes exactly what the Ink wizard takes: y, yes, n, no (any case),
+ * or enter for the default. Anything else ("yn", "ok") is refused and asked again.
+ */
+export function parseYesNo(text: string, defaultValue: boolean | undefined): boolean | undefined {
+	const value = text.trim().toLowerCase();
+	if (value === '') return defaultValue;
+	if (value === 'y' || value === 'yes') return true;
+	if (value === 'n' || value === 'no') return false;
+	return undefined;
+}
+
+async function yesNo(message: string, defaultValue: boolean | undefined, context: PromptContext): Promise<boolean> {
+	const answer = await input(
+		{
+			message: `${message} ${yesNoHint(defaultValue)}`,
+			validate: text => (parseYesNo(text, defaultValue) === undefined ? 'Answer y or n.' : true),
+			transformer: (text, {isFinal}) => (isFinal ? (parseYesNo(text, defaultValue) ? 'yes' : 'no') : text),
+		},
+		context,
+	);
+	return parseYesNo(answer, defaultValue) ?? false;
+}
+
+/** A passphrase, masked, typed twice; asked again until both entries match. */
+async function passwordTwice(message: string, question: Extract<Prompt, {type: 'question'}>['question'], printer: Printer, fresh: () => PromptContext): Promise<string> {
+	for (;;) {
+		const first = await password({message, mask: '*', validate: value => question.validate?.(value, {}) ?? true}, fresh());
+		const second = await password({message: 'Type it again to confirm', mask: '*'}, fresh());
+		if (first === second) return first;
+		printer.line('✖ The two entries differ: type the passphrase again.', 'error');
+	}
+}
+
 async function ask(
 	control: EngineControl,
 	state: EngineState,
@@ -228,20 +271,24 @@ async function ask(
 		const now = control.getState();
 		if (now.prompt !== prompt || now.result) gone.abort();
 	});
-	// Inquirer ends the stream it writes to when a prompt is done; give it a fresh one.
-	const sink = new Writable({
-		write(chunk: Buffer, _encoding, callback) {
-			output.write(chunk);
-			callback();
-		},
+	// Inquirer ends the stream it writes to when a prompt is done; give each prompt a fresh one.
+	const fresh = (): PromptContext => ({
+		input: inputStream,
+		output: new Writable({
+			write(chunk: Buffer, _encoding, callback) {
+				output.write(chunk);
+				callback();
+			},
+		}),
+		signal: gone.signal,
 	});
-	const context = {input: inputStream, output: sink, signal: gone.signal};
+	const context = fresh();
 
 	try {
 		if (prompt.type === 'confirm') {
 			if (prompt.deadline === undefined) printer.preview(state, prompt);
 			else printer.line(deadlineText(prompt.deadline, Date.now()), 'warn');
-			const yes = await confirm({message: prompt.message, default: promptConfirmDefault(prompt)}, context);
+			const yes = await yesNo(prompt.message, promptConfirmDefault(prompt), context);
 			unsubscribe();
 			control.confirm(yes);
 			return 'answered';
@@ -276,13 +323,10 @@ async function ask(
 				break;
 			}
 			case 'confirm':
-				value = await confirm(
-					{message, default: typeof question.default === 'boolean' ? question.default : undefined},
-					context,
-				);
+				value = await yesNo(message, typeof question.default === 'boolean' ? question.default : undefined, context);
 				break;
 			case 'password':
-				value = await password({message, mask: '*'}, context);
+				value = await passwordTwice(message, question, printer, fresh);
 				break;
 			default:
 				value = await input(

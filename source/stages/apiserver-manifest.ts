@@ -228,6 +228,10 @@ function checks(facts: Facts, strict: boolean): Check[] {
 }
 
 export const apiserverManifestStage: NodeStage = {
+	// It mounts and names the config encryption-config writes.
+	dependsOn: ['encryption-config'],
+	// A manifest that does not parse is reported before the first question is asked.
+	preflight: facts => (facts.apiserver.error ? [facts.apiserver.error] : []),
 	id: apiserverManifestStageId,
 	title: 'kube-apiserver manifest',
 	explain:

@@ -136,6 +136,7 @@ function unitChanges(schedule: Schedule, answers: StageAnswers, options: {output
 }
 
 export const backupStage: NodeStage = {
+	dependsOn: [],
 	id: backupStageId,
 	title: 'Encrypted etcd backup',
 	explain:

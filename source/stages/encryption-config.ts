@@ -118,6 +118,11 @@ function resourceList(value: AnswerValue, custom: AnswerValue | undefined): stri
 	return [...new Set(all)];
 }
 
+/** Whether a rule for these resources encrypts Secrets ("secrets", "*.", "*.*"). */
+function coversSecrets(resources: string[]): boolean {
+	return resources.some(resource => resource === 'secrets' || resource === '*.' || resource === '*.*');
+}
+
 function hasCustom(value: AnswerValue | undefined): boolean {
 	if (Array.isArray(value)) return value.includes(customChoice);
 	return typeof value === 'string' && value.split(',').map(s => s.trim()).includes(customChoice);
@@ -216,6 +221,14 @@ function questions(facts: Facts, _answers: StageAnswers): Question[] {
 			validate: (value, answers) => resourcesProblem(resourceList(answers['resources'] ?? [], value), facts),
 		},
 		{
+			id: 'secretsUnencrypted',
+			kind: 'confirm',
+			message: 'Secrets are not among these resources: they stay in plaintext in etcd, and both this stage\'s verification and `status` will FAIL secrets-provider. Continue anyway?',
+			// No default: --yes must say so explicitly (--set encryption-config.secretsUnencrypted=true).
+			when: answers => answers['resources'] !== undefined && !coversSecrets(resourceList(answers['resources'], answers['customResources'])),
+			validate: value => (value === true ? undefined : 'Add secrets to the resources (esc goes back), or confirm that Secrets stay unencrypted.'),
+		},
+		{
 			id: 'path',
 			kind: 'text',
 			message: 'Where to write the EncryptionConfiguration',
@@ -247,6 +260,8 @@ function questions(facts: Facts, _answers: StageAnswers): Question[] {
 				{value: 'stored-elsewhere', label: 'no copy: I store the config elsewhere myself'},
 			],
 			when: answers => willAddKey(facts, answers),
+			// A preview writes no key: a non-interactive --dry-run need not decide (its notes say what a real run asks).
+			dryRunDefault: 'stored-elsewhere',
 		},
 		{
 			id: 'recipient',
@@ -267,6 +282,9 @@ function questions(facts: Facts, _answers: StageAnswers): Question[] {
 			kind: 'confirm',
 			message: `Confirm you will copy the config (with its new key) somewhere safe off this node before it is used`,
 			when: answers => willAddKey(facts, answers) && answers['recovery'] === 'stored-elsewhere',
+			// --set encryption-config.recovery=stored-elsewhere is itself the explicit choice.
+			confirmsPreset: 'recovery',
+			dryRunDefault: true,
 			validate: value => (value === true ? undefined : 'Without a copy of the key, encrypted secrets cannot be recovered: choose a recovery copy, or confirm.'),
 		},
 	];
@@ -312,18 +330,18 @@ function recoveryChange(answers: StageAnswers, content: string, keyName: string)
 	if (recovery === 'stored-elsewhere') return undefined;
 	const path = `${recoveryDir}/encryption-config.${configDigest(content).slice(0, 12)}.yaml.age`;
 	if (recovery === 'age-recipient' && typeof answers['recipient'] === 'string') {
-		return sealedCopyTask.change(
+		return {...sealedCopyTask.change(
 			{path, to: {recipient: answers['recipient'].trim()}, secretContent: content, what: 'recovery copy'},
 			`Write a recovery copy of the config with key ${keyName}, encrypted to ${answers['recipient'].trim()}, to ${path} (0600)`,
 			[`decrypt it with: age -d -i YOUR-AGE-IDENTITY ${path.split('/').pop()}`, 'copy it off this node'],
-		);
+		), keep: {path, what: `recovery copy of key ${keyName} (age, to ${answers['recipient'].trim()})`}};
 	}
 	if (recovery === 'passphrase' && typeof answers['passphrase'] === 'string') {
-		return sealedCopyTask.change(
+		return {...sealedCopyTask.change(
 			{path, to: {passphrase: answers['passphrase']}, secretContent: content, what: 'recovery copy'},
 			`Write a recovery copy of the config with key ${keyName}, encrypted with your passphrase, to ${path} (0600)`,
 			[`decrypt it with: age -d ${path.split('/').pop()}`, 'copy it off this node'],
-		);
+		), keep: {path, what: `recovery copy of key ${keyName} (age, passphrase)`}};
 	}
 	throw new InputError(
 		`${encryptionConfigStageId}.recovery: a new key needs a recovery copy: answer recovery=age-recipient with recipient=age1…, ` +
@@ -443,6 +461,8 @@ function verify(facts: Facts, answers: StageAnswers): Check[] {
 		if (!ok) check.remediation = `Run etcd-harden again; check ${choice.path} by hand if it keeps failing.`;
 		checks.push(check);
 	}
+	// The same fact `status` reports, judged the same way: the two never disagree.
+	if (wantPrimary) checks.push(secretsProviderCheck(enc.config));
 	return checks;
 }
 
@@ -475,18 +495,7 @@ function status(facts: Facts): Check[] {
 	checks.push(validityCheck(facts));
 	if (!enc.config) return checks;
 	checks.push(modeCheck(facts));
-	const primary = primaryProviderFor(enc.config, 'secrets');
-	const secretsCheck: Check = {id: 'secrets-provider', title: 'Secrets are encrypted with a strong provider', status: 'pass', actual: `first provider for secrets: ${primary.type}`};
-	if (primary.type === 'identity') {
-		Object.assign(secretsCheck, {status: 'fail', remediation: 'Run etcd-harden to put secretbox first for secrets.'});
-	} else if (primary.type === 'aescbc') {
-		Object.assign(secretsCheck, {status: 'warn', actual: `${secretsCheck.actual} (weak: padding oracle)`, remediation: 'Rotate to secretbox: run etcd-harden with provider secretbox.'});
-	} else if (primary.type === 'aesgcm') {
-		Object.assign(secretsCheck, {status: 'warn', actual: `${secretsCheck.actual} (must be rotated every 200,000 writes)`, remediation: 'Rotate keys regularly, or move to secretbox.'});
-	} else if (primary.type === 'kms' && primary.apiVersion !== 'v2') {
-		Object.assign(secretsCheck, {status: 'warn', actual: `${secretsCheck.actual} v1 (deprecated)`, remediation: 'Move to KMS v2 (stable since 1.29).'});
-	}
-	checks.push(secretsCheck);
+	checks.push(secretsProviderCheck(enc.config));
 	const middle = enc.config.resources.findIndex(rule => rule.providers.some((p, i) => p.type === 'identity' && i !== 0 && i !== rule.providers.length - 1));
 	checks.push(
 		middle === -1
@@ -500,6 +509,22 @@ function status(facts: Facts): Check[] {
 				},
 	);
 	return checks;
+}
+
+/** Which provider encrypts Secrets first: what both `status` and the stage's verification report. */
+function secretsProviderCheck(config: NonNullable<Facts['encryption']['config']>): Check {
+	const primary = primaryProviderFor(config, 'secrets');
+	const secretsCheck: Check = {id: 'secrets-provider', title: 'Secrets are encrypted with a strong provider', status: 'pass', actual: `first provider for secrets: ${primary.type}`};
+	if (primary.type === 'identity') {
+		Object.assign(secretsCheck, {status: 'fail', remediation: 'Run etcd-harden to put secretbox first for secrets.'});
+	} else if (primary.type === 'aescbc') {
+		Object.assign(secretsCheck, {status: 'warn', actual: `${secretsCheck.actual} (weak: padding oracle)`, remediation: 'Rotate to secretbox: run etcd-harden with provider secretbox.'});
+	} else if (primary.type === 'aesgcm') {
+		Object.assign(secretsCheck, {status: 'warn', actual: `${secretsCheck.actual} (must be rotated every 200,000 writes)`, remediation: 'Rotate keys regularly, or move to secretbox.'});
+	} else if (primary.type === 'kms' && primary.apiVersion !== 'v2') {
+		Object.assign(secretsCheck, {status: 'warn', actual: `${secretsCheck.actual} v1 (deprecated)`, remediation: 'Move to KMS v2 (stable since 1.29).'});
+	}
+	return secretsCheck;
 }
 
 function validityCheck(facts: Facts): Check {
@@ -532,6 +557,7 @@ export function formatMode(mode: number | undefined): string {
 }
 
 export const encryptionConfigStage: NodeStage = {
+	dependsOn: [],
 	id: encryptionConfigStageId,
 	title: 'Encryption config',
 	explain:

@@ -145,6 +145,8 @@ function statusChecks(facts: Facts): Check[] {
 }
 
 export const etcdAuthStage: NodeStage = {
+	// Its users are the client certificates' CNs: without client-cert-auth they prove nothing.
+	dependsOn: ['etcd-tls'],
 	id: etcdAuthStageId,
 	title: 'etcd authentication',
 	explain:

@@ -106,6 +106,8 @@ function verify(facts: Facts): Check[] {
 }
 
 export const etcdTlsStage: NodeStage = {
+	dependsOn: [],
+	preflight: facts => (facts.etcd.error ? [facts.etcd.error] : []),
 	id: etcdTlsStageId,
 	title: 'etcd transport security',
 	explain:

@@ -361,6 +361,7 @@ function status(facts: Facts): Check[] {
 }
 
 export const firewallStage: NodeStage = {
+	dependsOn: [],
 	id: firewallStageId,
 	title: "Firewall etcd's ports",
 	explain:

@@ -132,6 +132,8 @@ function atRestChecks(facts: Facts, whenMissing: 'pass' | 'warn'): Check[] {
 }
 
 export const reencryptStage: NodeStage = {
+	// Rewriting encrypts only once the apiserver runs with the config.
+	dependsOn: ['encryption-config', 'apiserver-manifest'],
 	id: reencryptStageId,
 	title: 'Re-encrypt existing objects',
 	explain:

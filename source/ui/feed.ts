@@ -9,16 +9,18 @@ import {isFinished} from './format.js';
 export type FeedItem =
 	| {key: string; kind: 'log'; line: LogLine}
 	| {key: string; kind: 'preview'; stageTitle: string; items: PreviewItem[]}
-	| {key: string; kind: 'stage'; stage: StageView};
+	| {key: string; kind: 'stage'; stage: StageView}
+	| {key: string; kind: 'answers'; stageTitle: string; answers: NonNullable<StageView['answers']>};
 
 export type Feed = {
 	items: FeedItem[];
 	logSeen: number;
 	stagesSeen: ReadonlySet<string>;
+	answersSeen?: ReadonlySet<string>;
 	lastPreview?: string;
 };
 
-export const emptyFeed: Feed = {items: [], logSeen: 0, stagesSeen: new Set()};
+export const emptyFeed: Feed = {items: [], logSeen: 0, stagesSeen: new Set(), answersSeen: new Set()};
 
 /**
  * Appends what is new in `state`. Idempotent: advancing twice with the same state
@@ -28,6 +30,14 @@ export function advanceFeed(feed: Feed, state: EngineState): Feed {
 	const added: FeedItem[] = [];
 	let {logSeen, lastPreview} = feed;
 	let stagesSeen = feed.stagesSeen;
+	let answersSeen = feed.answersSeen ?? new Set<string>();
+
+	// The answers of a stage, once its questions are done (as plain prints them under each prompt).
+	for (const stage of state.stages) {
+		if (!stage.answers || stage.answers.length === 0 || answersSeen.has(stage.id)) continue;
+		answersSeen = new Set([...answersSeen, stage.id]);
+		added.push({key: `answers-${stage.id}`, kind: 'answers', stageTitle: stage.title, answers: stage.answers});
+	}
 
 	for (; logSeen < state.log.length; logSeen++) {
 		const line = state.log[logSeen];
@@ -48,12 +58,15 @@ export function advanceFeed(feed: Feed, state: EngineState): Feed {
 	for (const stage of state.stages) {
 		if (stagesSeen.has(stage.id) || !isFinished(stage.phase)) continue;
 		// A stage skipped by --only/--skip has nothing to report; the stage list shows it.
-		if (stage.phase === 'skipped' && !stage.error && stage.checks.length === 0) continue;
+		// A stage declined, built on a declined one, or left out says why; one skipped by --only/--skip
+		// or not reached has nothing to report (the stage list and the receipt show it).
+		const quiet = !stage.skip || stage.skip.reason === 'not-selected' || stage.skip.reason === 'not-reached';
+		if (stage.phase === 'skipped' && !stage.error && stage.checks.length === 0 && quiet) continue;
 		if (stagesSeen === feed.stagesSeen) stagesSeen = new Set(stagesSeen);
 		(stagesSeen as Set<string>).add(stage.id);
 		added.push({key: `stage-${stage.id}`, kind: 'stage', stage});
 	}
 
 	if (added.length === 0 && lastPreview === feed.lastPreview) return feed;
-	return {items: [...feed.items, ...added], logSeen, stagesSeen, lastPreview};
+	return {items: [...feed.items, ...added], logSeen, stagesSeen, answersSeen, lastPreview};
 }

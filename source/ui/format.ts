@@ -3,7 +3,7 @@
  * progress line or a diff looks the same in either. Nothing here reads the terminal or
  * the environment; callers pass widths and decide on colour.
  */
-import type {EngineState, PreviewItem, Progress, StagePhase, StageView} from '../engine/state.js';
+import type {EngineState, PreviewItem, Progress, Receipt, SkipReason, StagePhase, StageView} from '../engine/state.js';
 import type {AnswerValue, Check, CheckStatus, Question} from '../engine/contract.js';
 
 /** A colour intent; each frontend maps it to its own styling (or none). */
@@ -12,10 +12,10 @@ export type Tone = 'plain' | 'muted' | 'active' | 'success' | 'warn' | 'error' |
 export type Styled = {text: string; tone: Tone};
 
 const phaseInfo: Record<StagePhase, {symbol: string; label: string; tone: Tone}> = {
-	pending: {symbol: '·', label: 'pending', tone: 'muted'},
-	asking: {symbol: '?', label: 'asking', tone: 'active'},
-	planning: {symbol: '…', label: 'planning', tone: 'active'},
-	previewing: {symbol: '?', label: 'preview', tone: 'active'},
+	pending: {symbol: '·', label: 'to do', tone: 'muted'},
+	asking: {symbol: '?', label: 'questions', tone: 'active'},
+	planning: {symbol: '…', label: 'preparing', tone: 'active'},
+	previewing: {symbol: '?', label: 'awaiting your ok', tone: 'active'},
 	applying: {symbol: '›', label: 'applying', tone: 'active'},
 	verifying: {symbol: '…', label: 'verifying', tone: 'active'},
 	done: {symbol: '✔', label: 'done', tone: 'success'},
@@ -281,3 +281,152 @@ export function isCi(env: NodeJS.ProcessEnv): boolean {
 }
 
 export const spinnerFrames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'] as const;
+
+/** A node path as it is on this machine's disk: under --root when one is given. */
+export function onDisk(nodePath: string, root: string | undefined): string {
+	if (root === undefined || root === '/' || root === '') return nodePath;
+	return `${root.replace(/\/+$/, '')}${nodePath}`;
+}
+
+/** Quote an argument for a shell command the operator copies (only when it needs it). */
+function shellWord(word: string): string {
+	return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+export type ReceiptContext = {
+	command: string;
+	dryRun: boolean;
+	exitCode: number;
+	/** --root, when the run worked on a copied tree. */
+	root?: string;
+};
+
+/** The exact command that undoes a run (with --root when the run had one). */
+export function undoCommand(runId: string, root: string | undefined): string {
+	return ['etcd-harden', 'undo', runId, ...(root === undefined ? [] : ['--root', root])].map(shellWord).join(' ');
+}
+
+/** What the operator should do next, after this run. */
+export function nextSteps(receipt: Receipt, context: ReceiptContext): string[] {
+	const changed = receipt.runId !== undefined;
+	const steps: string[] = [];
+	if (context.exitCode === 2) return ['Fix the problem named above and run the same command again (nothing was changed).'];
+	if (context.exitCode === 3 && !changed) return ['Nothing was changed; run again when ready.'];
+	if (context.dryRun) steps.push(`Rerun without --dry-run to apply the changes shown${context.root === undefined ? '' : ` (to ${context.root})`}.`);
+	if (context.root !== undefined && !context.dryRun && context.command !== 'undo') {
+		steps.push(`Only the tree under ${context.root} was changed. On the control-plane node itself, run: sudo etcd-harden${context.command === 'harden' ? '' : ` ${context.command}`}`);
+	}
+	const left = receipt.skipped.filter(skip => skip.reason === 'declined' || skip.reason === 'depends-on-declined');
+	if (left.length > 0) steps.push(`Rerun to apply what was skipped: etcd-harden --only ${left.map(skip => skip.stage).join(',')}`);
+	if (changed || context.command === 'undo') steps.push(`Check the node: etcd-harden status${context.root === undefined ? '' : ` --root ${shellWord(context.root)}`}`);
+	if (changed && context.command === 'harden' && context.root === undefined) {
+		steps.push('On a cluster with more control-plane nodes: run etcd-harden on each of them (they must all be able to read the same key).');
+	}
+	return steps;
+}
+
+const skipWords: Record<SkipReason, string> = {
+	'not-selected': 'not selected',
+	'left-out': 'left out',
+	declined: 'declined',
+	'depends-on-declined': 'builds on a declined stage',
+	'not-reached': 'not reached',
+};
+
+/**
+ * The receipt every frontend ends with: what changed (files, other work), where the run
+ * directory and backups are (as on this machine's disk, so also under --root), what to copy
+ * off the node now, the exact undo command, what was skipped and why, and the next step.
+ */
+export function receiptLines(receipt: Receipt, context: ReceiptContext): Styled[] {
+	const lines: Styled[] = [];
+	const disk = (p: string) => onDisk(p, context.root);
+	lines.push({text: 'Receipt', tone: 'active'});
+	if (receipt.runId !== undefined && receipt.runDir !== undefined) {
+		lines.push({text: `  run ${receipt.runId}: ${disk(receipt.runDir)}`, tone: 'plain'});
+		if (receipt.undoes !== undefined) lines.push({text: `  this run undid run ${receipt.undoes}`, tone: 'plain'});
+		if (receipt.files.length > 0) lines.push({text: '  files changed:', tone: 'plain'});
+		for (const file of receipt.files) {
+			const how = file.created ? `new${file.keyMaterial ? ', holds key material' : ''}` : `before: ${file.backup ? disk(file.backup) : 'no copy'}`;
+			lines.push({text: `    ${disk(file.path)}  (${how})`, tone: 'plain'});
+		}
+		if (receipt.work.length > 0) lines.push({text: '  also done:', tone: 'plain'});
+		for (const work of receipt.work) lines.push({text: `    ${work.stage}: ${work.summary}`, tone: 'plain'});
+		for (const keep of receipt.keep) {
+			lines.push({text: `  copy it off this node now: ${disk(keep.path)} (${keep.what})`, tone: 'warn'});
+		}
+		// No recovery copy was written (stored elsewhere): the key itself must leave the node.
+		if (receipt.keep.length === 0) {
+			for (const file of receipt.files.filter(f => f.keyMaterial)) {
+				lines.push({text: `  copy it off this node now: ${disk(file.path)} (holds the encryption key; no recovery copy was written)`, tone: 'warn'});
+			}
+		}
+		lines.push({text: `  undo: ${undoCommand(receipt.runId, context.root)}`, tone: 'plain'});
+	} else {
+		lines.push({text: context.dryRun ? '  nothing was changed (dry run)' : '  nothing was changed', tone: 'plain'});
+	}
+	for (const skip of receipt.skipped.filter(s => s.reason !== 'not-selected' && s.reason !== 'not-reached')) {
+		lines.push({text: `  skipped ${skip.stage} (${skipWords[skip.reason]}): ${skip.text}`, tone: 'muted'});
+	}
+	for (const step of nextSteps(receipt, context)) lines.push({text: `  next: ${step}`, tone: 'plain'});
+	return lines;
+}
+
+const ansiTone: Record<Tone, [string, string] | undefined> = {
+	plain: undefined,
+	muted: ['\u001B[90m', '\u001B[39m'],
+	active: ['\u001B[36m', '\u001B[39m'],
+	success: ['\u001B[32m', '\u001B[39m'],
+	warn: ['\u001B[33m', '\u001B[39m'],
+	error: ['\u001B[31m', '\u001B[39m'],
+	add: ['\u001B[32m', '\u001B[39m'],
+	remove: ['\u001B[31m', '\u001B[39m'],
+	hunk: ['\u001B[36m', '\u001B[39m'],
+	meta: ['\u001B[90m', '\u001B[39m'],
+};
+
+/** A styled line as text, in ANSI colour when `color` (a TTY without NO_COLOR). */
+export function paint(line: Styled, color: boolean): string {
+	const codes = color ? ansiTone[line.tone] : undefined;
+	return codes ? `${codes[0]}${line.text}${codes[1]}` : line.text;
+}
+
+/** Colour on this stream: a TTY, and NO_COLOR unset or empty (https://no-color.org). */
+export function colorOn(stream: {isTTY?: boolean}, env: NodeJS.ProcessEnv): boolean {
+	return Boolean(stream.isTTY) && (env['NO_COLOR'] === undefined || env['NO_COLOR'] === '');
+}
+
+/** "+12 -3" counts of a unified diff body (file headers not counted). */
+export function diffCounts(body: string): {added: number; removed: number} {
+	let added = 0;
+	let removed = 0;
+	for (const line of body.split('\n')) {
+		if (line.startsWith('+++') || line.startsWith('---')) continue;
+		if (line.startsWith('+')) added++;
+		else if (line.startsWith('-')) removed++;
+	}
+	return {added, removed};
+}
+
+/**
+ * The change a preview asks about, in one line: "2 files (+12 -3), 1 command, 2 steps".
+ * Shown with the confirm prompt, so what is decided stays in view whatever the terminal's size.
+ */
+export function changeSummary(preview: PreviewItem[]): string {
+	const files = preview.filter(item => item.kind === 'write-file');
+	const runs = preview.filter(item => item.kind === 'run').length;
+	const tasks = preview.filter(item => item.kind === 'task').length;
+	const parts: string[] = [];
+	if (files.length > 0) {
+		const counts = files.map(item => diffCounts(item.body)).reduce((a, b) => ({added: a.added + b.added, removed: a.removed + b.removed}), {added: 0, removed: 0});
+		parts.push(`${files.length} file${files.length === 1 ? '' : 's'} (+${counts.added} -${counts.removed})`);
+	}
+	if (runs > 0) parts.push(`${runs} command${runs === 1 ? '' : 's'}`);
+	if (tasks > 0) parts.push(`${tasks} step${tasks === 1 ? '' : 's'}`);
+	return parts.length === 0 ? 'no changes' : parts.join(', ');
+}
+
+/** Every line of a preview, as the pager and the feed show them. */
+export function previewText(items: PreviewItem[]): Styled[] {
+	return items.flatMap(item => previewLines(item));
+}

@@ -5,7 +5,7 @@
 import React from 'react';
 import {render} from 'ink';
 import type {EngineControl} from '../engine/state.js';
-import {isCi} from './format.js';
+import {colorOn, isCi} from './format.js';
 import {Wizard} from './wizard.js';
 
 export type InkIo = {
@@ -19,6 +19,8 @@ export type InkIo = {
 	signal?: AbortSignal;
 	/** Also show result.summary (default false: the CLI prints it on stdout). */
 	summaryLines?: boolean;
+	/** --root, named in the header. */
+	root?: string;
 };
 
 export class RawModeUnavailableError extends Error {
@@ -44,7 +46,8 @@ export async function runInk(control: EngineControl, io: InkIo = {}): Promise<vo
 		);
 	}
 	const animate = Boolean(stderr.isTTY) && !isCi(process.env);
-	const instance = render(<Wizard control={control} animate={animate} summaryLines={io.summaryLines} />, {
+	const color = colorOn(stderr, process.env);
+	const instance = render(<Wizard control={control} animate={animate} summaryLines={io.summaryLines} color={color} root={io.root} />, {
 		stdout: stderr,
 		stderr,
 		stdin,

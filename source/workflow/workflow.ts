@@ -19,4 +19,6 @@ export type Workflow = {
 	/** Answers the workflow derives from its flags, merged under the operator's own. */
 	answers(given: Answers): Promise<Answers>;
 	settings: RunSettings;
+	/** undo: the run this one takes back (recorded in the receipt). */
+	undoes?: string;
 };

@@ -62,7 +62,11 @@ async function walk(p: Pane, steps: Step[], fallback: Step['keys'], timeoutMs = 
 		await new Promise(resolve => setTimeout(resolve, 150));
 		const settled = p.screen();
 		if (settled !== screen) continue;
-		const tail = settled.split('\n').slice(-25).join('\n');
+		// Ink: only its live frame (from its header line down) holds the open prompt; the answers
+		// above it stay on screen and must not match a step again. Plain: the last lines.
+		const lines = settled.split('\n');
+		const header = lines.map(line => line.startsWith('etcd-harden harden')).lastIndexOf(true);
+		const tail = (header > 0 ? lines.slice(header) : lines.slice(-25)).join('\n');
 		const step = steps.find(candidate => candidate.when.test(tail));
 		answered.push(step ? step.when.source : 'default');
 		// One key at a time, each seen on screen before the next (typed text before its Enter).

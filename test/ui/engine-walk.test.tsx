@@ -120,11 +120,16 @@ describe('Ink wizard over the real engine and stages (demo tree)', () => {
 		expect(await tempFiles(root)).toEqual([]);
 	});
 
-	it('declining the first preview writes nothing under etc/', async () => {
+	it('declining the first preview skips it and the stage built on it, continues, and writes nothing under etc/', async () => {
 		const {root, before, engine} = await setup();
 		const {code, ui} = await walkInk(engine, prompt => (prompt.type === 'confirm' ? 'n' : keys.enter));
-		expect(code).toBe(3);
+		// Declining is the operator's choice, not a failure: the run goes on to the end.
+		expect(code).toBe(0);
 		expect(ui.frame()).toMatch(/- Encryption config {2}skipped/);
+		const stages = engine.getState().stages;
+		expect(stages.find(s => s.id === 'encryption-config')?.skip?.reason).toBe('declined');
+		expect(stages.find(s => s.id === 'apiserver-manifest')?.skip).toEqual({reason: 'depends-on-declined', text: 'it builds on "Encryption config", which you declined'});
+		expect(stages.find(s => s.id === 'etcd-tls')?.phase).toBe('unchanged');
 		expect(etc(await snapshot(root))).toEqual(etc(before));
 	});
 

@@ -136,6 +136,11 @@ describe('plain frontend', () => {
 
 		await ui.waitFor('Backup passphrase (4 of 4)');
 		for (const ch of 'hunter2') await ui.press(ch);
+		await ui.press(keys.enter);
+		// Typed twice, masked: the second entry must match.
+		await ui.waitFor('Type it again to confirm');
+		expect(engine.calls.length).toBe(3);
+		for (const ch of 'hunter2') await ui.press(ch);
 		await ui.pressUntil(keys.enter, () => engine.calls.length === 4, 'password answer');
 
 		await ui.waitFor('Apply 1 change?');

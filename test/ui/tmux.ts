@@ -15,6 +15,8 @@ const sleep = (ms: number) => new Promise<void>(resolve => setTimeout(resolve, m
 export type Pane = {
 	/** The visible screen, trailing spaces trimmed. */
 	screen(): string;
+	/** The scrollback and the screen, oldest first, lines the terminal wrapped joined again, trailing spaces trimmed. */
+	history(): string;
 	/** Sends tmux key names (Down, Enter, Escape, C-c) or literal text with {literal: true}. */
 	send(keys: string, options?: {literal?: boolean}): void;
 	/** Sends a key and waits until the screen differs from before. */
@@ -54,6 +56,12 @@ export function startPane(argv: string[], options: {cwd: string; columns?: numbe
 	const pane: Pane = {
 		screen: () =>
 			tmux('capture-pane', '-p', '-t', 'ui')
+				.split('\n')
+				.map(line => line.trimEnd())
+				.join('\n')
+				.trimEnd(),
+		history: () =>
+			tmux('capture-pane', '-p', '-J', '-S', '-', '-t', 'ui')
 				.split('\n')
 				.map(line => line.trimEnd())
 				.join('\n')

@@ -78,8 +78,8 @@ describe('stage list', () => {
 		// Finished stages are also printed above the live area ("✔ Discover: done").
 		expect(frame).toContain('✔ Discover: done');
 		expect(linesWith(frame, 'Discover  done')[0]).toMatch(/^ {2}✔ Discover {2}done$/);
-		expect(linesWith(frame, 'Encryption config  asking')[0]).toMatch(/^❯ \? Encryption config/);
-		expect(linesWith(frame, 'Apiserver manifest')[0]).toContain('· Apiserver manifest  pending');
+		expect(linesWith(frame, 'Encryption config  questions')[0]).toMatch(/^❯ \? Encryption config/);
+		expect(linesWith(frame, 'Apiserver manifest')[0]).toContain('· Apiserver manifest  to do');
 		expect(frame).toContain('- Firewall  skipped');
 		expect(frame).toContain('↺ Etcd auth  rolled back');
 		expect(frame).toContain('◇ Backup  previewed (dry run)');
@@ -88,7 +88,7 @@ describe('stage list', () => {
 		expect(frame).toContain('! aescbc is weak');
 		// One stage marker (the other ❯ is the select's cursor).
 		expect(frame.split('\n').filter(line => line.startsWith('❯ '))).toEqual([
-			'❯ ? Encryption config  asking',
+			'❯ ? Encryption config  questions',
 			'❯ secretbox  XSalsa20-Poly1305',
 		]);
 	});
@@ -174,9 +174,21 @@ describe('questions', () => {
 		const ui = renderWizard(engine);
 		await ui.type('hunter2');
 		expect(ui.frame()).toContain('› *******');
-		expect(ui.frames.join('\n')).not.toContain('hunter2');
+		// Typed twice: the first enter asks for it again, nothing is answered yet.
+		let frame = await ui.press(keys.enter);
+		expect(frame).toContain('Type it again to confirm.');
+		expect(engine.calls).toEqual([]);
+		// A different second entry is refused and both are asked again.
+		await ui.type('hunter3');
+		frame = await ui.press(keys.enter);
+		expect(frame).toContain('✖ The two entries differ');
+		expect(engine.calls).toEqual([]);
+		await ui.type('hunter2');
+		await ui.press(keys.enter);
+		await ui.type('hunter2');
 		await ui.pressUntil(keys.enter, () => engine.calls.length > 0, 'an answer');
 		expect(engine.calls).toEqual([{type: 'answer', value: 'hunter2'}]);
+		expect(ui.frames.join('\n')).not.toContain('hunter');
 	});
 
 	it('answers a yes/no question with y, n, and enter for its default', async () => {
@@ -211,7 +223,7 @@ describe('questions', () => {
 		await ui.type('/ok');
 		frame = await ui.press(keys.enter);
 		expect(frame).not.toContain('must be absolute');
-		expect(frame).toContain('Encryption config  planning');
+		expect(frame).toContain('Encryption config  preparing');
 		expect(engine.calls).toEqual([
 			{type: 'answer', value: 'relative'},
 			{type: 'answer', value: '/ok'},

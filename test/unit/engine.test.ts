@@ -246,7 +246,7 @@ describe('engine', () => {
 				else if (key === 'confirm') engine.confirm(false);
 			});
 		});
-		expect(await engine.run()).toBe(3);
+		expect(await engine.run()).toBe(0);
 		expect(seen).toEqual(['provider', 'name', 'provider', 'name', 'name!', 'confirm']);
 		await expect(fs.stat(path.join(root, 'etc/new.txt'))).rejects.toThrow();
 		expect(engine.getState().stages[0]?.phase).toBe('skipped');
