@@ -32,15 +32,16 @@ export function decodesToKey(value: string): boolean {
  * escapes, an alias), and every string value that decodes to key bytes. Text that does not
  * parse loses every token that could be key material instead.
  */
-export function redactYaml(text: string): string {
-	if (text.length > 4 * 1024 * 1024) return redactTokens(text, true);
+export function redactYaml(text: string, unparsable: 'aggressive' | 'keys-only' = 'aggressive'): string {
+	const fallback = () => redactTokens(text, unparsable === 'aggressive');
+	if (text.length > 4 * 1024 * 1024) return fallback();
 	let doc;
 	try {
 		doc = parseDocument(text, {prettyErrors: false, uniqueKeys: false});
 	} catch {
-		return redactTokens(text, true);
+		return fallback();
 	}
-	if (doc.errors.length > 0) return redactTokens(text, true);
+	if (doc.errors.length > 0) return fallback();
 	const ranges: Array<[number, number]> = [];
 	const add = (node: unknown): void => {
 		const range = (node as {range?: [number, number, number]} | null)?.range;
@@ -98,9 +99,16 @@ export function redact(text: string, secrets: readonly string[] = []): string {
 	return redactTokens(result, false);
 }
 
-/** A YAML file's text as previews show it: redacted on its nodes and by the known secrets. */
-export function redactFile(text: string, secrets: readonly string[] = []): string {
-	return redact(redactYaml(text), secrets);
+/**
+ * A file's text as previews show it: redacted on its YAML nodes and by the known secrets. A
+ * file that should be YAML or JSON (by its name, or under /etc/kubernetes) but does not parse
+ * loses every token that could be key material; any other file that does not parse (a systemd
+ * unit, a rules script) loses the tokens that decode to key bytes, so its paths and public
+ * age recipients stay readable.
+ */
+export function redactFile(text: string, secrets: readonly string[] = [], path = ''): string {
+	const yamlLike = /\.(ya?ml|json|conf|kubeconfig)$/i.test(path) || path.startsWith('/etc/kubernetes/') || path === '';
+	return redact(redactYaml(text, yamlLike ? 'aggressive' : 'keys-only'), secrets);
 }
 
 /**
@@ -144,8 +152,8 @@ export async function previewChange(change: Change, host: Host): Promise<Preview
 			await checkWriteTarget(change, host);
 			const before = await host.readText(change.path);
 			const stat = await host.stat(change.path);
-			const oldText = redactFile(before ?? '', change.secrets);
-			const newText = redactFile(change.content, change.secrets);
+			const oldText = redactFile(before ?? '', change.secrets, change.path);
+			const newText = redactFile(change.content, change.secrets, change.path);
 			const header: string[] = [];
 			const linked = linkTarget(change.path, host);
 			if (linked !== undefined) header.push(`${change.path} is a symbolic link: ${linked} is replaced and the link stays`);

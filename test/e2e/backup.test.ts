@@ -19,8 +19,10 @@ const WORK = '/var/lib/testbed/backup-test';
 const OUT = `${WORK}/backups`;
 const KEY = `${WORK}/age-key.txt`;
 const STAGING = '/var/lib/etcd-harden/tmp';
+// Encryption enabled as an operator would: the plaintext history purged too, so backups hold
+// none (test/e2e/purge-history.test.ts covers a backup taken before the purge).
 const ENABLE = [
-	'--yes', '--plain', '--only', 'encryption-config,apiserver-manifest,reencrypt',
+	'--yes', '--plain', '--only', 'encryption-config,apiserver-manifest,reencrypt,purge-history',
 	'--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true',
 ];
 

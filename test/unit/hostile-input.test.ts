@@ -212,6 +212,17 @@ describe('4. key material is never printed', () => {
 		expect(decodesToKey(key)).toBe(true);
 		expect(decodesToKey('/etc/kubernetes/pki/apiserver.key')).toBe(false);
 	});
+
+	test('a file that is not YAML (a systemd unit) keeps its paths and public recipients readable, and still loses key material', () => {
+		const recipient = 'age17rvfec59wzu7chsrdltc06uj8zwzge08v8lmxnjaw53vdednw57szs3u9m';
+		const unit = `[Service]\nExecStart=/usr/bin/node /opt/cli.js backup --output /var/lib/testbed/backup-test/backups --recipient ${recipient}\nEnvironment=K=${key}\n`;
+		const out = redactFile(unit, [], '/etc/systemd/system/etcd-harden-backup.service');
+		expect(out).toContain('--output /var/lib/testbed/backup-test/backups');
+		expect(out).toContain(recipient);
+		expect(out).not.toContain(key);
+		// A file that should be YAML but does not parse loses every key-like token.
+		expect(redactFile(`apiVersion: v1\n  bad: [${key.slice(0, 30)}x/y+z`, [], '/etc/kubernetes/enc/broken.yaml')).not.toContain(key.slice(0, 30));
+	});
 });
 
 describe('5. valid but unusual manifests are read as kube-apiserver and etcd read them', () => {
