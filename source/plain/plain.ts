@@ -30,6 +30,7 @@ import {
 	yesNoHint,
 	type Styled,
 	type Tone,
+	paint,
 } from '../ui/format.js';
 
 export type PlainIo = {
@@ -49,18 +50,6 @@ export type PlainIo = {
 	root?: string;
 };
 
-const ansi: Record<Tone, [string, string] | undefined> = {
-	plain: undefined,
-	muted: ['\u001B[90m', '\u001B[39m'],
-	active: ['\u001B[36m', '\u001B[39m'],
-	success: ['\u001B[32m', '\u001B[39m'],
-	warn: ['\u001B[33m', '\u001B[39m'],
-	error: ['\u001B[31m', '\u001B[39m'],
-	add: ['\u001B[32m', '\u001B[39m'],
-	remove: ['\u001B[31m', '\u001B[39m'],
-	hunk: ['\u001B[36m', '\u001B[39m'],
-	meta: ['\u001B[90m', '\u001B[39m'],
-};
 
 function isPromptExit(error: unknown, name: string): boolean {
 	return error instanceof Error && error.name === name;
@@ -84,8 +73,7 @@ class Printer {
 	) {}
 
 	line(text: string, tone: Tone = 'plain'): void {
-		const codes = this.color ? ansi[tone] : undefined;
-		this.write(codes ? `${codes[0]}${text}${codes[1]}\n` : `${text}\n`);
+		this.write(`${paint({text, tone}, this.color)}\n`);
 	}
 
 	styled(lines: Styled[], indent = ''): void {
