@@ -25,7 +25,8 @@ function absolutePath(name: string) {
 	};
 }
 
-function outputProblem(value: AnswerValue): string | undefined {
+/** The backup directory: absolute, no "..", never the manifests directory. */
+export function outputProblem(value: AnswerValue): string | undefined {
 	const problem = absolutePath('output')(value);
 	if (problem) return problem;
 	const path = (value as string).replace(/\/+$/, '');
@@ -35,7 +36,8 @@ function outputProblem(value: AnswerValue): string | undefined {
 	return undefined;
 }
 
-function recipientsProblem(value: AnswerValue): string | undefined {
+/** At least one valid age X25519 recipient. */
+export function recipientsProblem(value: AnswerValue): string | undefined {
 	try {
 		if (splitRecipients(typeof value === 'boolean' ? '' : value).length === 0) return 'give at least one age recipient (age1...)';
 	} catch (error) {

@@ -9,7 +9,7 @@
 import type {NodeStage} from './facts.js';
 import {etcdBackupTask} from '../backup/tasks.js';
 import {backupId, DEFAULT_OUTPUT_DIR, DEFAULT_STAGING_PARENT, splitRecipients} from '../backup/manifest.js';
-import {RecipientError} from '../backup/recipients.js';
+import {outputProblem, recipientsProblem} from './backup.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
 import {encryptedResources, readableLabels} from '../etcd/history.js';
 import {InputError, type AnswerValue, type Question, type StageAnswers, type StagePlan} from '../engine/contract.js';
@@ -23,22 +23,6 @@ function rewriteExpected(facts: Facts, command: 'harden' | 'rotate' | 'disable')
 	if (command !== 'harden') return true;
 	if (!facts.encryption.config) return true;
 	return (facts.atRest?.resources ?? []).some(resource => resource.notOnPrimary > 0);
-}
-
-function recipientsProblem(value: AnswerValue): string | undefined {
-	try {
-		if (splitRecipients(typeof value === 'boolean' ? '' : value).length === 0) return 'give at least one age recipient (age1...)';
-	} catch (error) {
-		if (error instanceof RecipientError) return error.message;
-		throw error;
-	}
-	return undefined;
-}
-
-function outputProblem(value: AnswerValue): string | undefined {
-	if (typeof value !== 'string' || !value.startsWith('/') || value.split('/').includes('..')) return `output must be an absolute path without "..", got ${JSON.stringify(value)}`;
-	if (/^\/etc\/kubernetes\/manifests(\/|$)/.test(value)) return 'backups never go into /etc/kubernetes/manifests (kubelet starts every file there)';
-	return undefined;
 }
 
 function questions(facts: Facts, command: 'harden' | 'rotate' | 'disable'): Question[] {
