@@ -12,7 +12,7 @@ import {backupId, DEFAULT_OUTPUT_DIR, DEFAULT_STAGING_PARENT, splitRecipients} f
 import {outputProblem, recipientsProblem} from './backup.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
 import {encryptedResources, readableLabels} from '../etcd/history.js';
-import {InputError, type AnswerValue, type Question, type StageAnswers, type StagePlan} from '../engine/contract.js';
+import {InputError, type Question, type StageAnswers, type StagePlan} from '../engine/contract.js';
 import {scannedResources} from '../kube/encryption-config.js';
 import type {Facts} from './facts.js';
 
