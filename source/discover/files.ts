@@ -10,7 +10,7 @@ import {APISERVER_CONTAINER, ENCRYPTION_FLAG, ETCD_CONTAINER, MANIFESTS_DIR} fro
 import {defaultConfigPath, parseEncryptionConfig} from '../kube/encryption-config.js';
 import {containerPathFor, hostPathFor, inspectManifest, ManifestError, stripUndefined} from '../kube/manifest.js';
 import {MAX_YAML_BYTES} from '../kube/yaml-edit.js';
-import type {EncryptionFacts, Facts, ManifestFacts, PkiFacts} from '../stages/facts.js';
+import type {EncryptionFacts, EncryptionFileFacts, Facts, ManifestFacts, PkiFacts} from '../stages/facts.js';
 import {discoverEtcdCerts} from './etcd.js';
 import {parseBackupService, type BackupSetup} from '../backup/setup.js';
 import {SERVICE_NAME, UNIT_DIR} from '../backup/units.js';
@@ -31,6 +31,12 @@ export type DiscoverOptions = {
 	encryptionConfigPath?: string;
 	/** Node path of the PKI directory (default /etc/kubernetes/pki). */
 	pkiDir?: string;
+	/**
+	 * Node path of the config the operator chose to write, read as `encryption.target` when it
+	 * is not the one discovery reads (the plan merges an EncryptionConfiguration found there
+	 * and refuses anything else).
+	 */
+	encryptionTargetPath?: string;
 };
 
 /**
@@ -44,11 +50,17 @@ export function verifyDiscoveryOptions(answers: Readonly<Record<string, Readonly
 	return typeof path === 'string' ? {encryptionConfigPath: path} : {};
 }
 
+/** Options for planning with the answers given: also read the file at the chosen config path. */
+export function planDiscoveryOptions(answers: Readonly<Record<string, Readonly<Record<string, unknown>>>>): DiscoverOptions {
+	const path = answers['encryption-config']?.['path'];
+	return typeof path === 'string' ? {encryptionTargetPath: path} : {};
+}
+
 export async function discover(host: ReadHost, options: DiscoverOptions = {}): Promise<Facts> {
 	const manifestsDir = options.manifestsDir ?? MANIFESTS_DIR;
 	const apiserver = await readManifest(host, posix.join(manifestsDir, 'kube-apiserver.yaml'), APISERVER_CONTAINER);
 	const etcd = await readManifest(host, posix.join(manifestsDir, 'etcd.yaml'), ETCD_CONTAINER);
-	const encryption = await readEncryption(host, apiserver, options.encryptionConfigPath);
+	const encryption = await readEncryption(host, apiserver, options.encryptionConfigPath, options.encryptionTargetPath);
 	const pki = await readPki(host, options.pkiDir ?? defaultPkiDir, [apiserver, etcd]);
 	const backupSetup = await readBackupSetup(host);
 	return discoverEtcdCerts(host, {root: host.root, isRoot: host.isRoot(), apiserver, etcd, encryption, pki, ...(backupSetup ? {backupSetup} : {})});
@@ -78,7 +90,24 @@ export async function readManifest(host: ReadHost, path: string, containerName: 
 	}
 }
 
-async function readEncryption(host: ReadHost, apiserver: ManifestFacts, override: string | undefined): Promise<EncryptionFacts> {
+async function readEncryption(host: ReadHost, apiserver: ManifestFacts, override: string | undefined, targetPath: string | undefined): Promise<EncryptionFacts> {
+	const facts = await readApiserverEncryption(host, apiserver, override);
+	if (targetPath === undefined || targetPath === facts.path || !targetPath.startsWith('/')) return facts;
+	return {...facts, target: await readEncryptionFile(host, targetPath)};
+}
+
+/** One config file: its text and parsed config, or why it is not an EncryptionConfiguration. */
+async function readEncryptionFile(host: ReadHost, path: string): Promise<EncryptionFileFacts> {
+	const read = await readTextOrProblem(host, path);
+	if (read.missing) return {path, exists: false, errors: []};
+	const stat = await host.stat(path);
+	const base: EncryptionFileFacts = stripUndefined({path, exists: true, mode: stat?.mode, errors: []});
+	if (read.problem !== undefined) return {...base, errors: [read.problem]};
+	const check = parseEncryptionConfig(read.text, path);
+	return stripUndefined({...base, text: read.text, config: check.config, errors: check.errors});
+}
+
+async function readApiserverEncryption(host: ReadHost, apiserver: ManifestFacts, override: string | undefined): Promise<EncryptionFacts> {
 	const flagPath = apiserver.flags[ENCRYPTION_FLAG];
 	// The flag names a path inside the pod; the file on the node is behind its hostPath mount.
 	const path = override ?? (flagPath ? (hostPathFor(apiserver, flagPath) ?? flagPath) : defaultConfigPath);
@@ -95,13 +124,7 @@ async function readEncryption(host: ReadHost, apiserver: ManifestFacts, override
 		};
 	}
 
-	const read = await readTextOrProblem(host, path);
-	if (read.missing) return base;
-	const stat = await host.stat(path);
-	const facts: EncryptionFacts = stripUndefined({...base, exists: true, mode: stat?.mode});
-	if (read.problem !== undefined) return {...facts, errors: [read.problem]};
-	const check = parseEncryptionConfig(read.text, path);
-	return stripUndefined({...facts, text: read.text, config: check.config, errors: check.errors});
+	return {...base, ...(await readEncryptionFile(host, path))};
 }
 
 async function readPki(host: ReadHost, dir: string, manifests: ManifestFacts[]): Promise<PkiFacts> {

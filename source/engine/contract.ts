@@ -183,7 +183,20 @@ export type Stage<Facts = unknown> = {
 	 * file and the fix), or nothing.
 	 */
 	preflight?(facts: Facts): string[];
+	/**
+	 * Whether this stage's answers point at something discovery has not read (a config path
+	 * kube-apiserver does not use yet, whose content the plan must merge). When true, the
+	 * engine discovers again before planning, passing the run's answers so far with purpose
+	 * 'plan', and plans with those facts.
+	 */
+	rediscover?(facts: Facts, answers: StageAnswers): boolean;
 };
+
+/**
+ * Why the engine passes answers to discovery: to plan with what the answers point at, or to
+ * verify what this run wrote (a config path the apiserver flag does not name yet).
+ */
+export type DiscoveryPurpose = 'plan' | 'verify';
 
 /** Bad input: a usage error, a malformed file, a bad answer. Exit code 2. */
 export class InputError extends Error {

@@ -11,6 +11,7 @@ import {
 	InputError,
 	type AnswerValue,
 	type Answers,
+	type DiscoveryPurpose,
 	type Change,
 	type EngineCommand,
 	type Question,
@@ -40,7 +41,7 @@ export type EngineOptions<Facts> = {
 	 * Read the node. For verification the engine passes the run's answers, so discovery can
 	 * look where this run wrote (a config path the apiserver flag does not name yet).
 	 */
-	discover(host: Host, answers?: Answers): Promise<Facts>;
+	discover(host: Host, answers?: Answers, purpose?: DiscoveryPurpose): Promise<Facts>;
 	tasks?: TaskRegistry;
 	randomBytes?: (size: number) => Buffer;
 	pid?: number;
@@ -398,12 +399,13 @@ class EngineImpl<Facts> implements Engine {
 		const plansSoFar: Record<string, StagePlan> = {};
 		for (const [index, stage] of this.options.stages.entries()) {
 			this.update({current: index});
-			const facts = await this.discover(overlay);
+			const asked = await this.discover(overlay);
 			this.updateStage(index, {phase: 'asking'});
-			const answers = await this.askQuestions(stage, facts);
+			const answers = await this.askQuestions(stage, asked);
 			if (answers === undefined) return undefined;
 			this.updateStage(index, {phase: 'planning'});
 			answersSoFar[stage.id] = answers;
+			const facts = stage.rediscover?.(asked, answers) ? await this.discover(overlay, {...answersSoFar}, 'plan') : asked;
 			const plan = stage.plan(facts, answers, {
 				randomBytes: this.options.randomBytes ?? cryptoRandomBytes,
 				now: this.options.host.now(),
@@ -437,9 +439,9 @@ class EngineImpl<Facts> implements Engine {
 		if (problems.length > 0) throw new InputError(problems.join('\n'));
 	}
 
-	private async discover(host: Host, answers?: Answers): Promise<Facts> {
+	private async discover(host: Host, answers?: Answers, purpose: DiscoveryPurpose = 'verify'): Promise<Facts> {
 		try {
-			return await this.options.discover(host, answers);
+			return await this.options.discover(host, answers, purpose);
 		} catch (error) {
 			const code = (error as NodeJS.ErrnoException).code;
 			const file = (error as NodeJS.ErrnoException).path;

@@ -16,6 +16,7 @@ import type {
 } from './types.js';
 import {templates} from './templates.generated.js';
 import {editYaml, parseYaml} from './yaml-edit.js';
+import {InputError} from '../engine/contract.js';
 
 export const encryptionApiVersion = 'apiserver.config.k8s.io/v1';
 export const defaultConfigPath = '/etc/kubernetes/enc/encryption-config.yaml';
@@ -486,6 +487,101 @@ export function ensureEncryption(existing: ExistingConfig | undefined, request: 
 		if (appendedRule) insertRule(doc, rules, appendedRule);
 	});
 	return {text, changed: text !== existing.text, added, notes, warnings};
+}
+
+export type MergeResult = {text: string; changed: boolean; notes: string[]; warnings: string[]};
+
+/**
+ * Union of two configs, written into `into` (its text, comments and order kept): every key
+ * and provider of `from` that `into` lacks is added, so whatever `from` can read stays
+ * readable once the apiserver uses `into`. Providers of `from` go after those of `into`
+ * (they read; `into`'s first provider still writes); a key `into`'s provider of the same
+ * type lacks goes after its keys; resources only `from` covers get `from`'s rule, providers
+ * in `from`'s order. A key name both use for different secrets cannot be merged (the
+ * apiserver finds a key by name from the stored prefix) and is refused; the message names
+ * the files and the key, never its secret.
+ */
+export function mergeEncryptionConfigs(into: ExistingConfig, from: ExistingConfig): MergeResult {
+	const notes: string[] = [];
+	const warnings: string[] = [];
+	type Addition = {rule: number; provider: Provider} | {rule: number; at: number; key: EncryptionKey};
+	const additions: Addition[] = [];
+	const newRules: ResourceRule[] = [];
+	const sameProvider = (a: Provider, b: Provider): boolean => a.type === b.type && (a.type !== 'kms' || (b.type === 'kms' && a.name === b.name));
+	for (const source of from.config.resources) {
+		// into's rule index -> resources of this source rule it covers
+		const covered = new Map<number, string[]>();
+		const uncovered: string[] = [];
+		for (const resource of source.resources) {
+			const index = ruleIndexFor(into.config, resource);
+			if (index === -1) uncovered.push(resource);
+			else covered.set(index, [...(covered.get(index) ?? []), resource]);
+		}
+		for (const [index, resources] of covered) {
+			const rule = into.config.resources[index]!;
+			for (const provider of source.providers) {
+				const at = rule.providers.findIndex(p => sameProvider(p, provider));
+				const pending = additions.filter(a => a.rule === index);
+				if (at === -1) {
+					if (pending.some(a => 'provider' in a && sameProvider(a.provider, provider))) continue;
+					additions.push({rule: index, provider});
+					notes.push(`${resources.join(', ')}: ${describeProvider(provider)} from ${from.path} added after the providers of ${into.path} (it reads what ${from.path} wrote).`);
+					continue;
+				}
+				const existing = rule.providers[at]!;
+				if (!('keys' in provider) || !('keys' in existing)) continue;
+				for (const key of provider.keys) {
+					const same = existing.keys.find(k => k.name === key.name);
+					if (same && same.secret === key.secret) continue;
+					if (same) {
+						throw new InputError(
+							`${into.path} and ${from.path} both have a ${provider.type} key named ${key.name}, with different secrets: etcd-harden cannot merge them ` +
+								`(kube-apiserver finds a key by its name). Fix: rename the key in ${into.path} (only if nothing was encrypted with it), or choose another path with --set encryption-config.path=FILE.`,
+						);
+					}
+					if (pending.some(a => 'key' in a && a.at === at && a.key.name === key.name)) continue;
+					additions.push({rule: index, at, key});
+					notes.push(`${resources.join(', ')}: ${provider.type} key ${key.name} from ${from.path} added after the keys of ${into.path}.`);
+				}
+			}
+			if (rule.resources.some(r => !resources.includes(r)) && additions.some(a => a.rule === index)) {
+				warnings.push(`Rule resources[${index}] of ${into.path} also covers ${rule.resources.filter(r => !resources.includes(r)).join(', ')}: they get the same providers.`);
+			}
+		}
+		if (uncovered.length > 0) {
+			newRules.push({resources: uncovered, providers: source.providers});
+			notes.push(`${uncovered.join(', ')}: not covered by ${into.path}; the rule of ${from.path} is added.`);
+		}
+	}
+	const intoPrimary = into.config.resources[0]?.providers[0];
+	const fromPrimary = from.config.resources[0]?.providers[0];
+	if (intoPrimary && fromPrimary && !sameProvider(intoPrimary, fromPrimary)) {
+		notes.push(`New writes: ${describeProvider(intoPrimary)} (first in ${into.path}) instead of ${describeProvider(fromPrimary)} (first in ${from.path}).`);
+	}
+	if (additions.length === 0 && newRules.length === 0) return {text: into.text, changed: false, notes, warnings};
+	const text = editYaml(into.text, doc => {
+		const rules = doc.get('resources', true) as unknown as YAMLSeq;
+		for (const addition of additions) {
+			const rule = rules.items[addition.rule] as YAMLMap;
+			const providers = rule.get('providers', true) as unknown as YAMLSeq;
+			if ('provider' in addition) {
+				providers.items.push(doc.createNode(providerToYaml(addition.provider)));
+			} else {
+				// A provider item is a one-entry map ({secretbox: {keys: [...]}}), as validation requires.
+				const body = (providers.items[addition.at] as YAMLMap).items[0]!.value as YAMLMap;
+				const keys = body.get('keys', true) as unknown as YAMLSeq;
+				keys.items.push(doc.createNode({name: addition.key.name, secret: addition.key.secret}));
+			}
+		}
+		for (const rule of newRules) insertRule(doc, rules, rule);
+	});
+	return {text, changed: text !== into.text, notes, warnings};
+}
+
+function describeProvider(provider: Provider): string {
+	if (provider.type === 'kms') return `KMS plugin ${provider.name}`;
+	if (provider.type === 'identity') return 'identity (plaintext)';
+	return `${provider.type} (keys ${provider.keys.map(k => k.name).join(', ')})`;
 }
 
 /** New rules go before the first wildcard rule (which would otherwise win), else last. */

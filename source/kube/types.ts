@@ -67,6 +67,24 @@ export type EncryptionFacts = {
 	errors: string[];
 	/** Whether the config's path is visible inside the apiserver pod through its hostPath mounts. */
 	mountedInPod: boolean;
+	/**
+	 * The file at the config path the operator chose, when it is not `path` (read only when
+	 * planning with answers): an existing EncryptionConfiguration there is merged, anything
+	 * else is refused.
+	 */
+	target?: EncryptionFileFacts;
+};
+
+/** One encryption config file as read (not necessarily the one kube-apiserver uses). */
+export type EncryptionFileFacts = {
+	path: string;
+	exists: boolean;
+	mode?: number;
+	text?: string;
+	/** Parsed and valid config. */
+	config?: EncryptionConfig;
+	/** Why it cannot be used as an EncryptionConfiguration (names the file). */
+	errors: string[];
 };
 
 export type PkiFacts = {

@@ -12,14 +12,16 @@ import {
 	ensureEncryption,
 	generateKeySecret,
 	keyedProviders,
+	mergeEncryptionConfigs,
 	nextKeyName,
+	parseEncryptionConfig,
 	primaryProviderFor,
 	resourceNameProblem,
 	ruleIndexFor,
 	secretsInText,
 	secretsOfConfig,
 } from '../kube/encryption-config.js';
-import type {KmsRequest} from '../kube/encryption-config.js';
+import type {ExistingConfig, KmsRequest} from '../kube/encryption-config.js';
 import {isUnder, versionAtLeast} from '../kube/manifest.js';
 import {STATE_DIR, InputError, type AnswerValue, type Change, type Check, type Question, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
 import {MANIFESTS_DIR} from '../kube/defaults.js';
@@ -311,13 +313,17 @@ function willAddKey(facts: Facts, answers: StageAnswers): boolean {
 	} catch {
 		return true;
 	}
-	const enc = facts.encryption;
-	const existing = enc.config && enc.text !== undefined ? {text: enc.text, config: enc.config, path: enc.path} : undefined;
 	if (choice.provider === 'kms') return false; // the plugin holds the key
+	let existing: ExistingConfig | undefined;
+	try {
+		existing = baseConfig(facts, choice.path).existing;
+	} catch {
+		return true; // the plan refuses it with its own message
+	}
 	const result = ensureEncryption(existing, {
 		provider: choice.provider,
 		resources: choice.resources,
-		makePrimary: choice.primary ?? existing === undefined,
+		makePrimary: choice.primary ?? facts.encryption.config === undefined,
 		keyName: nextKeyName(existing?.config),
 		newSecret: () => 'cHJvYmUtb25seS1ub3QtYS1rZXktMzItYnl0ZXMtLS0=',
 	});
@@ -365,8 +371,12 @@ function plan(facts: Facts, answers: StageAnswers, context: {randomBytes(size: n
 		);
 	}
 
-	const existing = enc.config && enc.text !== undefined ? {text: enc.text, config: enc.config, path: enc.path} : undefined;
-	const makePrimary = choice.primary ?? existing === undefined;
+	const base = baseConfig(facts, choice.path);
+	const existing = base.existing;
+	notes.push(...base.notes);
+	warnings.push(...base.warnings);
+	// New writes use the new key at once only where the apiserver encrypts nothing yet.
+	const makePrimary = choice.primary ?? enc.config === undefined;
 	const keyName = nextKeyName(existing?.config);
 	const result = ensureEncryption(existing, {
 		provider: choice.provider,
@@ -381,9 +391,16 @@ function plan(facts: Facts, answers: StageAnswers, context: {randomBytes(size: n
 
 	const samePath = enc.path === choice.path;
 	if (samePath && !result.changed && enc.mode === configMode) return {changes: [], notes, warnings};
+	const target = samePath ? undefined : enc.target;
+	if (target?.config && !result.changed && !base.changed && target.mode === configMode) return {changes: [], notes, warnings};
 
 	let summary: string;
-	if (!samePath && existing) {
+	if (target?.config) {
+		summary =
+			`Merge into ${choice.path} (an EncryptionConfiguration kube-apiserver does not use yet): its keys` +
+			`${enc.config ? `, every key of ${enc.path}` : ''}${result.added ? `, plus ${choice.provider} key ${result.added.name}` : ''}, mode 0600`;
+		if (enc.config) notes.push(`${enc.path} is left in place; remove it once the apiserver runs with ${choice.path}.`);
+	} else if (!samePath && existing) {
 		summary = `Write ${choice.path}: the existing config from ${enc.path} (all its keys)${result.added ? ` plus ${choice.provider} key ${result.added.name}` : ''}, mode 0600`;
 		notes.push(`${enc.path} is left in place; remove it once the apiserver runs with ${choice.path}.`);
 	} else if (result.added) {
@@ -396,29 +413,87 @@ function plan(facts: Facts, answers: StageAnswers, context: {randomBytes(size: n
 	if (result.added) {
 		notes.push(`Back up ${choice.path} somewhere safe before objects are encrypted with key ${result.added.name}: a lost key is lost data.`);
 	}
-	const secrets = [...new Set([...secretsInText(result.text), ...secretsInText(enc.text), ...secretsOfConfig(enc.config), ...(result.added ? [result.added.secret] : [])])];
+	const secrets = [
+		...new Set([
+			...secretsInText(result.text),
+			...secretsInText(enc.text),
+			...secretsOfConfig(enc.config),
+			...secretsOfConfig(target?.config),
+			...(result.added ? [result.added.secret] : []),
+		]),
+	];
 	// The recovery copy is written first: the key exists off the config before anything uses it.
 	const recovery = result.added ? recoveryChange(answers, result.text, result.added.name) : undefined;
 	return {
 		changes: [
 			...(recovery ? [recovery] : []),
-			{kind: 'write-file', path: choice.path, content: result.text, mode: configMode, summary, secrets, guard: configGuard(facts, choice.path)},
+			{kind: 'write-file', path: choice.path, content: result.text, mode: configMode, summary, secrets, guard: base.guard},
 		],
 		notes,
 		warnings,
 	};
 }
 
+type BaseConfig = {
+	/** The config the new text is made from, at the chosen path (undefined: a new file). */
+	existing?: ExistingConfig;
+	/** Whether merging the apiserver's config into the file at the chosen path changed it. */
+	changed: boolean;
+	notes: string[];
+	warnings: string[];
+	/** What the chosen path may hold when the config is written (see WriteFileChange.guard). */
+	guard: {before: string | null; refusal: string};
+};
+
 /**
- * What the config path may hold: the config this plan merges (its exact text), or nothing.
- * A certificate, a kubeconfig, or a second EncryptionConfiguration the apiserver does not
- * use (whose keys a write would drop) is refused, naming it.
+ * The config this run builds on at `path`. The apiserver's own config when `path` is its
+ * path, or when nothing is there yet (it is then written at `path` with all its keys). An
+ * EncryptionConfiguration already at another `path` is merged with the apiserver's (every
+ * key of both), and the write is guarded on its exact text. Anything else at `path` (a
+ * certificate, a kubeconfig, a config that does not parse) is refused, naming it: it is
+ * never overwritten.
  */
-function configGuard(facts: Facts, path: string): {before: string | null; refusal: string} {
+function baseConfig(facts: Facts, path: string): BaseConfig {
 	const enc = facts.encryption;
-	if (enc.path === path && enc.exists && enc.text !== undefined) {
-		return {before: enc.text, refusal: `${path} changed while etcd-harden was planning (another run or an editor?): nothing was written. Run etcd-harden again.`};
+	const current = enc.config && enc.text !== undefined ? {text: enc.text, config: enc.config, path: enc.path} : undefined;
+	if (enc.path === path) {
+		const guard = enc.exists && enc.text !== undefined ? {before: enc.text, refusal: changedRefusal(path)} : newFileGuard(facts, path);
+		return {...(current ? {existing: current} : {}), changed: false, notes: [], warnings: [], guard};
 	}
+	const target = enc.target?.path === path ? enc.target : undefined;
+	if (!target?.exists) return {...(current ? {existing: current} : {}), changed: false, notes: [], warnings: [], guard: newFileGuard(facts, path)};
+	if (!target.config || target.text === undefined) {
+		if (target.errors.some(error => error.includes('is a directory'))) {
+			throw new InputError(`${path} is a directory, so the config cannot be written there: name a file inside it (--set ${encryptionConfigStageId}.path=${path}/encryption-config.yaml), or move the directory away.`);
+		}
+		const reason = (target.errors[0] ?? 'not an EncryptionConfiguration').replace(`${path}: `, '').replace(/\s*Fix:.*$/s, '');
+		throw new InputError(
+			`${path} already exists and is not an EncryptionConfiguration etcd-harden can merge (${reason}): it is never overwritten. ` +
+				`Fix: choose a new file with --set ${encryptionConfigStageId}.path=/etc/kubernetes/enc/NAME.yaml, or move ${path} away.`,
+		);
+	}
+	const into = {text: target.text, config: target.config, path};
+	const guard = {before: target.text, refusal: changedRefusal(path)};
+	if (!current) return {existing: into, changed: false, notes: [`${path} already holds an EncryptionConfiguration: it is kept and merged into.`], warnings: [], guard};
+	const merged = mergeEncryptionConfigs(into, current);
+	const check = parseEncryptionConfig(merged.text, path);
+	if (!check.config) throw new Error(`internal: merging ${enc.path} into ${path} made an invalid config`);
+	return {
+		existing: {text: merged.text, config: check.config, path},
+		changed: merged.changed,
+		notes: [`${path} already holds an EncryptionConfiguration: it is kept, and every key of ${enc.path} (which kube-apiserver uses) is merged into it.`, ...merged.notes],
+		warnings: merged.warnings,
+		guard,
+	};
+}
+
+function changedRefusal(path: string): string {
+	return `${path} changed while etcd-harden was planning (another run or an editor?): nothing was written. Run etcd-harden again.`;
+}
+
+/** A new file at `path`: refused at write time if something appeared there meanwhile. */
+function newFileGuard(facts: Facts, path: string): {before: null; refusal: string} {
+	const enc = facts.encryption;
 	const used = enc.flagPath ? `kube-apiserver reads ${enc.path}` : 'kube-apiserver has no encryption config yet';
 	return {
 		before: null,
@@ -427,6 +502,12 @@ function configGuard(facts: Facts, path: string): {before: string | null; refusa
 			'whether it is a certificate, a kubeconfig or another EncryptionConfiguration whose keys would be lost. ' +
 			`Fix: choose a new file with --set ${encryptionConfigStageId}.path=/etc/kubernetes/enc/NAME.yaml, or move ${path} away.`,
 	};
+}
+
+/** Whether the chosen path is not the config discovery read: planning must read it too. */
+function rediscover(facts: Facts, answers: StageAnswers): boolean {
+	const path = answers['path'] ?? defaultPathFor(facts);
+	return typeof path === 'string' && path !== facts.encryption.path && facts.encryption.target?.path !== path;
 }
 
 function verify(facts: Facts, answers: StageAnswers): Check[] {
@@ -566,6 +647,7 @@ export const encryptionConfigStage: NodeStage = {
 		'is merged, never replaced: its keys stay, so everything already encrypted stays readable.',
 	questions,
 	plan,
+	rediscover,
 	verify,
 	status,
 	undoGroup: 'encryption',

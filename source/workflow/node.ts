@@ -2,9 +2,9 @@
  * How the workflows read the node: the files (always), and the running control plane when
  * etcd-harden runs on the node itself (no --root). Each workflow says what it needs.
  */
-import type {Answers} from '../engine/contract.js';
+import type {Answers, DiscoveryPurpose} from '../engine/contract.js';
 import type {Host} from '../host/types.js';
-import {discover, verifyDiscoveryOptions} from '../discover/files.js';
+import {discover, planDiscoveryOptions, verifyDiscoveryOptions} from '../discover/files.js';
 import {discoverLive} from '../discover/live.js';
 import {ADMIN_KUBECONFIG} from '../kube/defaults.js';
 import {discoverRotation, nodeNameFrom} from '../kube/rotation-status.js';
@@ -22,17 +22,19 @@ export type NodeTarget = {
 	nodeName?: string;
 };
 
-export type Discovery = (host: Host, runAnswers?: Answers) => Promise<Facts>;
+export type Discovery = (host: Host, runAnswers?: Answers, purpose?: DiscoveryPurpose) => Promise<Facts>;
 
 /**
  * File facts, plus the live control plane (apiserver, kubeadm-config, raw etcd values) on
  * the node itself, plus the control planes' rotation reports when `rotation` is set.
  * For verification the engine passes the run's answers, so discovery looks where this run
- * wrote (a config path the apiserver flag does not name yet).
+ * wrote (a config path the apiserver flag does not name yet); for planning, so it also reads
+ * what an answer points at (an existing file at the chosen config path, to merge or refuse).
  */
 export function nodeDiscovery(target: NodeTarget, rotation: boolean): Discovery {
-	return async (host, runAnswers) => {
-		const facts = await discover(host, runAnswers ? verifyDiscoveryOptions(runAnswers) : {});
+	return async (host, runAnswers, purpose = 'verify') => {
+		const options = runAnswers ? (purpose === 'plan' ? planDiscoveryOptions(runAnswers) : verifyDiscoveryOptions(runAnswers)) : {};
+		const facts = await discover(host, options);
 		if (target.root !== undefined) return facts;
 		const live = await discoverLive(host, facts, {kubeconfig: target.kubeconfig, deep: target.deep});
 		if (!rotation) return live;

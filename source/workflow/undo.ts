@@ -247,7 +247,7 @@ export async function undoWorkflow(host: Host, options: UndoOptions, target: Nod
 		command: 'undo',
 		stages: [undoStage],
 		skipped: [],
-		discover: async (discoverHost, answers) => ({...(await node(discoverHost, answers)), undoRun: await readUndoRun(discoverHost, id, options.force)}) as UndoFacts,
+		discover: async (discoverHost, answers, purpose) => ({...(await node(discoverHost, answers, purpose)), undoRun: await readUndoRun(discoverHost, id, options.force)}) as UndoFacts,
 		knownStages: [undoStageId],
 		answers: async given => given,
 		settings,

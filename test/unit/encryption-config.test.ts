@@ -5,6 +5,7 @@ import {
 	decodeBase64,
 	ensureEncryption,
 	generateKeySecret,
+	mergeEncryptionConfigs,
 	nextKeyName,
 	parseEncryptionConfig,
 	primaryProviderFor,
@@ -303,6 +304,43 @@ resources:
 
 	it('computes a stable sha256 digest', () => {
 		expect(configDigest('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+	});
+});
+
+describe('merging a config kube-apiserver uses into another one (the path the operator chose)', () => {
+	const parsed = (text: string, at: string) => ({text, config: parseEncryptionConfig(text, at).config!, path: at});
+
+	it('adds what only the used config has: a provider after the target\'s, a rule for resources the target does not cover, identity', () => {
+		const into = parsed(config(`      - secretbox:\n          keys:\n            - name: mine\n              secret: ${key32}`), '/into.yaml');
+		const from = parsed(
+			config(`      - aescbc:\n          keys:\n            - name: live\n              secret: ${key16}\n      - identity: {}`, '      - secrets\n      - configmaps'),
+			'/from.yaml',
+		);
+		const result = mergeEncryptionConfigs(into, from);
+		const merged = parseEncryptionConfig(result.text, '/into.yaml').config!;
+		expect(merged.resources.map(r => r.resources)).toEqual([['secrets'], ['configmaps']]);
+		expect(merged.resources[0]!.providers.map(p => p.type)).toEqual(['secretbox', 'aescbc', 'identity']);
+		expect(merged.resources[1]!.providers.map(p => p.type)).toEqual(['aescbc', 'identity']);
+		expect(secretsOfConfig(merged).sort()).toEqual([key16, key32].sort());
+		expect(result.notes.join('\n')).toMatch(/New writes: secretbox \(keys mine\) \(first in \/into\.yaml\) instead of aescbc/);
+		for (const note of [...result.notes, ...result.warnings]) expect(note).not.toMatch(new RegExp(`${key16.slice(0, 10)}|${key32.slice(0, 10)}`));
+	});
+
+	it('adds a key to the target\'s provider of the same type after its keys; the same key twice is kept once; a KMS plugin is matched by name', () => {
+		const kms = (name: string) => `      - kms:\n          apiVersion: v2\n          name: ${name}\n          endpoint: unix:///run/${name}.sock`;
+		const into = parsed(config(`      - secretbox:\n          keys:\n            - name: a\n              secret: ${key32}\n${kms('one')}`), '/into.yaml');
+		const other = Buffer.alloc(32, 1).toString('base64');
+		const from = parsed(config(`      - secretbox:\n          keys:\n            - name: b\n              secret: ${other}\n            - name: a\n              secret: ${key32}\n${kms('one')}\n${kms('two')}`), '/from.yaml');
+		const merged = parseEncryptionConfig(mergeEncryptionConfigs(into, from).text, '/into.yaml').config!;
+		const [secretbox, ...rest] = merged.resources[0]!.providers;
+		expect(secretbox).toEqual({type: 'secretbox', keys: [{name: 'a', secret: key32}, {name: 'b', secret: other}]});
+		expect(rest.map(p => (p.type === 'kms' ? p.name : p.type))).toEqual(['one', 'two']);
+	});
+
+	it('nothing to add: the target text comes back unchanged', () => {
+		const text = `# mine\n${config(`      - secretbox:\n          keys:\n            - name: a\n              secret: ${key32}\n      - identity: {}`)}`;
+		const result = mergeEncryptionConfigs(parsed(text, '/into.yaml'), parsed(config(`      - identity: {}`), '/from.yaml'));
+		expect(result).toMatchObject({text, changed: false});
 	});
 });
 

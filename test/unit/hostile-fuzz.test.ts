@@ -10,7 +10,8 @@ import {parse, stringify} from 'yaml';
 import {afterEach, describe, expect, test} from 'vitest';
 import {InputError} from '../../source/engine/contract.js';
 import {redactFile} from '../../source/engine/preview.js';
-import {ensureEncryption, parseEncryptionConfig} from '../../source/kube/encryption-config.js';
+import {ensureEncryption, mergeEncryptionConfigs, parseEncryptionConfig} from '../../source/kube/encryption-config.js';
+import type {EncryptionConfig} from '../../source/kube/types.js';
 import {inspectManifest, parseFlags, patchManifest, type ManifestPatch} from '../../source/kube/manifest.js';
 import {cleanup, configFile, demoCopy, expectNoTrace, manifest, pointApiserverAt, recovery, run, snapshot} from './hostile-harness.js';
 
@@ -215,6 +216,12 @@ function renderConfig(spec: ConfigSpec): {text: string; secrets: string[]} {
 	}
 }
 
+/** The key that encrypts new writes of secrets. */
+function primaryKey(config: EncryptionConfig): string | undefined {
+	const provider = config.resources[0]?.providers[0];
+	return provider && 'keys' in provider ? `${provider.type}:${provider.keys[0]?.name}:${provider.keys[0]?.secret}` : provider?.type;
+}
+
 function expectNoSecret(text: string, secrets: readonly string[]): void {
 	for (const secret of secrets) {
 		expect(text).not.toContain(secret);
@@ -241,6 +248,34 @@ describe('encryption configs', () => {
 				expectNoSecret(redactFile(merged.text), [...secrets, fresh]);
 			}),
 			{numRuns: 150},
+		);
+	}, 60_000);
+
+	test('merging two configs of any form: the result parses, keeps every key of both (the target\'s first provider still writes), or refuses a name clash as bad input', () => {
+		fc.assert(
+			fc.property(configSpec, configSpec, fc.boolean(), (intoSpec, fromSpec, rename) => {
+				const into = renderConfig(intoSpec);
+				// Same names (key1..) with other bytes: a clash unless the provider differs; renamed: never a clash.
+				const from = renderConfig(fromSpec);
+				const fromText = rename ? from.text.replace(/key(\d)/g, 'other$1') : from.text;
+				const intoConfig = parseEncryptionConfig(into.text, '/into.yaml').config!;
+				const fromConfig = parseEncryptionConfig(fromText, '/from.yaml').config!;
+				const outcome = refusedOr(() => mergeEncryptionConfigs({text: into.text, config: intoConfig, path: '/into.yaml'}, {text: fromText, config: fromConfig, path: '/from.yaml'}));
+				if (!outcome.ok) {
+					expect(rename).toBe(false);
+					expect(intoSpec.provider).toBe(fromSpec.provider);
+					expect(outcome.message).toMatch(/both have a \w+ key named key\d/);
+					expectNoSecret(outcome.message, [...into.secrets, ...from.secrets]);
+					return;
+				}
+				const merged = parseEncryptionConfig(outcome.value.text, '/into.yaml');
+				expect(merged.errors).toEqual([]);
+				const keys = JSON.stringify(merged.config);
+				for (const secret of [...into.secrets, ...from.secrets]) expect(keys).toContain(secret);
+				expect(primaryKey(merged.config!)).toEqual(primaryKey(intoConfig));
+				expectNoSecret(outcome.value.notes.join('\n') + outcome.value.warnings.join('\n'), [...into.secrets, ...from.secrets]);
+			}),
+			{numRuns: 200},
 		);
 	}, 60_000);
 

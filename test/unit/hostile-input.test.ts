@@ -44,16 +44,61 @@ describe('1. an unrelated file at the config path is never overwritten', () => {
 	] as const) {
 		test(`${what}: exit 2 naming it, the tree unchanged`, async () => {
 			const root = await demoCopy();
-			await expectRefused(root, ['--root', root, '--yes', '--set', `encryption-config.path=${target}`, ...recovery], new RegExp(`${target.replaceAll('.', '\\.')} already exists and is not the encryption config`));
+			await expectRefused(root, ['--root', root, '--yes', '--set', `encryption-config.path=${target}`, ...recovery], new RegExp(`${target.replaceAll('.', '\\.')} already exists and is not an EncryptionConfiguration`));
 		});
 	}
 
-	test('another EncryptionConfiguration the apiserver does not use is not overwritten (its keys would be lost)', async () => {
+	test('another EncryptionConfiguration the apiserver does not use is merged into: its key and comments stay, a new key is added', async () => {
 		const root = await demoCopy();
 		await fs.mkdir(path.join(root, 'etc/kubernetes/enc'), {recursive: true});
-		await fs.writeFile(path.join(root, 'etc/kubernetes/enc/other.yaml'), validConfig(key), {mode: 0o600});
-		const result = await expectRefused(root, ['--root', root, '--yes', '--set', 'encryption-config.path=/etc/kubernetes/enc/other.yaml', ...recovery], /other\.yaml already exists/);
+		const other = path.join(root, 'etc/kubernetes/enc/other.yaml');
+		await fs.writeFile(other, `# kept by the operator\n${validConfig(key).replace('secretbox', 'aescbc')}`, {mode: 0o644});
+		const result = await run(['--root', root, '--yes', '--set', 'encryption-config.path=/etc/kubernetes/enc/other.yaml', '--only', 'encryption-config,apiserver-manifest', ...recovery]);
+		expect(result.code, result.stderr).toBe(0);
 		expect(result.stdout + result.stderr).not.toContain(key);
+		const merged = await fs.readFile(other, 'utf8');
+		expect(merged).toContain('# kept by the operator');
+		expect(merged).toContain(key);
+		expect(merged.match(/secret:/g)).toHaveLength(2);
+		expect((await fs.stat(other)).mode & 0o777).toBe(0o600);
+		expect(await fs.readFile(path.join(root, manifest), 'utf8')).toContain('--encryption-provider-config=/etc/kubernetes/enc/other.yaml');
+	});
+
+	test('the apiserver\'s config and another one at the chosen path: every key of both ends in the chosen file', async () => {
+		const root = await demoCopy();
+		const used = '4iPoS2wv3hFpcpmhxL+Ng2bYMk9R+knw8nsnN9XP6nU=';
+		await fs.mkdir(path.join(root, 'etc/kubernetes/enc'), {recursive: true});
+		await fs.writeFile(path.join(root, configFile), validConfig(used).replace('name: key1', 'name: live'), {mode: 0o600});
+		await pointApiserverAt(root, `/${configFile}`);
+		const other = path.join(root, 'etc/kubernetes/enc/other.yaml');
+		await fs.writeFile(other, validConfig(key), {mode: 0o600});
+		const preview = await run(['--root', root, '--yes', '--dry-run', '--set', 'encryption-config.path=/etc/kubernetes/enc/other.yaml', '--only', 'encryption-config,apiserver-manifest', ...recovery]);
+		expect(preview.code, preview.stderr).toBe(0);
+		for (const secret of [key, used]) expect(preview.stdout + preview.stderr).not.toContain(secret);
+		expect(preview.stdout + preview.stderr).toMatch(/every key of \/etc\/kubernetes\/enc\/encryption-config\.yaml/);
+		expect(preview.stdout + preview.stderr).toContain('<redacted>');
+		const result = await run(['--root', root, '--yes', '--set', 'encryption-config.path=/etc/kubernetes/enc/other.yaml', '--set', 'encryption-config.primary=true', '--only', 'encryption-config,apiserver-manifest', ...recovery]);
+		expect(result.code, result.stderr).toBe(0);
+		for (const secret of [key, used]) expect(result.stdout + result.stderr).not.toContain(secret);
+		const merged = await fs.readFile(other, 'utf8');
+		expect(merged).toContain(key);
+		expect(merged).toContain(used);
+		// other.yaml's own key still writes; the apiserver's key reads what it wrote. Both are secretbox, so no key is added.
+		expect(merged.indexOf('name: key1')).toBeLessThan(merged.indexOf('name: live'));
+		expect(merged.match(/secret:/g)).toHaveLength(2);
+		// The config the apiserver used is left in place, untouched.
+		expect(await fs.readFile(path.join(root, configFile), 'utf8')).toContain(used);
+	});
+
+	test('the same key name with different secrets in both configs: exit 2 naming both, no secret printed, the tree unchanged', async () => {
+		const root = await demoCopy();
+		const used = '4iPoS2wv3hFpcpmhxL+Ng2bYMk9R+knw8nsnN9XP6nU=';
+		await fs.mkdir(path.join(root, 'etc/kubernetes/enc'), {recursive: true});
+		await fs.writeFile(path.join(root, configFile), validConfig(used), {mode: 0o600});
+		await pointApiserverAt(root, `/${configFile}`);
+		await fs.writeFile(path.join(root, 'etc/kubernetes/enc/other.yaml'), validConfig(key), {mode: 0o600});
+		const result = await expectRefused(root, ['--root', root, '--yes', '--set', 'encryption-config.path=/etc/kubernetes/enc/other.yaml', ...recovery], /other\.yaml and \/etc\/kubernetes\/enc\/encryption-config\.yaml both have a secretbox key named key1/);
+		for (const secret of [key, used]) expect(result.stdout + result.stderr).not.toContain(secret);
 	});
 
 	test('the config the apiserver uses is merged: its key stays', async () => {
