@@ -29,6 +29,8 @@ export default defineConfig({
 					name: 'unit',
 					include: ['test/unit/**/*.test.{ts,tsx}'],
 					environment: 'node',
+					// Several unit files run the CLI in-process on temp trees; CI runs them beside e2e testbeds on 2 cores.
+					testTimeout: 20_000,
 				},
 			},
 			{

@@ -5,7 +5,7 @@
  * Pure: text in, text out. Error messages never contain key material.
  */
 import {createHash} from 'node:crypto';
-import {isMap, isSeq, type Document, type YAMLMap, type YAMLSeq} from 'yaml';
+import {isMap, isScalar, isSeq, parseDocument, visit, type Document, type YAMLMap, type YAMLSeq} from 'yaml';
 import type {
 	EncryptionConfig,
 	EncryptionKey,
@@ -15,7 +15,7 @@ import type {
 	ResourceRule,
 } from './types.js';
 import {templates} from './templates.generated.js';
-import {editYaml, parseYaml} from './yaml-edit.js';
+import {editYaml, MAX_YAML_BYTES, parseYaml} from './yaml-edit.js';
 import {InputError} from '../engine/contract.js';
 
 export const encryptionApiVersion = 'apiserver.config.k8s.io/v1';
@@ -608,17 +608,20 @@ export function secretsOfConfig(config: EncryptionConfig | undefined): string[] 
 }
 
 /**
- * Secret substrings of config text, found line by line so it also works on text that is
- * not valid YAML (a broken config still holds real keys).
+ * Every `secret` value of a config text, read from its YAML nodes (quoted, folded, JSON with
+ * escapes: the parsed value). A text with syntax errors still yields the values of the nodes
+ * the parser recovered (a broken config still holds real keys). Never matched on raw lines.
  */
 export function secretsInText(text: string | undefined): string[] {
-	if (!text) return [];
+	if (!text || text.length > MAX_YAML_BYTES) return [];
 	const secrets: string[] = [];
-	const pattern = /(?:^|[\s{,-])secret\s*:\s*(?:"([^"\n]*)"|'([^'\n]*)'|([^\s#,}\n]+))/g;
-	for (const match of text.matchAll(pattern)) {
-		const value = match[1] ?? match[2] ?? match[3];
-		if (value) secrets.push(value);
-	}
+	visit(parseDocument(text, {prettyErrors: false, uniqueKeys: false}), {
+		Pair(_, pair) {
+			if (isScalar(pair.key) && pair.key.value === 'secret' && isScalar(pair.value) && typeof pair.value.value === 'string' && pair.value.value !== '') {
+				secrets.push(pair.value.value);
+			}
+		},
+	});
 	return unique(secrets);
 }
 
