@@ -53,10 +53,9 @@ export type EncryptionConfig = {
 	resources: ResourceRule[];
 };
 
-export type EncryptionFacts = {
-	/** Value of --encryption-provider-config in the apiserver manifest, if set. */
-	flagPath?: string;
-	/** Node path of the config discovery looked at (the flag's, or the default path). */
+/** One encryption config file as read (not necessarily the one kube-apiserver uses). */
+export type EncryptionFileFacts = {
+	/** Node path of the file. */
 	path: string;
 	exists: boolean;
 	mode?: number;
@@ -65,6 +64,12 @@ export type EncryptionFacts = {
 	config?: EncryptionConfig;
 	/** Problems that make the config unusable: each names the file, the problem and the fix. */
 	errors: string[];
+};
+
+/** The config kube-apiserver uses (the flag's, or the default path when there is no flag). */
+export type EncryptionFacts = EncryptionFileFacts & {
+	/** Value of --encryption-provider-config in the apiserver manifest, if set. */
+	flagPath?: string;
 	/** Whether the config's path is visible inside the apiserver pod through its hostPath mounts. */
 	mountedInPod: boolean;
 	/**
@@ -73,18 +78,6 @@ export type EncryptionFacts = {
 	 * else is refused.
 	 */
 	target?: EncryptionFileFacts;
-};
-
-/** One encryption config file as read (not necessarily the one kube-apiserver uses). */
-export type EncryptionFileFacts = {
-	path: string;
-	exists: boolean;
-	mode?: number;
-	text?: string;
-	/** Parsed and valid config. */
-	config?: EncryptionConfig;
-	/** Why it cannot be used as an EncryptionConfiguration (names the file). */
-	errors: string[];
 };
 
 export type PkiFacts = {
