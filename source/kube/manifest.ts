@@ -294,29 +294,36 @@ function checkCommandShape(container: YAMLMap, path: string, containerName: stri
 /**
  * Set a flag in the container's command/args. Every occurrence is set, in the form it is
  * written (`--name=value` in place, or the value item after `--name`); a missing flag is
- * appended as `--name=value` after the other flags (args when they hold the flags).
+ * appended as `--name=value` after the other flags (args when they hold the flags), and
+ * before a `--` that ends the flags (what follows it is positional, as pflag reads it).
+ * command and args are read as the one command line the kubelet runs.
  */
 export function setFlag(doc: Document, container: YAMLMap, name: string, value: string): void {
 	const rendered = `--${name}=${value}`;
-	let found = false;
+	const lists: Array<{list: YAMLSeq; items: string[]}> = [];
 	for (const key of ['command', 'args']) {
 		const list: unknown = container.get(key, true);
-		if (!isSeq(list)) continue;
-		const items = list.items.map(item => (isScalar(item) ? String(item.value) : ''));
-		for (const flag of flagOccurrences(items)) {
-			if (flag.name !== name) continue;
-			found = true;
-			if (flag.valueIndex !== undefined) {
-				const node = list.items[flag.valueIndex];
-				if (isScalar(node) && node.value !== value) node.value = value;
-			} else {
-				const node = list.items[flag.index];
-				const dashes = items[flag.index]!.startsWith('--') ? '--' : '-';
-				if (isScalar(node) && node.value !== `${dashes}${name}=${value}`) node.value = `${dashes}${name}=${value}`;
-			}
-		}
+		if (isSeq(list)) lists.push({list, items: list.items.map(item => (isScalar(item) ? String(item.value) : ''))});
+	}
+	// Item i of the whole command line -> its list and index there.
+	const where = lists.flatMap(({list, items}) => items.map((_, index) => ({list, index})));
+	const line = lists.flatMap(({items}) => items);
+	let found = false;
+	for (const flag of flagOccurrences(line)) {
+		if (flag.name !== name) continue;
+		found = true;
+		const at = where[flag.valueIndex ?? flag.index]!;
+		const node = at.list.items[at.index];
+		const want = flag.valueIndex !== undefined ? value : `${line[flag.index]!.startsWith('--') ? '--' : '-'}${name}=${value}`;
+		if (isScalar(node) && node.value !== want) node.value = want;
 	}
 	if (found) return;
+	const end = line.indexOf('--');
+	if (end !== -1) {
+		const at = where[end]!;
+		at.list.items.splice(at.index, 0, doc.createNode(rendered));
+		return;
+	}
 	const args = container.get('args', true);
 	const command = container.get('command', true);
 	const target =

@@ -11,7 +11,7 @@ import {RunDir} from '../../source/engine/run-dir.js';
 import {redactFile, decodesToKey} from '../../source/engine/preview.js';
 import {RealHost} from '../../source/host/real.js';
 import {decrypt, generateIdentity} from '../../source/crypto/age.js';
-import {parseFlags, patchManifest, inspectManifest} from '../../source/kube/manifest.js';
+import {parseFlags, patchManifest, inspectManifest, type ManifestPatch} from '../../source/kube/manifest.js';
 import {parseKubeconfig} from '../../source/kube/kubeconfig.js';
 import {hardenWorkflow} from '../../source/workflow/harden.js';
 import {tasks} from '../../source/workflow/tasks.js';
@@ -30,7 +30,7 @@ import {
 	snapshot,
 	tempDir,
 	validConfig,
-} from './hostile-harness.js';
+} from './cli-harness.js';
 
 afterEach(cleanup);
 
@@ -295,6 +295,21 @@ describe('5. valid but unusual manifests are read as kube-apiserver and etcd rea
 		expect(patched).toContain('    - --encryption-provider-config\n    - /etc/kubernetes/enc/encryption-config.yaml\n');
 		expect(patched.match(/--encryption-provider-config[\s=]/g)).toHaveLength(1);
 		expect(inspectManifest(patched, manifest, 'kube-apiserver').flags['encryption-provider-config']).toBe('/etc/kubernetes/enc/encryption-config.yaml');
+	});
+
+	test('a "--" ending the flags (found by the fuzz property): new flags go before it, where kube-apiserver reads them', () => {
+		const base = `apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n  - name: kube-apiserver\n`;
+		const patch: ManifestPatch = {flags: {'encryption-provider-config': '/etc/kubernetes/enc/encryption-config.yaml'}, annotations: {}, mounts: []};
+		for (const [what, lines] of [
+			['args ending in --', '    command:\n    - kube-apiserver\n    args:\n    - --allow-privileged=true\n    - --\n'],
+			['-- in command, flags in args', '    command:\n    - kube-apiserver\n    - --secure-port=6443\n    - --\n    args:\n    - positional\n'],
+			['a flag in command whose value is the first arg', '    command:\n    - kube-apiserver\n    - --encryption-provider-config\n    args:\n    - /old.yaml\n    - --allow-privileged=true\n'],
+		] as const) {
+			const patched = patchManifest(base + lines, '/m.yaml', 'kube-apiserver', patch);
+			const after = inspectManifest(patched, '/m.yaml', 'kube-apiserver');
+			expect(after.flags['encryption-provider-config'], what).toBe('/etc/kubernetes/enc/encryption-config.yaml');
+			expect(patched.match(/encryption-provider-config/g), what).toHaveLength(1);
+		}
 	});
 
 	test('a command written as one string: exit 2, the binary and its flags kept', async () => {
