@@ -5,7 +5,7 @@ import {execa} from 'execa';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import {afterEach, describe, expect, test} from 'vitest';
-import {cleanup, demoCopy, recovery, repo} from '../unit/hostile-harness.js';
+import {cleanup, demoCopy, recovery, repo} from '../unit/cli-harness.js';
 
 afterEach(cleanup);
 

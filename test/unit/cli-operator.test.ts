@@ -2,19 +2,13 @@
 // flag names the closest one, demo --help is the demo's, a refused demo leaves no copy, status
 // --failed shows only problems, NO_COLOR and a non-TTY get no colour, status is coloured on a TTY.
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import {PassThrough} from 'node:stream';
-import {fileURLToPath} from 'node:url';
 import {afterEach, describe, expect, test} from 'vitest';
 import {main} from '../../source/cli/main.js';
+import {cleanup, demoCopy} from './cli-harness.js';
 import {unknownFlagMessage} from '../../source/cli/args.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const roots: string[] = [];
-afterEach(async () => {
-	for (const root of roots.splice(0)) await fs.rm(root, {recursive: true, force: true});
-});
+afterEach(cleanup);
 
 async function run(argv: string[], options: {tty?: boolean; env?: Record<string, string | undefined>} = {}) {
 	const stdout = Object.assign(new PassThrough(), {isTTY: options.tty ?? false});
@@ -40,12 +34,6 @@ async function run(argv: string[], options: {tty?: boolean; env?: Record<string,
 	}
 }
 
-async function demoCopy(): Promise<string> {
-	const root = await fs.mkdtemp(path.join(os.tmpdir(), 'cli-operator-'));
-	roots.push(root);
-	await fs.cp(path.join(repo, 'demo'), root, {recursive: true});
-	return root;
-}
 
 describe('first contact', () => {
 	test('an unknown flag is named, with the closest valid one when there is one', async () => {

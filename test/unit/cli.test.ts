@@ -1,81 +1,12 @@
 // The command line, in process: main() over a temporary copy of demo/ with --root, with
 // captured stdout/stderr. Every bad input must name the file (or flag) and the fix, exit 2,
 // and leave the tree unchanged byte for byte.
-import {createHash} from 'node:crypto';
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import {PassThrough} from 'node:stream';
-import {fileURLToPath} from 'node:url';
 import {afterEach, describe, expect, test} from 'vitest';
-import {main, type Io} from '../../source/cli/main.js';
+import {cleanup, configFile, demoCopy, expectRefused, manifest, recovery, repo, run, snapshot, tempDir, validConfig} from './cli-harness.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const manifest = 'etc/kubernetes/manifests/kube-apiserver.yaml';
-const configFile = 'etc/kubernetes/enc/encryption-config.yaml';
-const recovery = ['--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true'];
-
-const roots: string[] = [];
-afterEach(async () => {
-	for (const root of roots.splice(0)) await fs.rm(root, {recursive: true, force: true});
-});
-
-async function demoCopy(): Promise<string> {
-	const root = await fs.mkdtemp(path.join(os.tmpdir(), 'cli-test-'));
-	roots.push(root);
-	await fs.cp(path.join(repo, 'demo'), root, {recursive: true});
-	return root;
-}
-
-/** Every file under root with its sha256 and mode. */
-async function snapshot(root: string): Promise<Record<string, string>> {
-	const result: Record<string, string> = {};
-	async function walk(directory: string): Promise<void> {
-		for (const entry of await fs.readdir(directory, {withFileTypes: true})) {
-			const full = path.join(directory, entry.name);
-			const stat = await fs.lstat(full);
-			if (entry.isDirectory()) {
-				result[`${path.relative(root, full)}/`] = (stat.mode & 0o7777).toString(8);
-				await walk(full);
-			} else {
-				const hash = createHash('sha256').update(await fs.readFile(full)).digest('hex');
-				result[path.relative(root, full)] = `${(stat.mode & 0o7777).toString(8)} ${hash}`;
-			}
-		}
-	}
-	await walk(root);
-	return result;
-}
-
-type Run = {code: number; stdout: string; stderr: string};
-
-async function run(argv: string[], io: Partial<Io> = {}): Promise<Run> {
-	const stdout = new PassThrough();
-	const stderr = new PassThrough();
-	const stdin = new PassThrough();
-	let out = '';
-	let err = '';
-	stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-	stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-	const code = await main(argv, {
-		stdin: stdin as unknown as NodeJS.ReadStream,
-		stdout: stdout as unknown as NodeJS.WriteStream,
-		stderr: stderr as unknown as NodeJS.WriteStream,
-		isRoot: true,
-		handleSignals: false,
-		...io,
-	});
-	return {code, stdout: out, stderr: err};
-}
-
-async function expectRefused(root: string, argv: string[], message: RegExp, io: Partial<Io> = {}): Promise<Run> {
-	const before = await snapshot(root);
-	const result = await run(argv, io);
-	expect(result.code).toBe(2);
-	expect(result.stderr + result.stdout).toMatch(message);
-	expect(await snapshot(root)).toEqual(before);
-	return result;
-}
+afterEach(cleanup);
 
 /** Point the demo apiserver at an existing config with this content. */
 async function withExistingConfig(root: string, content: string | 'directory'): Promise<void> {
@@ -90,17 +21,6 @@ async function withExistingConfig(root: string, content: string | 'directory'): 
 	);
 }
 
-const validConfig = (secret: string) => `apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources: [secrets]
-    providers:
-      - secretbox:
-          keys:
-            - name: key1
-              secret: ${secret}
-      - identity: {}
-`;
 
 describe('bad input: exit 2, a message naming the problem and the fix, the tree unchanged', () => {
 	test('malformed YAML in the apiserver manifest', async () => {
@@ -170,8 +90,7 @@ describe('bad input: exit 2, a message naming the problem and the fix, the tree 
 
 	test('an answers file that is not YAML, and an unknown answer', async () => {
 		const root = await demoCopy();
-		const answers = path.join(root, '..', `${path.basename(root)}-answers.yaml`);
-		roots.push(answers);
+		const answers = path.join(await tempDir(), 'answers.yaml');
 		await fs.writeFile(answers, 'encryption-config: [\n');
 		await expectRefused(root, ['--root', root, '--yes', '--answers', answers], /answers\.yaml is not valid YAML/);
 		await fs.writeFile(answers, 'encryption-config:\n  provder: secretbox\n');

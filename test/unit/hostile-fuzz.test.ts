@@ -13,7 +13,7 @@ import {redactFile} from '../../source/engine/preview.js';
 import {ensureEncryption, mergeEncryptionConfigs, parseEncryptionConfig} from '../../source/kube/encryption-config.js';
 import type {EncryptionConfig} from '../../source/kube/types.js';
 import {inspectManifest, parseFlags, patchManifest, type ManifestPatch} from '../../source/kube/manifest.js';
-import {cleanup, configFile, demoCopy, expectNoTrace, manifest, pointApiserverAt, recovery, run, snapshot} from './hostile-harness.js';
+import {cleanup, configFile, demoCopy, expectNoTrace, manifest, pointApiserverAt, recovery, run, snapshot} from './cli-harness.js';
 
 afterEach(cleanup);
 

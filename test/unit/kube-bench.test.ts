@@ -3,38 +3,18 @@
 // the CIS benchmark kube-bench picks for the Kubernetes version, on demo manifests of 1.26,
 // 1.27 and 1.30, through the real command line (in process, on a copy of demo/ with --root).
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import {PassThrough} from 'node:stream';
-import {fileURLToPath} from 'node:url';
 import {afterEach, describe, expect, test} from 'vitest';
-import {main} from '../../source/cli/main.js';
+import {cleanup, demoCopy, run} from './cli-harness.js';
 import {benchmarkFor, kubeBenchReport} from '../../source/kube/kube-bench.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const roots: string[] = [];
-afterEach(async () => {
-	for (const root of roots.splice(0)) await fs.rm(root, {recursive: true, force: true});
-});
+afterEach(cleanup);
 
 async function demoAt(version: string): Promise<string> {
-	const root = await fs.mkdtemp(path.join(os.tmpdir(), 'kube-bench-test-'));
-	roots.push(root);
-	await fs.cp(path.join(repo, 'demo'), root, {recursive: true});
+	const root = await demoCopy();
 	const manifest = path.join(root, 'etc/kubernetes/manifests/kube-apiserver.yaml');
 	await fs.writeFile(manifest, (await fs.readFile(manifest, 'utf8')).replace(/kube-apiserver:v[\d.]+/, `kube-apiserver:v${version}`));
 	return root;
-}
-
-async function run(argv: string[]): Promise<{code: number; stdout: string; stderr: string}> {
-	const stdout = new PassThrough();
-	const stderr = new PassThrough();
-	let out = '';
-	let err = '';
-	stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-	stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-	const code = await main(argv, {stdin: new PassThrough() as unknown as NodeJS.ReadStream, stdout: stdout as unknown as NodeJS.WriteStream, stderr: stderr as unknown as NodeJS.WriteStream, isRoot: true, handleSignals: false});
-	return {code, stdout: out, stderr: err};
 }
 
 // kube-bench's JSON field names, in its structs' order.

@@ -5,49 +5,14 @@
 // wizard's verification and `status` then report the same FAIL.
 import {createHash} from 'node:crypto';
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import {PassThrough} from 'node:stream';
-import {fileURLToPath} from 'node:url';
 import {afterEach, describe, expect, test} from 'vitest';
-import {main} from '../../source/cli/main.js';
+import {cleanup, configFile, demoCopy, manifest, recovery, run} from './cli-harness.js';
 import {RECEIPT_FILE, RUNS_DIR} from '../../source/engine/contract.js';
 import type {Facts} from '../../source/stages/facts.js';
 import {undoStage, type UndoRunFacts} from '../../source/workflow/undo.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const manifest = 'etc/kubernetes/manifests/kube-apiserver.yaml';
-const configFile = 'etc/kubernetes/enc/encryption-config.yaml';
-const recovery = ['--set', 'encryption-config.recovery=stored-elsewhere'];
-
-const roots: string[] = [];
-afterEach(async () => {
-	for (const root of roots.splice(0)) await fs.rm(root, {recursive: true, force: true});
-});
-
-async function demoCopy(): Promise<string> {
-	const root = await fs.mkdtemp(path.join(os.tmpdir(), 'undo-test-'));
-	roots.push(root);
-	await fs.cp(path.join(repo, 'demo'), root, {recursive: true});
-	return root;
-}
-
-async function run(argv: string[]): Promise<{code: number; stdout: string; stderr: string}> {
-	const stdout = new PassThrough();
-	const stderr = new PassThrough();
-	let out = '';
-	let err = '';
-	stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-	stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-	const code = await main(argv, {
-		stdin: new PassThrough() as unknown as NodeJS.ReadStream,
-		stdout: stdout as unknown as NodeJS.WriteStream,
-		stderr: stderr as unknown as NodeJS.WriteStream,
-		isRoot: true,
-		handleSignals: false,
-	});
-	return {code, stdout: out, stderr: err};
-}
+afterEach(cleanup);
 
 /**
  * Run ids are the second a run starts in (source/engine/run-dir.ts): two runs within one
