@@ -5,40 +5,21 @@
 // first question.
 import {createHash} from 'node:crypto';
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import {afterEach, beforeEach, describe, expect, test} from 'vitest';
 import {createEngine, type Engine} from '../../source/engine/engine.js';
 import {defineTask, RECEIPT_FILE, RUNS_DIR, taskRegistry, type RunReceiptFile, type Stage} from '../../source/engine/contract.js';
-import type {Facts} from '../../source/stages/facts.js';
 import {RealHost} from '../../source/host/real.js';
 import {RecordingHost} from '../../source/host/recording.js';
-import type {Host} from '../../source/host/types.js';
+import {engineRoot, noFacts, writeStage} from './helpers/engine-fixtures.js';
 
 let root: string;
 beforeEach(async () => {
-	root = await fs.mkdtemp(path.join(os.tmpdir(), 'engine-operator-'));
-	await fs.mkdir(path.join(root, 'etc'), {recursive: true});
-	await fs.writeFile(path.join(root, 'etc/existing.txt'), 'original\n', {mode: 0o644});
+	root = await engineRoot('engine-operator-');
 });
 afterEach(async () => {
 	await fs.rm(root, {recursive: true, force: true});
 });
-
-const noFacts = async (_host: Host): Promise<Facts> => ({}) as Facts;
-
-function writeStage(id: string, file: string, content: string, extra: Partial<Stage> = {}): Stage {
-	return {
-		id,
-		title: `Stage ${id}`,
-		explain: 'test stage',
-		questions: () => [],
-		plan: () => ({changes: [{kind: 'write-file', path: file, content, mode: 0o600, summary: `write ${file}`}]}),
-		verify: () => [{id: `${id}.ok`, title: 'ok', status: 'pass'}],
-		status: () => [],
-		...extra,
-	};
-}
 
 /** Answers every confirm from `decide` (by stage id) as soon as it is shown. */
 function autoConfirm(engine: Engine, decide: (stageId: string) => boolean | 'abort'): string[] {

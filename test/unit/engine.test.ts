@@ -1,43 +1,25 @@
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import {afterEach, beforeEach, describe, expect, test} from 'vitest';
 import {createEngine} from '../../source/engine/engine.js';
 import {taskRegistry, defineTask, type TaskRegistry} from '../../source/engine/contract.js';
 import {LOCK_PATH} from '../../source/engine/run-dir.js';
 import {InputError, RUNS_DIR, type Stage} from '../../source/engine/contract.js';
-import type {Facts} from '../../source/stages/facts.js';
 import {RealHost} from '../../source/host/real.js';
 import {RecordingHost} from '../../source/host/recording.js';
-import type {Host} from '../../source/host/types.js';
+import type {Facts} from '../../source/stages/facts.js';
+import {engineRoot, noFacts, writeStage} from './helpers/engine-fixtures.js';
 
 // The engine over a real temporary directory (RealHost with --root), with small stages
 // written here: what is tested is the engine's ordering, undo, journal and lock.
 
 let root: string;
 beforeEach(async () => {
-	root = await fs.mkdtemp(path.join(os.tmpdir(), 'engine-test-'));
-	await fs.mkdir(path.join(root, 'etc'), {recursive: true});
-	await fs.writeFile(path.join(root, 'etc/existing.txt'), 'original\n', {mode: 0o644});
+	root = await engineRoot('engine-test-');
 });
 afterEach(async () => {
 	await fs.rm(root, {recursive: true, force: true});
 });
-
-const noFacts = async (_host: Host): Promise<Facts> => ({}) as Facts;
-
-function writeStage(id: string, file: string, content: string, extra: Partial<Stage> = {}): Stage {
-	return {
-		id,
-		title: `Stage ${id}`,
-		explain: 'test stage',
-		questions: () => [],
-		plan: () => ({changes: [{kind: 'write-file', path: file, content, mode: 0o600, summary: `write ${file}`}]}),
-		verify: () => [{id: `${id}.ok`, title: 'ok', status: 'pass'}],
-		status: () => [],
-		...extra,
-	};
-}
 
 async function tree(): Promise<Record<string, string>> {
 	const result: Record<string, string> = {};
@@ -159,6 +141,28 @@ describe('engine', () => {
 		expect(await separate.run()).toBe(3);
 		expect(await fs.readFile(path.join(root, 'etc/other.txt'), 'utf8')).toBe('kept\n');
 		expect(separate.getState().stages.map(stage => stage.phase)).toEqual(['done', 'rolled-back']);
+	});
+
+	test('a stage whose answers point discovery elsewhere is planned on facts discovered again with the answers (purpose plan); the others are not', async () => {
+		const calls: Array<{answers?: unknown; purpose?: string}> = [];
+		const discover = async (_host: unknown, answers?: Record<string, unknown>, purpose?: string) => {
+			calls.push({answers, purpose});
+			return {seen: answers ? 'with answers' : 'without'} as unknown as Facts;
+		};
+		const planned: string[] = [];
+		const asks = (id: string, rediscover: boolean): Stage =>
+			writeStage(id, `/etc/${id}.txt`, 'x\n', {
+				questions: () => [{id: 'path', kind: 'text', message: 'path', default: '/elsewhere'}],
+				plan: facts => {
+					planned.push(`${id}: ${(facts as unknown as {seen: string}).seen}`);
+					return {changes: []};
+				},
+				rediscover: () => rediscover,
+			});
+		const engine = createEngine({command: 'harden', host: new RealHost(root), stages: [asks('a', false), asks('b', true)], answers: {}, interactive: false, discover});
+		expect(await engine.run()).toBe(0);
+		expect(planned).toEqual(['a: without', 'b: with answers']);
+		expect(calls.filter(call => call.purpose === 'plan')).toEqual([{answers: {a: {path: '/elsewhere'}, b: {path: '/elsewhere'}}, purpose: 'plan'}]);
 	});
 
 	test('a stage that does not apply here is shown as left out, with its reason, and not verified', async () => {
