@@ -193,8 +193,10 @@ export type Stage<Facts = unknown> = {
 };
 
 /**
- * Why the engine passes answers to discovery: to plan with what the answers point at, or to
- * verify what this run wrote (a config path the apiserver flag does not name yet).
+ * When the engine discovers: 'plan' before anything of the run is applied (the live state
+ * read then may be reused for the other stages' planning; with answers, discovery also reads
+ * what they point at), 'verify' after applying (always read afresh; with answers, discovery
+ * looks where this run wrote: a config path the apiserver flag does not name yet).
  */
 export type DiscoveryPurpose = 'plan' | 'verify';
 

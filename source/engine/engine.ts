@@ -347,7 +347,7 @@ class EngineImpl<Facts> implements Engine {
 	 * are judged as if it were unknown.
 	 */
 	private async checkAnswersGiven(): Promise<void> {
-		const facts = await this.discover(new RecordingHost(this.options.host));
+		const facts = await this.discover(new RecordingHost(this.options.host), undefined, 'plan');
 		const missing: Array<{id: string; text: string}> = [];
 		for (const stage of this.options.stages) {
 			const preset = this.options.answers[stage.id] ?? {};
@@ -399,7 +399,7 @@ class EngineImpl<Facts> implements Engine {
 		const plansSoFar: Record<string, StagePlan> = {};
 		for (const [index, stage] of this.options.stages.entries()) {
 			this.update({current: index});
-			const asked = await this.discover(overlay);
+			const asked = await this.discover(overlay, undefined, 'plan');
 			this.updateStage(index, {phase: 'asking'});
 			const answers = await this.askQuestions(stage, asked);
 			if (answers === undefined) return undefined;
@@ -434,7 +434,7 @@ class EngineImpl<Facts> implements Engine {
 	/** Problems that make the node unworkable (a manifest that does not parse), before any question. */
 	private async preflight(host: Host): Promise<void> {
 		if (!this.options.stages.some(stage => stage.preflight)) return;
-		const facts = await this.discover(host);
+		const facts = await this.discover(host, undefined, 'plan');
 		const problems = [...new Set(this.options.stages.flatMap(stage => stage.preflight?.(facts) ?? []))];
 		if (problems.length > 0) throw new InputError(problems.join('\n'));
 	}

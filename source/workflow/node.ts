@@ -32,14 +32,29 @@ export type Discovery = (host: Host, runAnswers?: Answers, purpose?: DiscoveryPu
  * what an answer points at (an existing file at the chosen config path, to merge or refuse).
  */
 export function nodeDiscovery(target: NodeTarget, rotation: boolean): Discovery {
+	// Before anything is applied the live control plane does not change under the run, so
+	// the stages' planning shares one live read per distinct set of file facts (a planned
+	// manifest change reads again). After applying, every read is fresh.
+	const planned = new Map<string, Promise<Facts>>();
+	const live = async (host: Host, facts: Facts): Promise<Facts> => {
+		const read = await discoverLive(host, facts, {kubeconfig: target.kubeconfig, deep: target.deep});
+		if (!rotation) return read;
+		const node = nodeNameFrom(target.nodeName, read.etcd.flags);
+		return {...read, rotation: await discoverRotation(host, read.cluster?.kubeconfig ?? target.kubeconfig ?? ADMIN_KUBECONFIG, read.apiserver.flags, node)};
+	};
 	return async (host, runAnswers, purpose = 'verify') => {
 		const options = runAnswers ? (purpose === 'plan' ? planDiscoveryOptions(runAnswers) : verifyDiscoveryOptions(runAnswers)) : {};
 		const facts = await discover(host, options);
 		if (target.root !== undefined) return facts;
-		const live = await discoverLive(host, facts, {kubeconfig: target.kubeconfig, deep: target.deep});
-		if (!rotation) return live;
-		const node = nodeNameFrom(target.nodeName, live.etcd.flags);
-		return {...live, rotation: await discoverRotation(host, live.cluster?.kubeconfig ?? target.kubeconfig ?? ADMIN_KUBECONFIG, live.apiserver.flags, node)};
+		if (purpose !== 'plan') return live(host, facts);
+		const key = JSON.stringify(facts);
+		let read = planned.get(key);
+		if (read === undefined) {
+			read = live(host, facts);
+			planned.set(key, read);
+			read.catch(() => planned.delete(key));
+		}
+		return read;
 	};
 }
 
