@@ -27,6 +27,7 @@ import {fileURLToPath} from 'node:url';
 import {build} from 'esbuild';
 import {inject} from 'postject';
 import {buildInfo} from './build-info.mjs';
+import {yogaWithoutFetch} from './esbuild-plugins.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const NAME = 'etcd-harden-linux-amd64';
@@ -64,6 +65,7 @@ await build({
 	// Ink loads its devtools only when DEV=true; they are not a dependency, and nothing beside the
 	// program can be imported, so the executable says so instead.
 	plugins: [
+		yogaWithoutFetch,
 		{
 			name: 'no-devtools',
 			setup(build) {
