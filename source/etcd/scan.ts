@@ -31,6 +31,8 @@ import type {Primary, VerifyReport} from './decrypt.js';
 import {emptyVerifyReport, parseGroupResource, primaryFor, primaryLabel, ruleFor, storedPrefix, verifyInto} from './decrypt.js';
 import {classifyValue, valueLabel} from './format.js';
 import {decodeRangeResponse, ProtobufError, type RangeKeyValue} from './range-pb.js';
+import {EtcdGrpcError, grpcRange, grpcUsable} from './kv-grpc.js';
+import {GrpcTransportError} from '../host/types.js';
 
 export {classifyValue, valueLabel, isKubernetesObject} from './format.js';
 export type {ValueClass, EncryptedProvider} from './format.js';
@@ -168,14 +170,28 @@ export type ScanReport = {resources: ResourceScan[]; keysScanned: number; elapse
 
 type Page = {revision: number; count: number; more: boolean; kvs: RangeKeyValue[]; bytes: number};
 
+/** gRPC status OUT_OF_RANGE: etcd's ErrCompacted ("mvcc: required revision has been compacted"). */
+const GRPC_OUT_OF_RANGE = 11;
+/** gRPC status RESOURCE_EXHAUSTED: a message above a size limit on the way. */
+const GRPC_RESOURCE_EXHAUSTED = 8;
+
 function isCompacted(error: unknown): boolean {
+	if (error instanceof EtcdGrpcError) return error.status === GRPC_OUT_OF_RANGE && /compacted/i.test(error.statusMessage);
 	return error instanceof EtcdctlError && /compacted/i.test(error.stderr);
 }
 
 /** The page was too big for a buffer on the way (execa's maxBuffer, a gRPC message limit). */
 function isTooLarge(error: unknown): boolean {
+	if (error instanceof EtcdGrpcError) return error.status === GRPC_RESOURCE_EXHAUSTED;
 	return error instanceof EtcdctlError && /maxBuffer|larger than max|ResourceExhausted|too large/i.test(error.stderr);
 }
+
+/**
+ * How pages are read: over gRPC while it works (kv-grpc.ts), else through etcdctl. gRPC that
+ * fails before any page was read gives way to etcdctl for the whole scan; once a page came over
+ * gRPC, a later failure is an error like any etcdctl failure.
+ */
+type Transport = {grpc: boolean; grpcAnswered: boolean; grpcFailure?: string};
 
 const MIN_ADAPTIVE_PAGE = 100;
 const MAX_ADAPTIVE_PAGE = 10_000;
@@ -193,7 +209,32 @@ async function readPage(
 	limit: number,
 	revision: number | undefined,
 	options: ScanOptions,
+	transport: Transport,
 ): Promise<Page> {
+	if (transport.grpc) {
+		let bytes: Buffer | undefined;
+		try {
+			bytes = await grpcRange(
+				host,
+				connection,
+				{key: Buffer.from(start, 'utf8'), rangeEnd: Buffer.from(end, 'latin1'), limit, ...(revision === undefined ? {} : {revision})},
+				{timeoutMs: options.timeoutMs ?? 120_000, ...(options.signal === undefined ? {} : {signal: options.signal})},
+			);
+		} catch (error) {
+			if (!(error instanceof GrpcTransportError) || transport.grpcAnswered || options.signal?.aborted) throw error;
+			transport.grpc = false;
+			transport.grpcFailure = error.message;
+		}
+		if (bytes !== undefined) {
+			transport.grpcAnswered = true;
+			try {
+				return {...decodeRangeResponse(bytes), bytes: bytes.length};
+			} catch (error) {
+				if (!(error instanceof ProtobufError)) throw error;
+				throw new Error(`etcd's range answer for ${start} is not a RangeResponse (${bytes.length} bytes: ${error.message})`);
+			}
+		}
+	}
 	const args = ['get', start, end, `--limit=${limit}`];
 	if (revision !== undefined) args.push(`--rev=${revision}`);
 	// Protobuf, not JSON: the bytes etcd sent, no base64 both ways (range-pb.ts).
@@ -204,7 +245,12 @@ async function readPage(
 		timeoutMs: options.timeoutMs ?? 120_000,
 		...(options.signal === undefined ? {} : {signal: options.signal}),
 	});
-	if (result.exitCode !== 0 || result.timedOut) throw new EtcdctlError(result.command, result.exitCode, result.stderr, result.timedOut);
+	if (result.exitCode !== 0 || result.timedOut) {
+		const error = new EtcdctlError(result.command, result.exitCode, result.stderr, result.timedOut);
+		// etcdctl often only times out where the direct read named the cause (a refused certificate).
+		if (transport.grpcFailure !== undefined) error.message += `; reading over gRPC first failed: ${transport.grpcFailure}`;
+		throw error;
+	}
 	const bytes = result.stdoutBytes ?? Buffer.from(result.stdout, 'latin1');
 	try {
 		return {...decodeRangeResponse(bytes), bytes: bytes.length};
@@ -265,11 +311,12 @@ async function* pagesUnder(host: Host, connection: EtcdConnection, prefix: strin
 	let consistent = true;
 	let first: {revision: number; count: number} | undefined;
 	let after: string | undefined;
+	const transport: Transport = {grpc: grpcUsable(host, connection), grpcAnswered: false};
 	const fetch = async (start: string, skipFirst: boolean): Promise<Page> => {
 		for (;;) {
 			const limit = skipFirst ? pageSize + 1 : pageSize;
 			try {
-				return await readPage(host, connection, start, end, limit, revision, options);
+				return await readPage(host, connection, start, end, limit, revision, options, transport);
 			} catch (error) {
 				if (revision !== undefined && isCompacted(error)) {
 					// The apiserver compacts old revisions every few minutes; continue at the current one.

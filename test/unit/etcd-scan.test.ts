@@ -1,8 +1,10 @@
 import {describe, expect, it} from 'vitest';
-import type {Arg, Host, RunOptions, RunResult} from '../../source/host/types.js';
+import type {Arg, GrpcRequest, GrpcResponse, Host, RunOptions, RunResult} from '../../source/host/types.js';
+import {GrpcTransportError} from '../../source/host/types.js';
 import {etcdPrefixForResource, objectRefFromKey, prefixRangeEnd, scanIsClean, scanResources} from '../../source/etcd/scan.js';
 import type {EtcdConnection} from '../../source/etcd/connection.js';
-import {decodeRangeResponse, ProtobufError} from '../../source/etcd/range-pb.js';
+import {decodeRangeResponse, encodeRangeRequest, ProtobufError} from '../../source/etcd/range-pb.js';
+import {RANGE_METHOD} from '../../source/etcd/kv-grpc.js';
 
 /**
  * A fake host whose only command is `etcdctl get START END --limit=N [--rev=R] -w protobuf`,
@@ -271,5 +273,162 @@ describe('scanResources', () => {
 		await expect(scanResources(host as unknown as Host, connection, ['secrets'])).rejects.toThrow(
 			/etcdctl --endpoints=https:\/\/127.0.0.1:2379 .*get \/registry\/secrets\/ .*context deadline exceeded/,
 		);
+	});
+});
+
+/** RangeRequest fields 1-4 (key, range_end, limit, revision), decoded independently of the encoder. */
+function decodeRangeRequest(bytes: Buffer): {key: Buffer; rangeEnd: Buffer; limit: number; revision: number; other: number[]} {
+	const out = {key: Buffer.alloc(0), rangeEnd: Buffer.alloc(0), limit: 0, revision: 0, other: [] as number[]};
+	let pos = 0;
+	const varint = (): number => {
+		let result = 0;
+		for (let scale = 1; ; scale *= 128) {
+			const byte = bytes[pos++]!;
+			result += (byte & 0x7f) * scale;
+			if (byte < 0x80) return result;
+		}
+	};
+	while (pos < bytes.length) {
+		const tag = varint();
+		if ((tag & 7) === 2) {
+			const length = varint();
+			const value = bytes.subarray(pos, pos + length);
+			pos += length;
+			if (tag >> 3 === 1) out.key = value;
+			else if (tag >> 3 === 2) out.rangeEnd = value;
+			else out.other.push(tag >> 3);
+		} else {
+			const value = varint();
+			if (tag >> 3 === 3) out.limit = value;
+			else if (tag >> 3 === 4) out.revision = value;
+			else out.other.push(tag >> 3);
+		}
+	}
+	return out;
+}
+
+describe('encodeRangeRequest (etcdserverpb.RangeRequest)', () => {
+	it('encodes key, range end, limit and revision as protobuf fields 1-4, omitting zero values', () => {
+		// Hand-encoded: field 1 "/a", field 2 "/b", field 3 = 300 (varint ac 02), field 4 = 2^40 + 5
+		// (varint 85 80 80 80 80 20: six 7-bit groups, bit 40 is bit 5 of the sixth).
+		expect(encodeRangeRequest({key: Buffer.from('/a'), rangeEnd: Buffer.from('/b'), limit: 300, revision: 2 ** 40 + 5}).toString('hex')).toBe(
+			'0a022f611202' + '2f62' + '18ac02' + '20858080808020',
+		);
+		expect(encodeRangeRequest({key: Buffer.from('/a'), rangeEnd: Buffer.from('/b')}).toString('hex')).toBe('0a022f6112022f62');
+		expect(decodeRangeRequest(encodeRangeRequest({key: Buffer.from([0, 255]), rangeEnd: Buffer.from('z'), limit: 1, revision: 7}))).toEqual({
+			key: Buffer.from([0, 255]),
+			rangeEnd: Buffer.from('z'),
+			limit: 1,
+			revision: 7,
+			other: [],
+		});
+	});
+});
+
+/**
+ * The same keyspace answered over gRPC (Host.grpcUnary, as RealHost does for http(s) endpoints):
+ * the scan's own Range requests are decoded here, and etcdctl must not run.
+ */
+class FakeGrpcEtcdHost extends FakeEtcdHost {
+	readonly grpcCalls: Array<{endpoint: string; request: ReturnType<typeof decodeRangeRequest>; caFile?: string}> = [];
+	/** Endpoints that refuse connections. */
+	unreachable = new Set<string>();
+	/** Fail this call (1-based) with a transport error. */
+	breakCall = 0;
+	compactNextGrpcRev = false;
+
+	async grpcUnary(call: GrpcRequest): Promise<GrpcResponse> {
+		if (call.method !== RANGE_METHOD) throw new Error(`fake: unexpected method ${call.method}`);
+		if (this.unreachable.has(call.endpoint)) throw new GrpcTransportError(`${call.endpoint}: connect ECONNREFUSED`);
+		const request = decodeRangeRequest(Buffer.from(call.message));
+		this.grpcCalls.push({endpoint: call.endpoint, request, ...(call.caFile === undefined ? {} : {caFile: call.caFile})});
+		if (this.grpcCalls.length === this.breakCall) throw new GrpcTransportError(`${call.endpoint}: stream reset`);
+		if (request.revision !== 0 && this.compactNextGrpcRev) {
+			this.compactNextGrpcRev = false;
+			return {status: 11, statusMessage: 'etcdserver: mvcc: required revision has been compacted', message: Buffer.alloc(0)};
+		}
+		const inRange = [...this.data.keys()]
+			.map(key => Buffer.from(key))
+			.filter(key => Buffer.compare(key, request.key) >= 0 && Buffer.compare(key, request.rangeEnd) < 0)
+			.sort(Buffer.compare);
+		const page = request.limit === 0 ? inRange : inRange.slice(0, request.limit);
+		const message = encodeRangeResponse({
+			revision: this.revision,
+			count: inRange.length,
+			more: inRange.length > page.length,
+			kvs: page.map(key => ({key, value: this.data.get(key.toString())!})),
+		});
+		return {status: 0, statusMessage: '', message};
+	}
+}
+
+describe('scanResources over gRPC', () => {
+	for (const pageSize of [1, 7, 29]) {
+		it(`reads every page over gRPC with page size ${pageSize}, pinned to the first revision, and counts as etcdctl does`, async () => {
+			const host = new FakeGrpcEtcdHost(keyspace());
+			const options = {pageSize, primary: {type: 'secretbox', keyName: 'key1'}} as const;
+			const report = await scanResources(host as unknown as Host, connection, ['secrets', 'configmaps'], options);
+			expect(host.calls).toEqual([]); // no etcdctl
+			const viaEtcdctl = await scanResources(new FakeEtcdHost(keyspace()) as unknown as Host, connection, ['secrets', 'configmaps'], options);
+			expect({...report, elapsedMs: 0}).toEqual({...viaEtcdctl, elapsedMs: 0});
+			expect(report.resources[0]).toMatchObject({total: 28, unknown: 1, revision: 42, consistent: true});
+			const secretCalls = host.grpcCalls.filter(call => call.request.rangeEnd.toString() === '/registry/secrets0');
+			expect(secretCalls.length).toBe(Math.ceil(28 / pageSize));
+			for (const [index, call] of secretCalls.entries()) {
+				expect(call.request.limit).toBe(index === 0 ? pageSize : pageSize + 1);
+				expect(call.request.revision).toBe(index === 0 ? 0 : 42);
+				expect(call.request.other).toEqual([]);
+				expect(call.caFile).toBe('/pki/ca.crt');
+				expect(call.endpoint).toBe('https://127.0.0.1:2379');
+			}
+		});
+	}
+
+	it('tries the next endpoint when one cannot be reached', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		host.unreachable.add('https://10.0.0.1:2379');
+		const report = await scanResources(host as unknown as Host, {...connection, endpoints: ['https://10.0.0.1:2379', 'https://127.0.0.1:2379']}, ['secrets'], {pageSize: 10});
+		expect(report.resources[0]!.total).toBe(28);
+		expect(new Set(host.grpcCalls.map(call => call.endpoint))).toEqual(new Set(['https://127.0.0.1:2379']));
+		expect(host.calls).toEqual([]);
+	});
+
+	it('falls back to etcdctl for the whole scan when gRPC fails before any page', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		host.unreachable.add('https://127.0.0.1:2379');
+		const report = await scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 10});
+		expect(report.resources[0]!.total).toBe(28);
+		expect(host.grpcCalls).toEqual([]);
+		expect(host.calls.length).toBe(3);
+	});
+
+	it('fails (no silent switch) when gRPC breaks after a page was read', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		host.breakCall = 2;
+		await expect(scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 10})).rejects.toThrow(/stream reset/);
+		expect(host.calls).toEqual([]);
+	});
+
+	it('uses etcdctl for endpoints gRPC does not take (unix sockets)', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		const report = await scanResources(host as unknown as Host, {endpoints: ['unix:///run/etcd.sock']}, ['secrets'], {pageSize: 10});
+		expect(report.resources[0]!.total).toBe(28);
+		expect(host.grpcCalls).toEqual([]);
+		expect(host.calls.length).toBe(3);
+	});
+
+	it('continues at the current revision when etcd answers that the pinned one is compacted', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		host.compactNextGrpcRev = true;
+		const report = await scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 5});
+		expect(report.resources[0]).toMatchObject({total: 28, consistent: false});
+		// The first page unpinned, the second pinned (compacted), then unpinned to the end, as with etcdctl.
+		expect(host.grpcCalls.map(call => call.request.revision)).toEqual([0, 42, 0, 0, 0, 0, 0]);
+	});
+
+	it('names the endpoint and etcd\'s message when etcd refuses the read', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		host.grpcUnary = async () => ({status: 7, statusMessage: 'etcdserver: permission denied', message: Buffer.alloc(0)});
+		await expect(scanResources(host as unknown as Host, connection, ['secrets'])).rejects.toThrow('etcd at https://127.0.0.1:2379 refused the range read: etcdserver: permission denied');
 	});
 });
