@@ -29,7 +29,7 @@ import {DEFAULT_ETCD_PREFIX, normalizeEtcdPrefix} from './connection.js';
 import {EtcdctlError, runEtcdctl} from './etcdctl.js';
 import type {Primary, VerifyReport} from './decrypt.js';
 import {emptyVerifyReport, parseGroupResource, primaryFor, primaryLabel, ruleFor, storedPrefix, verifyInto} from './decrypt.js';
-import {classifyValue, valueLabel} from './format.js';
+import {classifyValue, valueLabel, type ValueClass} from './format.js';
 import {decodeRangeResponse, ProtobufError, type RangeKeyValue} from './range-pb.js';
 import {EtcdGrpcError, grpcRange, grpcUsable} from './kv-grpc.js';
 import {GrpcTransportError} from '../host/types.js';
@@ -357,6 +357,12 @@ async function* pagesUnder(host: Host, connection: EtcdConnection, prefix: strin
 	}
 }
 
+function startsWithBytes(value: Buffer, prefix: Buffer): boolean {
+	if (value.length < prefix.length) return false;
+	for (let index = 0; index < prefix.length; index++) if (value[index] !== prefix[index]) return false;
+	return true;
+}
+
 /** Scan one resource's prefix. */
 export async function scanResource(host: Host, connection: EtcdConnection, resource: string, options: ScanOptions = {}): Promise<ResourceScan> {
 	const maxListed = options.maxListed ?? 1000;
@@ -388,14 +394,25 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 		result.notOnPrimary = [];
 	}
 
+	// The encrypted prefixes seen so far (a handful: one per key in use), so that most values are
+	// classified by one byte comparison instead of parsing and allocating their prefix again.
+	const seen: Array<{prefix: Buffer; kind: ValueClass; label: string}> = [];
+	const classify = (value: Buffer): {kind: ValueClass; label: string} => {
+		for (const entry of seen) if (startsWithBytes(value, entry.prefix)) return entry;
+		const kind = classifyValue(value);
+		const entry = {prefix: Buffer.from(value.subarray(0, kind.kind === 'encrypted' ? kind.prefixLength : 0)), kind, label: valueLabel(kind)};
+		// Same prefix bytes, same class: classifyValue reads nothing past the prefix.
+		if (kind.kind === 'encrypted' && seen.length < 32) seen.push(entry);
+		return entry;
+	};
+
 	for await (const page of pagesUnder(host, connection, prefix, options)) {
 		result.revision = page.revision;
 		result.consistent = page.consistent;
 		for (const kv of page.kvs) {
 			const value = kv.value;
 			result.total++;
-			const kind = classifyValue(value);
-			const label = valueLabel(kind);
+			const {kind, label} = classify(value);
 			let key: string | undefined;
 			const keyString = (): string => (key ??= kv.key.toString('utf8'));
 			if (kind.kind === 'plaintext') result.plaintext++;
@@ -408,8 +425,7 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 				if (result.keyNotInConfigKeys!.length < maxListed) result.keyNotInConfigKeys!.push(keyString());
 			}
 			if (primaryPrefix !== undefined) {
-				const onPrimary =
-					primaryPrefix.length === 0 ? kind.kind === 'plaintext' : value.subarray(0, primaryPrefix.length).equals(primaryPrefix);
+				const onPrimary = primaryPrefix.length === 0 ? kind.kind === 'plaintext' : startsWithBytes(value, primaryPrefix);
 				if (!onPrimary) result.notOnPrimary!.push(objectRefFromKey(prefix, keyString()));
 			}
 			if (verification === undefined) continue;

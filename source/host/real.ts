@@ -8,13 +8,19 @@ import * as path from 'node:path';
 import {Writable} from 'node:stream';
 import {createHash, randomBytes} from 'node:crypto';
 import {setTimeout as delay} from 'node:timers/promises';
-import {execa} from 'execa';
 import {decrypt as ageDecrypt, decryptStream as ageDecryptStream, type DecryptWith, type EncryptTo} from '../crypto/age.js';
 import {decryptFile as ageDecryptFile, encryptFile as ageEncryptFile} from './age-files.js';
 import {reclaimCipherBuffers} from './memory.js';
 import type * as Http2 from 'node:http2';
 import type {Arg, DetachedProcess, FileDigest, FileStat, GrpcRequest, GrpcResponse, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
 import {GrpcTransportError} from './types.js';
+
+/**
+ * execa, loaded at the first command: its module start-up (signal tables, exit hooks) was ~20 ms
+ * of the wizard's time to its first frame (node --cpu-prof), which runs no command before it.
+ */
+let execaModule: Promise<typeof import('execa')> | undefined;
+const loadExeca = (): Promise<typeof import('execa')> => (execaModule ??= import('execa'));
 
 /** Node's errors from a file handle (read, write, fsync) carry no path: name the file. */
 function withPath(error: unknown, file: string): unknown {
@@ -226,6 +232,7 @@ export class RealHost implements Host {
 
 	async run(argv: Arg[], options: RunOptions = {}): Promise<RunResult> {
 		const [file, args] = this.commandLine(argv);
+		const {execa} = await loadExeca();
 		const result = await execa(file, args, {
 			reject: false,
 			input: options.input,
@@ -515,6 +522,7 @@ export class RealHost implements Host {
 
 	async startProcess(argv: Arg[], options: Pick<RunOptions, 'env' | 'cwd'> = {}): Promise<ProcessHandle> {
 		const [file, args] = this.commandLine(argv);
+		const {execa} = await loadExeca();
 		const child = execa(file, args, {
 			reject: false,
 			buffer: false,
