@@ -11,8 +11,9 @@
  *   KeyValue { bytes key = 1; int64 create_revision = 2; int64 mod_revision = 3; int64 version = 4; bytes value = 5; int64 lease = 6; }
  *
  * And the request the scan sends over gRPC itself (encodeRangeRequest):
- *   RangeRequest { bytes key = 1; bytes range_end = 2; int64 limit = 3; int64 revision = 4; ... }
- * (the other fields left at their defaults: linearizable, unsorted, keys and values).
+ *   RangeRequest { bytes key = 1; bytes range_end = 2; int64 limit = 3; int64 revision = 4; ...;
+ *                  bool keys_only = 8; bool count_only = 9; ... }
+ * (the other fields left at their defaults: linearizable, unsorted).
  */
 
 export type RangeKeyValue = {key: Buffer; value: Buffer; modRevision: number};
@@ -114,7 +115,7 @@ function pushVarint(out: number[], value: number): void {
 	out.push(v);
 }
 
-export type RangeRequest = {key: Uint8Array; rangeEnd: Uint8Array; limit?: number; revision?: number};
+export type RangeRequest = {key: Uint8Array; rangeEnd: Uint8Array; limit?: number; revision?: number; keysOnly?: boolean; countOnly?: boolean};
 
 /** etcdserverpb.RangeRequest with the fields the scan sets (zero values are omitted, as proto3 does). */
 export function encodeRangeRequest(request: RangeRequest): Buffer {
@@ -126,7 +127,8 @@ export function encodeRangeRequest(request: RangeRequest): Buffer {
 		return Buffer.concat([Buffer.from(head), value]);
 	};
 	const parts = [bytesField(1, request.key), bytesField(2, request.rangeEnd)];
-	for (const [field, value] of [[3, request.limit], [4, request.revision]] as const) {
+	const flags = [[8, request.keysOnly ? 1 : 0], [9, request.countOnly ? 1 : 0]] as const;
+	for (const [field, value] of [[3, request.limit], [4, request.revision], ...flags] as const) {
 		if (value === undefined || value === 0) continue;
 		const out: number[] = [];
 		pushVarint(out, field << 3);

@@ -123,6 +123,9 @@ for (let index = 0; index < 9; index++) add(`/registry/configmaps/${ns(index)}/c
 add('/registry/secrets', p => p);
 add('/registry/secretsx/default/a', p => p);
 add('/registry/serviceaccounts/default/default', p => p);
+// Namespace objects: over gRPC the scan bounds its reads between namespaces (kube-system has no
+// object here, so its secrets lie in a segment between two others: still scanned).
+for (const name of ['default', 'team-a', 'team-b']) add(`/registry/namespaces/${name}`, p => p);
 
 const SECRET_TOTAL = 40 + 6 + 4 + 3 + 5 + 2 + 1 + 1 + 1; // 63
 
@@ -383,7 +386,7 @@ describe('raw scan over mutual TLS (kubeadm etcd: client certificates required)'
 			() => tlsPost('/v3/maintenance/status', '{}').then(answer => answer.status === 200, () => false),
 			url => (tls.endpoints = [url]),
 		);
-		const secrets = seeds.filter(seed => seed.key.startsWith('/registry/secrets/'));
+		const secrets = seeds.filter(seed => seed.key.startsWith('/registry/secrets/') || seed.key.startsWith('/registry/namespaces/'));
 		for (let start = 0; start < secrets.length; start += 100) {
 			const success = secrets.slice(start, start + 100).map(seed => ({requestPut: {key: Buffer.from(seed.key).toString('base64'), value: seed.value.toString('base64')}}));
 			const answer = await tlsPost('/v3/kv/txn', JSON.stringify({success}));
@@ -401,7 +404,8 @@ describe('raw scan over mutual TLS (kubeadm etcd: client certificates required)'
 			const {host: counted, counts} = countingHost(host, withGrpc);
 			const report = await scanResources(counted, tls, ['secrets'], {pageSize: 7, config});
 			expectSeededSecrets(report.resources[0], withGrpc ? 'gRPC over TLS' : 'etcdctl over TLS');
-			expect(withGrpc ? counts : counts.grpc).toEqual(withGrpc ? {grpc: Math.ceil(SECRET_TOTAL / 7), etcdctl: 0} : 0);
+			if (withGrpc) expect(counts.grpc).toBeGreaterThanOrEqual(Math.ceil(SECRET_TOTAL / 7));
+			expect(withGrpc ? counts.etcdctl : counts.grpc).toBe(0);
 		}
 	});
 
@@ -420,7 +424,7 @@ describe('raw scan over mutual TLS (kubeadm etcd: client certificates required)'
 		await expect(scanResources(failing.host, wrong, ['secrets'], {pageSize: 20, timeoutMs: 3000})).rejects.toThrow(
 			/etcdctl .*get \/registry\/secrets\/ .*(timed out|failed).*; reading over gRPC first failed: .*(certificate|alert|handshake)/i,
 		);
-		expect(failing.counts.grpc).toBe(1);
+		expect(failing.counts.grpc).toBe(1); // the first read fails: no second attempt over gRPC
 		expect(failing.counts.etcdctl).toBe(1);
 	});
 });

@@ -277,8 +277,8 @@ describe('scanResources', () => {
 });
 
 /** RangeRequest fields 1-4 (key, range_end, limit, revision), decoded independently of the encoder. */
-function decodeRangeRequest(bytes: Buffer): {key: Buffer; rangeEnd: Buffer; limit: number; revision: number; other: number[]} {
-	const out = {key: Buffer.alloc(0), rangeEnd: Buffer.alloc(0), limit: 0, revision: 0, other: [] as number[]};
+function decodeRangeRequest(bytes: Buffer): {key: Buffer; rangeEnd: Buffer; limit: number; revision: number; keysOnly: boolean; countOnly: boolean; other: number[]} {
+	const out = {key: Buffer.alloc(0), rangeEnd: Buffer.alloc(0), limit: 0, revision: 0, keysOnly: false, countOnly: false, other: [] as number[]};
 	let pos = 0;
 	const varint = (): number => {
 		let result = 0;
@@ -301,6 +301,8 @@ function decodeRangeRequest(bytes: Buffer): {key: Buffer; rangeEnd: Buffer; limi
 			const value = varint();
 			if (tag >> 3 === 3) out.limit = value;
 			else if (tag >> 3 === 4) out.revision = value;
+			else if (tag >> 3 === 8) out.keysOnly = value === 1;
+			else if (tag >> 3 === 9) out.countOnly = value === 1;
 			else out.other.push(tag >> 3);
 		}
 	}
@@ -320,8 +322,11 @@ describe('encodeRangeRequest (etcdserverpb.RangeRequest)', () => {
 			rangeEnd: Buffer.from('z'),
 			limit: 1,
 			revision: 7,
+			keysOnly: false,
+			countOnly: false,
 			other: [],
 		});
+		expect(encodeRangeRequest({key: Buffer.from('/a'), rangeEnd: Buffer.from('/b'), keysOnly: true, countOnly: true}).toString('hex')).toBe('0a022f6112022f62' + '4001' + '4801');
 	});
 });
 
@@ -351,15 +356,20 @@ class FakeGrpcEtcdHost extends FakeEtcdHost {
 			.map(key => Buffer.from(key))
 			.filter(key => Buffer.compare(key, request.key) >= 0 && Buffer.compare(key, request.rangeEnd) < 0)
 			.sort(Buffer.compare);
-		const page = request.limit === 0 ? inRange : inRange.slice(0, request.limit);
+		const page = request.countOnly ? [] : request.limit === 0 ? inRange : inRange.slice(0, request.limit);
 		const message = encodeRangeResponse({
 			revision: this.revision,
 			count: inRange.length,
-			more: inRange.length > page.length,
-			kvs: page.map(key => ({key, value: this.data.get(key.toString())!})),
+			more: !request.countOnly && inRange.length > page.length,
+			kvs: page.map(key => ({key, value: request.keysOnly ? Buffer.alloc(0) : this.data.get(key.toString())!})),
 		});
 		return {status: 0, statusMessage: '', message};
 	}
+}
+
+/** The scan's page reads of secrets (not the namespace list or the count). */
+function secretPages(host: FakeGrpcEtcdHost) {
+	return host.grpcCalls.filter(call => !call.request.keysOnly && !call.request.countOnly && call.request.key.toString().startsWith('/registry/secrets/'));
 }
 
 describe('scanResources over gRPC', () => {
@@ -372,17 +382,45 @@ describe('scanResources over gRPC', () => {
 			const viaEtcdctl = await scanResources(new FakeEtcdHost(keyspace()) as unknown as Host, connection, ['secrets', 'configmaps'], options);
 			expect({...report, elapsedMs: 0}).toEqual({...viaEtcdctl, elapsedMs: 0});
 			expect(report.resources[0]).toMatchObject({total: 28, unknown: 1, revision: 42, consistent: true});
-			const secretCalls = host.grpcCalls.filter(call => call.request.rangeEnd.toString() === '/registry/secrets0');
-			expect(secretCalls.length).toBe(Math.ceil(28 / pageSize));
-			for (const [index, call] of secretCalls.entries()) {
-				expect(call.request.limit).toBe(index === 0 ? pageSize : pageSize + 1);
+			const pages = secretPages(host);
+			expect(pages.length).toBeGreaterThanOrEqual(Math.ceil(28 / pageSize));
+			for (const [index, call] of pages.entries()) {
+				expect(call.request.limit).toBeLessThanOrEqual(pageSize + 1);
 				expect(call.request.revision).toBe(index === 0 ? 0 : 42);
 				expect(call.request.other).toEqual([]);
 				expect(call.caFile).toBe('/pki/ca.crt');
 				expect(call.endpoint).toBe('https://127.0.0.1:2379');
+				expect(Buffer.compare(call.request.rangeEnd, Buffer.from('/registry/secrets0'))).toBeLessThanOrEqual(0);
 			}
+			// The namespace list (keys only) and one count of the whole prefix, for progress.
+			expect(host.grpcCalls.filter(call => call.request.keysOnly).map(call => call.request.key.toString())).toContain('/registry/namespaces/');
+			expect(host.grpcCalls.filter(call => call.request.countOnly && call.request.key.toString() === '/registry/secrets/')).toHaveLength(1);
 		});
 	}
+
+	it('bounds every page read by namespace split points, so etcd never walks far past a page', async () => {
+		// 40 namespaces of 25 secrets (and namespaces without any): etcd 3.4 walks from a page's
+		// start key to its range end, so each read's range must hold few keys beyond its page.
+		const data = new Map<string, Buffer>();
+		for (let ns = 0; ns < 60; ns++) {
+			data.set(`/registry/namespaces/team-${String(ns).padStart(2, '0')}`, protobuf(`ns${ns}`));
+			if (ns % 3 === 2) continue;
+			for (let index = 0; index < 25; index++) data.set(`/registry/secrets/team-${String(ns).padStart(2, '0')}/s${index}`, sealed('secretbox:v1:key1', `s${index}`));
+		}
+		data.set('/registry/secrets/orphan-ns/s', protobuf('no namespace object')); // still scanned
+		const host = new FakeGrpcEtcdHost(data);
+		const progress: number[] = [];
+		const report = await scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 50, onProgress: p => progress.push(p.total)});
+		expect(report.resources[0]).toMatchObject({total: 40 * 25 + 1, byKey: {'secretbox:key1': 1000}, plaintext: 1, consistent: true});
+		expect(new Set(progress)).toEqual(new Set([1001]));
+		const keys = [...data.keys()].filter(key => key.startsWith('/registry/secrets/'));
+		const inRange = (call: (typeof host.grpcCalls)[number]) => keys.filter(key => key >= call.request.key.toString() && key < call.request.rangeEnd.toString()).length;
+		const pages = secretPages(host);
+		expect(Math.max(...pages.map(inRange))).toBeLessThanOrEqual(4 * 50);
+		// The reads cover the prefix without a gap: each starts where the previous ended or inside it.
+		expect(pages[0]!.request.key.toString()).toBe('/registry/secrets/');
+		expect(pages.at(-1)!.request.rangeEnd.toString()).toBe('/registry/secrets0');
+	});
 
 	it('tries the next endpoint when one cannot be reached', async () => {
 		const host = new FakeGrpcEtcdHost(keyspace());
@@ -404,7 +442,7 @@ describe('scanResources over gRPC', () => {
 
 	it('fails (no silent switch) when gRPC breaks after a page was read', async () => {
 		const host = new FakeGrpcEtcdHost(keyspace());
-		host.breakCall = 2;
+		host.breakCall = 4; // the namespace list, the first page, the count, then this read
 		await expect(scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 10})).rejects.toThrow(/stream reset/);
 		expect(host.calls).toEqual([]);
 	});
@@ -423,7 +461,9 @@ describe('scanResources over gRPC', () => {
 		const report = await scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 5});
 		expect(report.resources[0]).toMatchObject({total: 28, consistent: false});
 		// The first page unpinned, the second pinned (compacted), then unpinned to the end, as with etcdctl.
-		expect(host.grpcCalls.map(call => call.request.revision)).toEqual([0, 42, 0, 0, 0, 0, 0]);
+		const revisions = secretPages(host).map(call => call.request.revision);
+		expect(revisions.slice(0, 3)).toEqual([0, 42, 0]);
+		expect(new Set(revisions.slice(2))).toEqual(new Set([0]));
 	});
 
 	it('names the endpoint and etcd\'s message when etcd refuses the read', async () => {
