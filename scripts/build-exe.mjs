@@ -27,7 +27,7 @@ import {fileURLToPath} from 'node:url';
 import {build} from 'esbuild';
 import {inject} from 'postject';
 import {buildInfo} from './build-info.mjs';
-import {programBundle, yogaWithoutFetch} from './esbuild-plugins.mjs';
+import {programBundle, stringWidthEmojiGuard, yogaWithoutFetch} from './esbuild-plugins.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const NAME = 'etcd-harden-linux-amd64';
@@ -63,6 +63,7 @@ await build({
 	// program can be imported, so the executable says so instead.
 	plugins: [
 		yogaWithoutFetch,
+		stringWidthEmojiGuard,
 		{
 			name: 'no-devtools',
 			setup(build) {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {rm} from 'node:fs/promises';
 import {buildInfo} from './build-info.mjs';
-import {programBundle, yogaWithoutFetch} from './esbuild-plugins.mjs';
+import {programBundle, stringWidthEmojiGuard, yogaWithoutFetch} from './esbuild-plugins.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 await rm(path.join(repo, 'dist', 'chunks'), {recursive: true, force: true});
@@ -22,6 +22,6 @@ await build({
 	splitting: true,
 	// Ink loads its devtools only when DEV=true; they are not a dependency.
 	external: ['react-devtools-core'],
-	plugins: [yogaWithoutFetch],
+	plugins: [yogaWithoutFetch, stringWidthEmojiGuard],
 	define: {'process.env.NODE_ENV': '"production"', ETCD_HARDEN_BUILD: JSON.stringify(buildInfo(repo))},
 });

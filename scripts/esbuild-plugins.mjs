@@ -25,6 +25,31 @@ export const yogaWithoutFetch = {
 };
 
 /**
+ * string-width (Ink's text measure) tests every grapheme of a non-ASCII line against
+ * /^\p{RGI_Emoji}$/v, and V8 compiles that regex (every RGI emoji sequence) at its first use:
+ * ~18 ms of the ~25 ms the first frame spent measuring text (node --cpu-prof), for a frame
+ * with no emoji in it ("❯", "·"). Every RGI emoji sequence contains a code point with the
+ * Emoji property (a basic emoji, a keycap's base digit, regional indicators, a modifier base,
+ * the elements of a ZWJ or tag sequence), and a lone ASCII character is never one, so testing
+ * that first gives the same widths and compiles the big regex only when a line may hold an emoji.
+ */
+export const stringWidthEmojiGuard = {
+	name: 'string-width-emoji-guard',
+	setup(build) {
+		build.onLoad({filter: /[\\/]string-width[\\/]index\.js$/}, async args => {
+			const source = await readFile(args.path, 'utf8');
+			const call = 'rgiEmojiRegex.test(segment)';
+			// Older copies (used by other packages, not by Ink's measure) match emoji another way.
+			if (!source.includes('const rgiEmojiRegex')) return undefined;
+			if (source.split(call).length !== 2) throw new Error(`${args.path}: expected one ${JSON.stringify(call)} (string-width changed; update scripts/esbuild-plugins.mjs)`);
+			const guard = '((segment.length > 1 || segment.charCodeAt(0) > 0x7F) && mayBeEmojiRegex.test(segment) && rgiEmojiRegex.test(segment))';
+			const declaration = 'const rgiEmojiRegex =';
+			return {contents: source.replace(call, guard).replace(declaration, `const mayBeEmojiRegex = /\\p{Emoji}/u;\n${declaration}`), loader: 'js'};
+		});
+	},
+};
+
+/**
  * How the program's code is bundled (dist/cli.js and the executable): ESM for Node 20, split at
  * dynamic imports, minified without renaming (identifiers stay readable in journaled traces;
  * whitespace and syntax minification took the chunks from 3.2 MB to 2.4 MB and V8's compile of
