@@ -27,6 +27,7 @@ import {fileURLToPath} from 'node:url';
 import {build} from 'esbuild';
 import {inject} from 'postject';
 import {buildInfo} from './build-info.mjs';
+import {programBundle, stringWidthEmojiGuard, yogaWithoutFetch} from './esbuild-plugins.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const NAME = 'etcd-harden-linux-amd64';
@@ -50,20 +51,19 @@ const started = performance.now();
 
 const app = path.join(work, 'app');
 await build({
+	...programBundle,
 	absWorkingDir: repo,
 	entryPoints: {cli: 'cli.tsx'},
 	outdir: app,
 	chunkNames: 'chunks/[name]-[hash]',
 	// .mjs: the unpacked directory has no package.json saying "type": "module".
 	outExtension: {'.js': '.mjs'},
-	bundle: true,
 	splitting: true,
-	platform: 'node',
-	format: 'esm',
-	target: 'node20',
 	// Ink loads its devtools only when DEV=true; they are not a dependency, and nothing beside the
 	// program can be imported, so the executable says so instead.
 	plugins: [
+		yogaWithoutFetch,
+		stringWidthEmojiGuard,
 		{
 			name: 'no-devtools',
 			setup(build) {
@@ -75,10 +75,7 @@ await build({
 			},
 		},
 	],
-	banner: {js: "import {createRequire as __etcdHardenRequire} from 'node:module'; const require = __etcdHardenRequire(import.meta.url);"},
 	define: {'process.env.NODE_ENV': '"production"', ETCD_HARDEN_BUILD: JSON.stringify(buildInfo(repo))},
-	legalComments: 'none',
-	logLevel: 'warning',
 });
 
 // The program's files, in a fixed order, and one digest over names and contents.

@@ -9,24 +9,19 @@ import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {rm} from 'node:fs/promises';
 import {buildInfo} from './build-info.mjs';
+import {programBundle, stringWidthEmojiGuard, yogaWithoutFetch} from './esbuild-plugins.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 await rm(path.join(repo, 'dist', 'chunks'), {recursive: true, force: true});
 await build({
+	...programBundle,
 	absWorkingDir: repo,
 	entryPoints: {cli: 'cli.tsx'},
 	outdir: 'dist',
 	chunkNames: 'chunks/[name]-[hash]',
-	bundle: true,
 	splitting: true,
-	platform: 'node',
-	format: 'esm',
-	target: 'node20',
 	// Ink loads its devtools only when DEV=true; they are not a dependency.
 	external: ['react-devtools-core'],
-	// CommonJS packages inside the bundle (react, signal-exit) call require() for builtins.
-	banner: {js: "import {createRequire as __etcdHardenRequire} from 'node:module'; const require = __etcdHardenRequire(import.meta.url);"},
+	plugins: [yogaWithoutFetch, stringWidthEmojiGuard],
 	define: {'process.env.NODE_ENV': '"production"', ETCD_HARDEN_BUILD: JSON.stringify(buildInfo(repo))},
-	legalComments: 'none',
-	logLevel: 'warning',
 });

@@ -80,6 +80,9 @@ function shownPath(argv: string[]): (file: string) => string {
 	return file => (file.startsWith(`${root}/`) ? `${file.slice(root.length)} (under --root ${value})` : file);
 }
 
+/** Commands that run the engine through a frontend (the others print and exit). */
+const WIZARD_COMMANDS = new Set<string>(['harden', 'demo', 'rotate', 'disable', 'backup', 'undo']);
+
 async function run(argv: string[], io: Io): Promise<number> {
 	const options = parseCli(argv);
 	if (options.help) {
@@ -89,6 +92,11 @@ async function run(argv: string[], io: Io): Promise<number> {
 	if (options.version) {
 		io.stdout.write(versionText(await buildInfo()));
 		return exitCodes.ok;
+	}
+	// The wizard's frontend (Ink, React, yoga) is the larger part of the start-up: when the run
+	// will draw it, start loading it now, so that it loads while the command reads the node.
+	if (!options.yes && !options.plain && io.stdin.isTTY && io.stderr.isTTY && !isCi(process.env) && WIZARD_COMMANDS.has(options.command)) {
+		import('../ui/index.js').catch(() => undefined); // loaded (or failed) again where it is used
 	}
 	await checkOperatorFiles(options);
 	if (options.command === 'restore-check') return restoreCheckCommand({dryRun: options.dryRun, root: options.root, json: options.json, backup: options.backup}, io);

@@ -9,6 +9,11 @@
  *   RangeResponse { ResponseHeader header = 1; repeated KeyValue kvs = 2; bool more = 3; int64 count = 4; }
  *   ResponseHeader { uint64 cluster_id = 1; uint64 member_id = 2; int64 revision = 3; uint64 raft_term = 4; }
  *   KeyValue { bytes key = 1; int64 create_revision = 2; int64 mod_revision = 3; int64 version = 4; bytes value = 5; int64 lease = 6; }
+ *
+ * And the request the scan sends over gRPC itself (encodeRangeRequest):
+ *   RangeRequest { bytes key = 1; bytes range_end = 2; int64 limit = 3; int64 revision = 4; ...;
+ *                  bool keys_only = 8; bool count_only = 9; ... }
+ * (the other fields left at their defaults: linearizable, unsorted).
  */
 
 export type RangeKeyValue = {key: Buffer; value: Buffer; modRevision: number};
@@ -98,4 +103,37 @@ export function decodeRangeResponse(buf: Buffer): DecodedRange {
 		else skip(c, wire);
 	}
 	return result;
+}
+
+function pushVarint(out: number[], value: number): void {
+	if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`varint out of range: ${value}`);
+	let v = value;
+	while (v >= 0x80) {
+		out.push((v % 128) | 0x80);
+		v = Math.floor(v / 128);
+	}
+	out.push(v);
+}
+
+export type RangeRequest = {key: Uint8Array; rangeEnd: Uint8Array; limit?: number; revision?: number; keysOnly?: boolean; countOnly?: boolean};
+
+/** etcdserverpb.RangeRequest with the fields the scan sets (zero values are omitted, as proto3 does). */
+export function encodeRangeRequest(request: RangeRequest): Buffer {
+	const head: number[] = [];
+	const bytesField = (field: number, value: Uint8Array): Buffer => {
+		head.length = 0;
+		pushVarint(head, (field << 3) | 2);
+		pushVarint(head, value.length);
+		return Buffer.concat([Buffer.from(head), value]);
+	};
+	const parts = [bytesField(1, request.key), bytesField(2, request.rangeEnd)];
+	const flags = [[8, request.keysOnly ? 1 : 0], [9, request.countOnly ? 1 : 0]] as const;
+	for (const [field, value] of [[3, request.limit], [4, request.revision], ...flags] as const) {
+		if (value === undefined || value === 0) continue;
+		const out: number[] = [];
+		pushVarint(out, field << 3);
+		pushVarint(out, value);
+		parts.push(Buffer.from(out));
+	}
+	return Buffer.concat(parts);
 }

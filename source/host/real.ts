@@ -8,11 +8,19 @@ import * as path from 'node:path';
 import {Writable} from 'node:stream';
 import {createHash, randomBytes} from 'node:crypto';
 import {setTimeout as delay} from 'node:timers/promises';
-import {execa} from 'execa';
 import {decrypt as ageDecrypt, decryptStream as ageDecryptStream, type DecryptWith, type EncryptTo} from '../crypto/age.js';
 import {decryptFile as ageDecryptFile, encryptFile as ageEncryptFile} from './age-files.js';
 import {reclaimCipherBuffers} from './memory.js';
-import type {Arg, DetachedProcess, FileDigest, FileStat, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
+import type * as Http2 from 'node:http2';
+import type {Arg, DetachedProcess, FileDigest, FileStat, GrpcRequest, GrpcResponse, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
+import {GrpcTransportError} from './types.js';
+
+/**
+ * execa, loaded at the first command: its module start-up (signal tables, exit hooks) was ~20 ms
+ * of the wizard's time to its first frame (node --cpu-prof), which runs no command before it.
+ */
+let execaModule: Promise<typeof import('execa')> | undefined;
+const loadExeca = (): Promise<typeof import('execa')> => (execaModule ??= import('execa'));
 
 /** Node's errors from a file handle (read, write, fsync) carry no path: name the file. */
 function withPath(error: unknown, file: string): unknown {
@@ -224,6 +232,7 @@ export class RealHost implements Host {
 
 	async run(argv: Arg[], options: RunOptions = {}): Promise<RunResult> {
 		const [file, args] = this.commandLine(argv);
+		const {execa} = await loadExeca();
 		const result = await execa(file, args, {
 			reject: false,
 			input: options.input,
@@ -302,6 +311,134 @@ export class RealHost implements Host {
 			outgoing.on('error', reject);
 			outgoing.end(request.body);
 		});
+	}
+
+	/** HTTP/2 sessions for gRPC by endpoint and TLS identity; dropped when they close. */
+	private readonly grpcSessions = new Map<string, {session: Http2.ClientHttp2Session; ready: Promise<void>; inFlight: number}>();
+
+	private async grpcSession(request: GrpcRequest): Promise<{session: Http2.ClientHttp2Session; inFlight: number}> {
+		const [ca, cert, key] = await Promise.all([
+			request.caFile ? fs.readFile(this.resolve(request.caFile)) : undefined,
+			request.certFile ? fs.readFile(this.resolve(request.certFile)) : undefined,
+			request.keyFile ? fs.readFile(this.resolve(request.keyFile)) : undefined,
+		]);
+		const url = new URL(request.endpoint);
+		if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new GrpcTransportError(`${request.endpoint}: only http:// and https:// endpoints are read over gRPC`);
+		const hash = createHash('sha256').update(url.origin);
+		for (const part of [ca, cert, key]) hash.update('\0').update(part ?? '');
+		const id = hash.digest('hex');
+		let entry = this.grpcSessions.get(id);
+		if (entry === undefined || entry.session.closed || entry.session.destroyed) {
+			// Loaded on first use: the wizard's start-up does not pay for HTTP/2.
+			const http2 = await import('node:http2');
+			// Windows far above the 64 KiB default: a page of etcd values (megabytes) streams
+			// without waiting for a window update every 64 KiB.
+			const session = http2.connect(url.origin, {
+				...(url.protocol === 'https:' ? {ca, cert, key, ALPNProtocols: ['h2']} : {}),
+				settings: {initialWindowSize: 16 * 1024 * 1024},
+			});
+			const created = {
+				session,
+				inFlight: 0,
+				ready: new Promise<void>((resolve, reject) => {
+					session.once('connect', () => {
+						session.setLocalWindowSize(64 * 1024 * 1024);
+						resolve();
+					});
+					session.once('error', error => reject(new GrpcTransportError(`${url.origin}: ${error.message}`)));
+				}),
+			};
+			created.ready.catch(() => undefined);
+			session.on('error', () => this.grpcSessions.delete(id));
+			session.on('close', () => this.grpcSessions.delete(id));
+			session.on('goaway', () => this.grpcSessions.delete(id));
+			// An idle session never keeps the process alive; a call in flight refs it (below).
+			session.unref();
+			this.grpcSessions.set(id, (entry = created));
+		}
+		const connectTimeout = Math.min(request.timeoutMs ?? 10_000, 10_000);
+		let timer: NodeJS.Timeout | undefined;
+		try {
+			await Promise.race([
+				entry.ready,
+				new Promise<never>((_, reject) => {
+					timer = setTimeout(() => reject(new GrpcTransportError(`${url.origin}: no HTTP/2 connection within ${connectTimeout} ms`)), connectTimeout);
+				}),
+			]);
+		} catch (error) {
+			entry.session.destroy();
+			this.grpcSessions.delete(id);
+			throw error;
+		} finally {
+			clearTimeout(timer);
+		}
+		return entry;
+	}
+
+	async grpcUnary(request: GrpcRequest): Promise<GrpcResponse> {
+		const entry = await this.grpcSession(request);
+		const {session} = entry;
+		const frame = Buffer.allocUnsafe(5 + request.message.length);
+		frame[0] = 0; // not compressed
+		frame.writeUInt32BE(request.message.length, 1);
+		frame.set(request.message, 5);
+		if (entry.inFlight++ === 0) session.ref();
+		try {
+			return await new Promise<GrpcResponse>((resolve, reject) => {
+				const stream = session.request(
+					{':method': 'POST', ':path': request.method, 'content-type': 'application/grpc', te: 'trailers'},
+					request.signal === undefined ? {} : {signal: request.signal},
+				);
+				const chunks: Buffer[] = [];
+				let bytes = 0;
+				let status: string | undefined;
+				let statusMessage = '';
+				let httpStatus = 0;
+				const takeStatus = (headers: Http2.IncomingHttpHeaders): void => {
+					const value = headers['grpc-status'];
+					if (value !== undefined) {
+						status = String(value);
+						statusMessage = decodeURIComponent(String(headers['grpc-message'] ?? ''));
+					}
+				};
+				stream.on('response', headers => {
+					httpStatus = Number(headers[':status'] ?? 0);
+					takeStatus(headers); // a trailers-only answer (an error) carries the status here
+				});
+				stream.on('trailers', takeStatus);
+				stream.on('data', (chunk: Buffer) => {
+					chunks.push(chunk);
+					bytes += chunk.length;
+				});
+				stream.setTimeout(request.timeoutMs ?? 60_000, () => {
+					stream.close(0x8); // CANCEL
+					reject(new GrpcTransportError(`${request.endpoint}${request.method} timed out after ${request.timeoutMs ?? 60_000} ms`));
+				});
+				stream.on('error', error => reject(new GrpcTransportError(`${request.endpoint}${request.method}: ${error.message}`)));
+				// Settled already after 'end'; otherwise the stream was reset without an answer.
+				stream.on('close', () => reject(new GrpcTransportError(`${request.endpoint}${request.method}: the stream closed without an answer`)));
+				stream.on('end', () => {
+					if (status === undefined) {
+						reject(new GrpcTransportError(`${request.endpoint}${request.method}: no gRPC status (HTTP ${httpStatus})`));
+						return;
+					}
+					const body = Buffer.concat(chunks, bytes);
+					if (status !== '0') {
+						resolve({status: Number(status), statusMessage, message: Buffer.alloc(0)});
+						return;
+					}
+					// One length-prefixed message, uncompressed (no grpc-accept-encoding was offered).
+					if (body.length < 5 || body[0] !== 0 || body.readUInt32BE(1) !== body.length - 5) {
+						reject(new GrpcTransportError(`${request.endpoint}${request.method}: malformed gRPC response (${body.length} bytes)`));
+						return;
+					}
+					resolve({status: 0, statusMessage: '', message: body.subarray(5)});
+				});
+				stream.end(frame);
+			});
+		} finally {
+			if (--entry.inFlight === 0 && !session.destroyed) session.unref();
+		}
 	}
 
 	// ---- backups ----
@@ -385,6 +522,7 @@ export class RealHost implements Host {
 
 	async startProcess(argv: Arg[], options: Pick<RunOptions, 'env' | 'cwd'> = {}): Promise<ProcessHandle> {
 		const [file, args] = this.commandLine(argv);
+		const {execa} = await loadExeca();
 		const child = execa(file, args, {
 			reject: false,
 			buffer: false,

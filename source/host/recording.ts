@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type {DecryptWith, EncryptTo} from '../crypto/age.js';
-import type {Arg, DetachedProcess, FileDigest, FileStat, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
-import {renderArgv} from './types.js';
+import type {Arg, DetachedProcess, FileDigest, FileStat, GrpcRequest, GrpcResponse, Host, HttpRequest, HttpResponse, ProcessHandle, RunOptions, RunResult} from './types.js';
+import {GrpcTransportError, renderArgv} from './types.js';
 
 export type RecordedAction =
 	| {kind: 'write'; path: string; mode: number; bytes: number}
@@ -108,6 +108,12 @@ export class RecordingHost implements Host {
 		if (method === 'GET') return this.inner.request(request);
 		this.actions.push({kind: 'request', method, url: request.url});
 		return {status: 200, headers: {}, body: Buffer.alloc(0)};
+	}
+
+	/** gRPC calls only read (etcd's Range): made for real, like read-only commands. */
+	async grpcUnary(request: GrpcRequest): Promise<GrpcResponse> {
+		if (this.inner.grpcUnary === undefined) throw new GrpcTransportError('this host has no gRPC client');
+		return this.inner.grpcUnary(request);
 	}
 
 	// ---- backups: writes are recorded, reads of the machine go through ----

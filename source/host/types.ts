@@ -71,6 +71,37 @@ export type HttpRequest = {
 
 export type HttpResponse = {status: number; headers: Record<string, string>; body: Buffer};
 
+/**
+ * One unary gRPC call over HTTP/2 (h2c for http://, ALPN h2 with mutual TLS for https://), such as
+ * etcd's `/etcdserverpb.KV/Range`. Only calls that read: the dry-run host makes them for real.
+ */
+export type GrpcRequest = {
+	/** `http://host:port` or `https://host:port` (an etcd client URL). */
+	endpoint: string;
+	/** The method's path: `/etcdserverpb.KV/Range`. */
+	method: string;
+	/** The serialized request message (without gRPC's 5-byte frame header). */
+	message: Uint8Array;
+	/** Node paths of PEM files for mutual TLS. */
+	caFile?: string;
+	certFile?: string;
+	keyFile?: string;
+	timeoutMs?: number;
+	signal?: AbortSignal;
+};
+
+/**
+ * The answer: gRPC status 0 with the response message, or the server's status and message
+ * (`grpc-status` 11 "etcdserver: mvcc: required revision has been compacted"). Failing to reach
+ * the endpoint (refused, TLS, timeout) rejects with a GrpcTransportError instead.
+ */
+export type GrpcResponse = {status: number; statusMessage: string; message: Buffer};
+
+/** The endpoint could not be reached or the call broke off: not an answer from the server. */
+export class GrpcTransportError extends Error {
+	override name = 'GrpcTransportError';
+}
+
 /** A background process started by `Host.startProcess` (a throwaway etcd for restore-check). */
 export type ProcessHandle = {
 	readonly pid: number | undefined;
@@ -131,6 +162,12 @@ export interface Host {
 	 * requests in flight do not each pay a TLS handshake.
 	 */
 	request(request: HttpRequest): Promise<HttpResponse>;
+
+	/**
+	 * A unary gRPC call that only reads (etcd's Range), on an HTTP/2 connection kept per
+	 * endpoint and TLS identity. Optional: without it, etcd is read through etcdctl.
+	 */
+	grpcUnary?(request: GrpcRequest): Promise<GrpcResponse>;
 
 	// ---- backups (source/backup) ----
 

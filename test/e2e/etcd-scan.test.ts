@@ -1,9 +1,10 @@
 /**
- * The raw at-rest scan against a REAL etcd (Debian's etcd-server/etcd-client 3.4): plain http on
- * loopback with random ports and a temporary data dir (TLS is covered by the testbed). Values in
- * every stored format are written through etcd's own JSON gateway (binary safe), then scanned
- * through the tool's code path (RealHost -> etcdctl) with small pages across page boundaries,
- * and decrypted.
+ * The raw at-rest scan against a REAL etcd (the release under test): plain http on loopback with
+ * random ports and a temporary data dir, and a second etcd with kubeadm's mutual TLS (client
+ * certificates required). Values in every stored format are written through etcd's own JSON
+ * gateway (binary safe), then scanned through the tool's code paths - RealHost's gRPC range
+ * reads (the default) and etcdctl (hosts without gRPC, and the fallback) - with small pages
+ * across page boundaries, and decrypted.
  */
 import {spawn, spawnSync, type ChildProcess} from 'node:child_process';
 import {createCipheriv, randomBytes} from 'node:crypto';
@@ -18,6 +19,10 @@ import type {EtcdConnection} from '../../source/etcd/connection.js';
 import {decryptValue} from '../../source/etcd/decrypt.js';
 import {runEtcdctl} from '../../source/etcd/etcdctl.js';
 import {defaultEtcdVersion, ETCD35_BIN_DIR} from '../testbed/paths.js';
+import {generatePki} from '../testbed/pki.js';
+import {request as httpsRequest} from 'node:https';
+import {readFile} from 'node:fs/promises';
+import type {Host} from '../../source/host/types.js';
 import {scanIsClean, scanResources} from '../../source/etcd/scan.js';
 import type {EncryptionConfig} from '../../source/stages/facts.js';
 
@@ -118,6 +123,9 @@ for (let index = 0; index < 9; index++) add(`/registry/configmaps/${ns(index)}/c
 add('/registry/secrets', p => p);
 add('/registry/secretsx/default/a', p => p);
 add('/registry/serviceaccounts/default/default', p => p);
+// Namespace objects: over gRPC the scan bounds its reads between namespaces (kube-system has no
+// object here, so its secrets lie in a segment between two others: still scanned).
+for (const name of ['default', 'team-a', 'team-b']) add(`/registry/namespaces/${name}`, p => p);
 
 const SECRET_TOTAL = 40 + 6 + 4 + 3 + 5 + 2 + 1 + 1 + 1; // 63
 
@@ -143,6 +151,85 @@ async function put(entries: Seed[]): Promise<void> {
 	}
 }
 
+/** A host that counts how pages were read: gRPC calls and etcdctl runs. */
+function countingHost(inner: RealHost, withGrpc = true): {host: Host; counts: {grpc: number; etcdctl: number}} {
+	const counts = {grpc: 0, etcdctl: 0};
+	const host = Object.create(inner) as Host;
+	host.run = async (argv, options) => {
+		if (argv[0] === 'etcdctl') counts.etcdctl++;
+		return inner.run(argv, options);
+	};
+	host.grpcUnary = withGrpc
+		? async request => {
+				counts.grpc++;
+				return inner.grpcUnary(request);
+			}
+		: undefined;
+	return {host, counts};
+}
+
+/** Start an etcd on loopback (extra flags for TLS); resolves once /health answers. */
+async function startEtcd(name: string, dir: string, scheme: 'http' | 'https', extra: string[], health: () => Promise<boolean>, url?: (client: string) => void): Promise<ChildProcess> {
+	const [clientPort, peerPort] = [await freePort(), await freePort()];
+	const client = `${scheme}://127.0.0.1:${clientPort}`;
+	const peer = `http://127.0.0.1:${peerPort}`;
+	url?.(client);
+	const child = spawn(
+		'etcd',
+		[
+			`--name=${name}`,
+			`--data-dir=${join(dir, 'data')}`,
+			`--listen-client-urls=${client}`,
+			`--advertise-client-urls=${client}`,
+			`--listen-peer-urls=${peer}`,
+			`--initial-advertise-peer-urls=${peer}`,
+			`--initial-cluster=${name}=${peer}`,
+			'--log-level=warn',
+			...extra,
+		],
+		{stdio: ['ignore', 'ignore', 'pipe']},
+	);
+	let log = '';
+	child.stderr?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)));
+	const deadline = Date.now() + 30_000;
+	for (;;) {
+		if (await health()) return child;
+		if (child.exitCode !== null || Date.now() > deadline) throw new Error(`etcd did not start:\n${log}`);
+		await new Promise(resolve => setTimeout(resolve, 200));
+	}
+}
+
+async function stopEtcd(child: ChildProcess | undefined): Promise<void> {
+	if (child?.pid === undefined || child.exitCode !== null) return;
+	const exited = new Promise(resolve => child.once('exit', resolve));
+	child.kill('SIGTERM');
+	await Promise.race([exited, new Promise(resolve => setTimeout(resolve, 10_000))]);
+	if (child.exitCode === null) child.kill('SIGKILL');
+}
+
+/** What every scan of the seeded secrets must report, however it reads the pages. */
+function expectSeededSecrets(secrets: unknown, label: string): void {
+	expect(secrets, label).toMatchObject({
+		prefix: '/registry/secrets/',
+		total: SECRET_TOTAL,
+		byKey: {'secretbox:key1': 41, 'secretbox:key2': 6, 'aesgcm:gcm1': 4, 'aescbc:cbc1': 3, 'secretbox:retired': 1},
+		plaintext: 7,
+		unknown: 1,
+		unknownKeys: ['/registry/secrets/default/garbage'],
+		keyNotInConfig: 1,
+		keyNotInConfigKeys: ['/registry/secrets/default/retired'],
+		primary: 'secretbox:key1',
+		consistent: true,
+	});
+	const expectedOff = seeds
+		.filter(seed => seed.key.startsWith('/registry/secrets/'))
+		.filter(seed => !seed.value.subarray(0, 26).equals(Buffer.from('k8s:enc:secretbox:v1:key1:')))
+		.map(seed => seed.key)
+		.sort();
+	expect(expectedOff).toHaveLength(SECRET_TOTAL - 41);
+	expect((secrets as {notOnPrimary: Array<{key: string}>}).notOnPrimary.map(ref => ref.key), label).toEqual(expectedOff);
+}
+
 beforeAll(async () => {
 	ensureEtcdInstalled();
 	for (const program of [['etcd', '--version'], ['etcdctl', 'version']]) {
@@ -152,47 +239,15 @@ beforeAll(async () => {
 		}
 	}
 	dataDir = await mkdtemp(join(tmpdir(), 'etcd-harden-scan-'));
-	const [clientPort, peerPort] = [await freePort(), await freePort()];
-	const client = `http://127.0.0.1:${clientPort}`;
-	const peer = `http://127.0.0.1:${peerPort}`;
-	etcd = spawn(
-		'etcd',
-		[
-			'--name=scan-test',
-			`--data-dir=${join(dataDir, 'data')}`,
-			`--listen-client-urls=${client}`,
-			`--advertise-client-urls=${client}`,
-			`--listen-peer-urls=${peer}`,
-			`--initial-advertise-peer-urls=${peer}`,
-			`--initial-cluster=scan-test=${peer}`,
-			'--log-level=warn',
-		],
-		{stdio: ['ignore', 'ignore', 'pipe']},
-	);
-	let log = '';
-	etcd.stderr?.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)));
+	let client = '';
+	etcd = await startEtcd('scan-test', dataDir, 'http', [], () => fetch(`${client}/health`).then(response => response.ok, () => false), url => (client = url));
 	connection = {endpoints: [client]};
 	gateway = client;
-	const deadline = Date.now() + 30_000;
-	for (;;) {
-		const health = await fetch(`${client}/health`).then(
-			response => response.ok,
-			() => false,
-		);
-		if (health) break;
-		if (etcd.exitCode !== null || Date.now() > deadline) throw new Error(`etcd did not start:\n${log}`);
-		await new Promise(resolve => setTimeout(resolve, 200));
-	}
 	await put(seeds);
 });
 
 afterAll(async () => {
-	if (etcd?.pid !== undefined && etcd.exitCode === null) {
-		const exited = new Promise(resolve => etcd!.once('exit', resolve));
-		etcd.kill('SIGTERM');
-		await Promise.race([exited, new Promise(resolve => setTimeout(resolve, 10_000))]);
-		if (etcd.exitCode === null) etcd.kill('SIGKILL');
-	}
+	await stopEtcd(etcd);
 	if (dataDir !== undefined) await rm(dataDir, {recursive: true, force: true});
 });
 
@@ -203,29 +258,16 @@ describe('raw scan on a real etcd', () => {
 		process.env.ETCDCTL_ENDPOINTS = 'http://127.0.0.1:1';
 		process.env.ETCDCTL_CACERT = '/nonexistent/ca.crt';
 		try {
-			for (const pageSize of [7, 1, 62, 63, 64, undefined]) {
+			// Both ways of reading pages: gRPC (RealHost's default) and etcdctl (a host without gRPC).
+			const ways = [['gRPC', true], ['etcdctl', false]] as const;
+			for (const [way, withGrpc, pageSize] of ways.flatMap(([way, withGrpc]) => [7, 1, 62, 63, 64, undefined].map(size => [way, withGrpc, size] as const))) {
 				const options = pageSize === undefined ? {config} : {pageSize, config}; // undefined: adaptive
-				const report = await scanResources(host, connection, ['secrets', 'configmaps'], options);
+				const {host: counted, counts} = countingHost(host, withGrpc);
+				const report = await scanResources(counted, connection, ['secrets', 'configmaps'], options);
+				expect(withGrpc ? counts.etcdctl : counts.grpc, `${way}: nothing read the other way`).toBe(0);
+				expect(withGrpc ? counts.grpc : counts.etcdctl, `${way}: pages read`).toBeGreaterThanOrEqual(pageSize === undefined ? 2 : Math.ceil(SECRET_TOTAL / pageSize));
 				const [secrets, configmaps] = report.resources;
-				expect(secrets, `page size ${pageSize}`).toMatchObject({
-					prefix: '/registry/secrets/',
-					total: SECRET_TOTAL,
-					byKey: {'secretbox:key1': 41, 'secretbox:key2': 6, 'aesgcm:gcm1': 4, 'aescbc:cbc1': 3, 'secretbox:retired': 1},
-					plaintext: 7,
-					unknown: 1,
-					unknownKeys: ['/registry/secrets/default/garbage'],
-					keyNotInConfig: 1,
-					keyNotInConfigKeys: ['/registry/secrets/default/retired'],
-					primary: 'secretbox:key1',
-					consistent: true,
-				});
-				const expectedOff = seeds
-					.filter(seed => seed.key.startsWith('/registry/secrets/'))
-					.filter(seed => !seed.value.subarray(0, 26).equals(Buffer.from('k8s:enc:secretbox:v1:key1:')))
-					.map(seed => seed.key)
-					.sort();
-				expect(expectedOff).toHaveLength(SECRET_TOTAL - 41);
-				expect(secrets!.notOnPrimary!.map(ref => ref.key)).toEqual(expectedOff);
+				expectSeededSecrets(secrets, `${way}, page size ${pageSize}`);
 				expect(secrets!.notOnPrimary).toContainEqual({key: '/registry/secrets/team-a/gcm-2', namespace: 'team-a', name: 'gcm-2'});
 				expect(configmaps).toMatchObject({total: 9, byKey: {'secretbox:key1': 6}, plaintext: 3, unknown: 0});
 				expect(configmaps!.notOnPrimary!.map(ref => `${ref.namespace}/${ref.name}`)).toEqual(['default/cm-8', 'team-a/cm-6', 'team-b/cm-7']);
@@ -308,5 +350,81 @@ describe('raw scan on a real etcd', () => {
 		expect(after.resources[0]!.total).toBe(SECRET_TOTAL); // +1 new, -1 deleted
 		expect(after.resources[0]!.unknownKeys).toContain(lateKey);
 		expect(after.resources[0]!.revision).toBe(report.resources[0]!.revision + 2);
+	});
+});
+
+describe('raw scan over mutual TLS (kubeadm etcd: client certificates required)', () => {
+	let tlsEtcd: ChildProcess | undefined;
+	let tlsDir: string | undefined;
+	let pki = '';
+	let tls: EtcdConnection;
+
+	/** POST to etcd's JSON gateway with the apiserver's client certificate. */
+	async function tlsPost(path: string, body: string): Promise<{status: number; text: string}> {
+		const [ca, cert, key] = await Promise.all(['etcd/ca.crt', 'apiserver-etcd-client.crt', 'apiserver-etcd-client.key'].map(file => readFile(join(pki, file))));
+		return new Promise((resolve, reject) => {
+			const outgoing = httpsRequest(`${tls.endpoints[0]}${path}`, {method: 'POST', ca, cert, key, timeout: 5000}, response => {
+				let text = '';
+				response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+				response.on('end', () => resolve({status: response.statusCode ?? 0, text}));
+			});
+			outgoing.on('error', reject);
+			outgoing.end(body);
+		});
+	}
+
+	beforeAll(async () => {
+		tlsDir = await mkdtemp(join(tmpdir(), 'etcd-harden-scan-tls-'));
+		pki = join(tlsDir, 'pki');
+		await generatePki(pki, {nodeName: 'scan-node', nodeIp: '127.0.0.1'});
+		tls = {endpoints: [], cacert: join(pki, 'etcd/ca.crt'), cert: join(pki, 'apiserver-etcd-client.crt'), key: join(pki, 'apiserver-etcd-client.key')};
+		tlsEtcd = await startEtcd(
+			'scan-tls',
+			tlsDir,
+			'https',
+			['--client-cert-auth=true', `--trusted-ca-file=${join(pki, 'etcd/ca.crt')}`, `--cert-file=${join(pki, 'etcd/server.crt')}`, `--key-file=${join(pki, 'etcd/server.key')}`],
+			() => tlsPost('/v3/maintenance/status', '{}').then(answer => answer.status === 200, () => false),
+			url => (tls.endpoints = [url]),
+		);
+		const secrets = seeds.filter(seed => seed.key.startsWith('/registry/secrets/') || seed.key.startsWith('/registry/namespaces/'));
+		for (let start = 0; start < secrets.length; start += 100) {
+			const success = secrets.slice(start, start + 100).map(seed => ({requestPut: {key: Buffer.from(seed.key).toString('base64'), value: seed.value.toString('base64')}}));
+			const answer = await tlsPost('/v3/kv/txn', JSON.stringify({success}));
+			if (answer.status !== 200) throw new Error(`etcd txn failed: ${answer.status} ${answer.text}`);
+		}
+	});
+
+	afterAll(async () => {
+		await stopEtcd(tlsEtcd);
+		if (tlsDir !== undefined) await rm(tlsDir, {recursive: true, force: true});
+	});
+
+	it('reads every page over gRPC with the client certificate, and reports what etcdctl reports', async () => {
+		for (const withGrpc of [true, false]) {
+			const {host: counted, counts} = countingHost(host, withGrpc);
+			const report = await scanResources(counted, tls, ['secrets'], {pageSize: 7, config});
+			expectSeededSecrets(report.resources[0], withGrpc ? 'gRPC over TLS' : 'etcdctl over TLS');
+			if (withGrpc) expect(counts.grpc).toBeGreaterThanOrEqual(Math.ceil(SECRET_TOTAL / 7));
+			expect(withGrpc ? counts.etcdctl : counts.grpc).toBe(0);
+		}
+	});
+
+	it('falls back to etcdctl when no endpoint can be reached over gRPC, and names etcdctl failing too', async () => {
+		// The first endpoint refuses connections: gRPC tries the next one (the real etcd).
+		const refused = `https://127.0.0.1:${await freePort()}`;
+		const {host: counted, counts} = countingHost(host);
+		const report = await scanResources(counted, {...tls, endpoints: [refused, ...tls.endpoints]}, ['secrets'], {pageSize: 20, config});
+		expectSeededSecrets(report.resources[0], 'second endpoint');
+		expect(counts.etcdctl).toBe(0);
+
+		// A client certificate from another CA: the TLS handshake fails for gRPC and for etcdctl alike.
+		const wrong = {...tls, cert: join(pki, 'front-proxy-client.crt'), key: join(pki, 'front-proxy-client.key')};
+		const failing = countingHost(host);
+		// etcdctl only times out (here after 3 s); the error also carries gRPC's reason.
+		await expect(scanResources(failing.host, wrong, ['secrets'], {pageSize: 20, timeoutMs: 3000})).rejects.toThrow(
+			/etcdctl .*get \/registry\/secrets\/ .*(timed out|failed).*; reading over gRPC first failed: .*(certificate|alert|handshake)/i,
+		);
+		expect(failing.counts.grpc).toBe(1); // the first read fails: no second attempt over gRPC
+		expect(failing.counts.etcdctl).toBe(1);
 	});
 });

@@ -160,7 +160,7 @@ describe('architecture (the import graph of source/)', () => {
 	});
 
 	test('only host/ has side effects: nothing else imports fs, child processes, the network, V8 flags or execa', () => {
-		const effects = /^(node:)?(fs|fs\/promises|child_process|net|tls|http|https|dgram|v8|vm)$|^execa$/;
+		const effects = /^(node:)?(fs|fs\/promises|child_process|net|tls|http|https|http2|dgram|v8|vm)$|^execa$/;
 		// Address parsing from node:net (isIP and friends) opens nothing.
 		const pure = (edge: Edge) => /^(node:)?net$/.test(edge.to) && edge.names !== undefined && edge.names.every(name => /^isIP(v4|v6)?$/.test(name));
 		expect(

@@ -1,8 +1,10 @@
 import {describe, expect, it} from 'vitest';
-import type {Arg, Host, RunOptions, RunResult} from '../../source/host/types.js';
+import type {Arg, GrpcRequest, GrpcResponse, Host, RunOptions, RunResult} from '../../source/host/types.js';
+import {GrpcTransportError} from '../../source/host/types.js';
 import {etcdPrefixForResource, objectRefFromKey, prefixRangeEnd, scanIsClean, scanResources} from '../../source/etcd/scan.js';
 import type {EtcdConnection} from '../../source/etcd/connection.js';
-import {decodeRangeResponse, ProtobufError} from '../../source/etcd/range-pb.js';
+import {decodeRangeResponse, encodeRangeRequest, ProtobufError} from '../../source/etcd/range-pb.js';
+import {RANGE_METHOD} from '../../source/etcd/kv-grpc.js';
 
 /**
  * A fake host whose only command is `etcdctl get START END --limit=N [--rev=R] -w protobuf`,
@@ -271,5 +273,202 @@ describe('scanResources', () => {
 		await expect(scanResources(host as unknown as Host, connection, ['secrets'])).rejects.toThrow(
 			/etcdctl --endpoints=https:\/\/127.0.0.1:2379 .*get \/registry\/secrets\/ .*context deadline exceeded/,
 		);
+	});
+});
+
+/** RangeRequest fields 1-4 (key, range_end, limit, revision), decoded independently of the encoder. */
+function decodeRangeRequest(bytes: Buffer): {key: Buffer; rangeEnd: Buffer; limit: number; revision: number; keysOnly: boolean; countOnly: boolean; other: number[]} {
+	const out = {key: Buffer.alloc(0), rangeEnd: Buffer.alloc(0), limit: 0, revision: 0, keysOnly: false, countOnly: false, other: [] as number[]};
+	let pos = 0;
+	const varint = (): number => {
+		let result = 0;
+		for (let scale = 1; ; scale *= 128) {
+			const byte = bytes[pos++]!;
+			result += (byte & 0x7f) * scale;
+			if (byte < 0x80) return result;
+		}
+	};
+	while (pos < bytes.length) {
+		const tag = varint();
+		if ((tag & 7) === 2) {
+			const length = varint();
+			const value = bytes.subarray(pos, pos + length);
+			pos += length;
+			if (tag >> 3 === 1) out.key = value;
+			else if (tag >> 3 === 2) out.rangeEnd = value;
+			else out.other.push(tag >> 3);
+		} else {
+			const value = varint();
+			if (tag >> 3 === 3) out.limit = value;
+			else if (tag >> 3 === 4) out.revision = value;
+			else if (tag >> 3 === 8) out.keysOnly = value === 1;
+			else if (tag >> 3 === 9) out.countOnly = value === 1;
+			else out.other.push(tag >> 3);
+		}
+	}
+	return out;
+}
+
+describe('encodeRangeRequest (etcdserverpb.RangeRequest)', () => {
+	it('encodes key, range end, limit and revision as protobuf fields 1-4, omitting zero values', () => {
+		// Hand-encoded: field 1 "/a", field 2 "/b", field 3 = 300 (varint ac 02), field 4 = 2^40 + 5
+		// (varint 85 80 80 80 80 20: six 7-bit groups, bit 40 is bit 5 of the sixth).
+		expect(encodeRangeRequest({key: Buffer.from('/a'), rangeEnd: Buffer.from('/b'), limit: 300, revision: 2 ** 40 + 5}).toString('hex')).toBe(
+			'0a022f611202' + '2f62' + '18ac02' + '20858080808020',
+		);
+		expect(encodeRangeRequest({key: Buffer.from('/a'), rangeEnd: Buffer.from('/b')}).toString('hex')).toBe('0a022f6112022f62');
+		expect(decodeRangeRequest(encodeRangeRequest({key: Buffer.from([0, 255]), rangeEnd: Buffer.from('z'), limit: 1, revision: 7}))).toEqual({
+			key: Buffer.from([0, 255]),
+			rangeEnd: Buffer.from('z'),
+			limit: 1,
+			revision: 7,
+			keysOnly: false,
+			countOnly: false,
+			other: [],
+		});
+		expect(encodeRangeRequest({key: Buffer.from('/a'), rangeEnd: Buffer.from('/b'), keysOnly: true, countOnly: true}).toString('hex')).toBe('0a022f6112022f62' + '4001' + '4801');
+	});
+});
+
+/**
+ * The same keyspace answered over gRPC (Host.grpcUnary, as RealHost does for http(s) endpoints):
+ * the scan's own Range requests are decoded here, and etcdctl must not run.
+ */
+class FakeGrpcEtcdHost extends FakeEtcdHost {
+	readonly grpcCalls: Array<{endpoint: string; request: ReturnType<typeof decodeRangeRequest>; caFile?: string}> = [];
+	/** Endpoints that refuse connections. */
+	unreachable = new Set<string>();
+	/** Fail this call (1-based) with a transport error. */
+	breakCall = 0;
+	compactNextGrpcRev = false;
+
+	async grpcUnary(call: GrpcRequest): Promise<GrpcResponse> {
+		if (call.method !== RANGE_METHOD) throw new Error(`fake: unexpected method ${call.method}`);
+		if (this.unreachable.has(call.endpoint)) throw new GrpcTransportError(`${call.endpoint}: connect ECONNREFUSED`);
+		const request = decodeRangeRequest(Buffer.from(call.message));
+		this.grpcCalls.push({endpoint: call.endpoint, request, ...(call.caFile === undefined ? {} : {caFile: call.caFile})});
+		if (this.grpcCalls.length === this.breakCall) throw new GrpcTransportError(`${call.endpoint}: stream reset`);
+		if (request.revision !== 0 && this.compactNextGrpcRev) {
+			this.compactNextGrpcRev = false;
+			return {status: 11, statusMessage: 'etcdserver: mvcc: required revision has been compacted', message: Buffer.alloc(0)};
+		}
+		const inRange = [...this.data.keys()]
+			.map(key => Buffer.from(key))
+			.filter(key => Buffer.compare(key, request.key) >= 0 && Buffer.compare(key, request.rangeEnd) < 0)
+			.sort(Buffer.compare);
+		const page = request.countOnly ? [] : request.limit === 0 ? inRange : inRange.slice(0, request.limit);
+		const message = encodeRangeResponse({
+			revision: this.revision,
+			count: inRange.length,
+			more: !request.countOnly && inRange.length > page.length,
+			kvs: page.map(key => ({key, value: request.keysOnly ? Buffer.alloc(0) : this.data.get(key.toString())!})),
+		});
+		return {status: 0, statusMessage: '', message};
+	}
+}
+
+/** The scan's page reads of secrets (not the namespace list or the count). */
+function secretPages(host: FakeGrpcEtcdHost) {
+	return host.grpcCalls.filter(call => !call.request.keysOnly && !call.request.countOnly && call.request.key.toString().startsWith('/registry/secrets/'));
+}
+
+describe('scanResources over gRPC', () => {
+	for (const pageSize of [1, 7, 29]) {
+		it(`reads every page over gRPC with page size ${pageSize}, pinned to the first revision, and counts as etcdctl does`, async () => {
+			const host = new FakeGrpcEtcdHost(keyspace());
+			const options = {pageSize, primary: {type: 'secretbox', keyName: 'key1'}} as const;
+			const report = await scanResources(host as unknown as Host, connection, ['secrets', 'configmaps'], options);
+			expect(host.calls).toEqual([]); // no etcdctl
+			const viaEtcdctl = await scanResources(new FakeEtcdHost(keyspace()) as unknown as Host, connection, ['secrets', 'configmaps'], options);
+			expect({...report, elapsedMs: 0}).toEqual({...viaEtcdctl, elapsedMs: 0});
+			expect(report.resources[0]).toMatchObject({total: 28, unknown: 1, revision: 42, consistent: true});
+			const pages = secretPages(host);
+			expect(pages.length).toBeGreaterThanOrEqual(Math.ceil(28 / pageSize));
+			for (const [index, call] of pages.entries()) {
+				expect(call.request.limit).toBeLessThanOrEqual(pageSize + 1);
+				expect(call.request.revision).toBe(index === 0 ? 0 : 42);
+				expect(call.request.other).toEqual([]);
+				expect(call.caFile).toBe('/pki/ca.crt');
+				expect(call.endpoint).toBe('https://127.0.0.1:2379');
+				expect(Buffer.compare(call.request.rangeEnd, Buffer.from('/registry/secrets0'))).toBeLessThanOrEqual(0);
+			}
+			// The namespace list (keys only) and one count of the whole prefix, for progress.
+			expect(host.grpcCalls.filter(call => call.request.keysOnly).map(call => call.request.key.toString())).toContain('/registry/namespaces/');
+			expect(host.grpcCalls.filter(call => call.request.countOnly && call.request.key.toString() === '/registry/secrets/')).toHaveLength(1);
+		});
+	}
+
+	it('bounds every page read by namespace split points, so etcd never walks far past a page', async () => {
+		// 40 namespaces of 25 secrets (and namespaces without any): etcd 3.4 walks from a page's
+		// start key to its range end, so each read's range must hold few keys beyond its page.
+		const data = new Map<string, Buffer>();
+		for (let ns = 0; ns < 60; ns++) {
+			data.set(`/registry/namespaces/team-${String(ns).padStart(2, '0')}`, protobuf(`ns${ns}`));
+			if (ns % 3 === 2) continue;
+			for (let index = 0; index < 25; index++) data.set(`/registry/secrets/team-${String(ns).padStart(2, '0')}/s${index}`, sealed('secretbox:v1:key1', `s${index}`));
+		}
+		data.set('/registry/secrets/orphan-ns/s', protobuf('no namespace object')); // still scanned
+		const host = new FakeGrpcEtcdHost(data);
+		const progress: number[] = [];
+		const report = await scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 50, onProgress: p => progress.push(p.total)});
+		expect(report.resources[0]).toMatchObject({total: 40 * 25 + 1, byKey: {'secretbox:key1': 1000}, plaintext: 1, consistent: true});
+		expect(new Set(progress)).toEqual(new Set([1001]));
+		const keys = [...data.keys()].filter(key => key.startsWith('/registry/secrets/'));
+		const inRange = (call: (typeof host.grpcCalls)[number]) => keys.filter(key => key >= call.request.key.toString() && key < call.request.rangeEnd.toString()).length;
+		const pages = secretPages(host);
+		expect(Math.max(...pages.map(inRange))).toBeLessThanOrEqual(4 * 50);
+		// The reads cover the prefix without a gap: each starts where the previous ended or inside it.
+		expect(pages[0]!.request.key.toString()).toBe('/registry/secrets/');
+		expect(pages.at(-1)!.request.rangeEnd.toString()).toBe('/registry/secrets0');
+	});
+
+	it('tries the next endpoint when one cannot be reached', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		host.unreachable.add('https://10.0.0.1:2379');
+		const report = await scanResources(host as unknown as Host, {...connection, endpoints: ['https://10.0.0.1:2379', 'https://127.0.0.1:2379']}, ['secrets'], {pageSize: 10});
+		expect(report.resources[0]!.total).toBe(28);
+		expect(new Set(host.grpcCalls.map(call => call.endpoint))).toEqual(new Set(['https://127.0.0.1:2379']));
+		expect(host.calls).toEqual([]);
+	});
+
+	it('falls back to etcdctl for the whole scan when gRPC fails before any page', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		host.unreachable.add('https://127.0.0.1:2379');
+		const report = await scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 10});
+		expect(report.resources[0]!.total).toBe(28);
+		expect(host.grpcCalls).toEqual([]);
+		expect(host.calls.length).toBe(3);
+	});
+
+	it('fails (no silent switch) when gRPC breaks after a page was read', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		host.breakCall = 4; // the namespace list, the first page, the count, then this read
+		await expect(scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 10})).rejects.toThrow(/stream reset/);
+		expect(host.calls).toEqual([]);
+	});
+
+	it('uses etcdctl for endpoints gRPC does not take (unix sockets)', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		const report = await scanResources(host as unknown as Host, {endpoints: ['unix:///run/etcd.sock']}, ['secrets'], {pageSize: 10});
+		expect(report.resources[0]!.total).toBe(28);
+		expect(host.grpcCalls).toEqual([]);
+		expect(host.calls.length).toBe(3);
+	});
+
+	it('continues at the current revision when etcd answers that the pinned one is compacted', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		host.compactNextGrpcRev = true;
+		const report = await scanResources(host as unknown as Host, connection, ['secrets'], {pageSize: 5});
+		expect(report.resources[0]).toMatchObject({total: 28, consistent: false});
+		// The first page unpinned, the second pinned (compacted), then unpinned to the end, as with etcdctl.
+		const revisions = secretPages(host).map(call => call.request.revision);
+		expect(revisions.slice(0, 3)).toEqual([0, 42, 0]);
+		expect(new Set(revisions.slice(2))).toEqual(new Set([0]));
+	});
+
+	it('names the endpoint and etcd\'s message when etcd refuses the read', async () => {
+		const host = new FakeGrpcEtcdHost(keyspace());
+		host.grpcUnary = async () => ({status: 7, statusMessage: 'etcdserver: permission denied', message: Buffer.alloc(0)});
+		await expect(scanResources(host as unknown as Host, connection, ['secrets'])).rejects.toThrow('etcd at https://127.0.0.1:2379 refused the range read: etcdserver: permission denied');
 	});
 });
