@@ -448,6 +448,11 @@ class EngineImpl<Facts> implements Engine {
 			if (code === 'EACCES' || code === 'EPERM') {
 				throw new InputError(`cannot read ${file ?? 'a file'}: permission denied. Run etcd-harden as root (or pass --root DIR for a copied tree).`);
 			}
+			const named = /Received '([^']*)'/.exec((error as Error).message ?? '')?.[1];
+			if (code === 'ERR_INVALID_ARG_VALUE' && named !== undefined) {
+				// A path read from one of the node's files (a manifest, a kubeconfig) holds a NUL byte.
+				throw new InputError(`a path named in the node's files holds a NUL byte: ${named}. Fix the file that names it (a manifest or kubeconfig under /etc/kubernetes).`);
+			}
 			throw error;
 		}
 	}

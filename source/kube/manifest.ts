@@ -35,6 +35,9 @@ export class ManifestError extends InputError {
 	override name = 'ManifestError';
 }
 
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
+
 const restoreHint = (containerName: string) =>
 	containerName === 'kube-apiserver'
 		? 'Fix: restore the manifest from a backup, or regenerate it with `kubeadm init phase control-plane apiserver`.'
@@ -83,6 +86,18 @@ export function inspectManifest(text: string, path: string, containerName: strin
 	const annotations: Record<string, string> = {};
 	for (const [key, value] of Object.entries(asRecord(metadata['annotations']))) {
 		annotations[key] = typeof value === 'string' ? value : JSON.stringify(value);
+	}
+	// Paths and flag values reach the file system and other programs: a control character in
+	// one (a NUL written as "\0", a newline) is a broken manifest, not a path to look up.
+	const values: Array<[string, string]> = [
+		...command.map((arg, i) => [i === 0 ? 'the command' : `argument ${JSON.stringify(arg.split('=')[0]!.replace(CONTROL_CHARACTERS, '?'))}`, arg] as [string, string]),
+		...volumes.flatMap(v => (v.hostPath === undefined ? [] : [[`volume ${v.name}'s hostPath`, v.hostPath] as [string, string]])),
+		...volumeMounts.map(m => [`volumeMount ${m.name}'s mountPath`, m.mountPath] as [string, string]),
+	];
+	const bad = values.find(([, value]) => CONTROL_CHARACTERS.test(value));
+	if (bad) {
+		const code = bad[1].match(CONTROL_CHARACTERS)![0].charCodeAt(0);
+		throw new ManifestError(`${path}: ${bad[0]} holds a control character (U+${code.toString(16).toUpperCase().padStart(4, '0')}), which no path or flag value may hold. ${restoreHint(containerName)}`);
 	}
 	return stripUndefined({
 		image,

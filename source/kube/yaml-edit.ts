@@ -60,6 +60,14 @@ export function parseYaml(text: string): {doc: Document.Parsed; problem?: undefi
 	if (text.length > MAX_YAML_BYTES) {
 		return {problem: {message: `${text.length} bytes, more than the ${MAX_YAML_BYTES / 1024} KiB etcd-harden parses (a real one is under 10 KB)`}};
 	}
+	// YAML allows tab, LF and CR among the C0 controls and not DEL; the yaml library reads a
+	// raw NUL into a value, which would reach the file system as part of a path.
+	// eslint-disable-next-line no-control-regex
+	const control = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.exec(text);
+	if (control) {
+		const line = text.slice(0, control.index).split('\n').length;
+		return {problem: {message: `a control character (U+${control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}), which a YAML file may not hold`, line}};
+	}
 	const lineCounter = new LineCounter();
 	// prettyErrors off: its messages quote source lines, which may hold key material.
 	const doc = parseDocument(text, {prettyErrors: false, uniqueKeys: true, lineCounter});

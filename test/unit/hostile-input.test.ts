@@ -340,6 +340,24 @@ describe('5. valid but unusual manifests are read as kube-apiserver and etcd rea
 		await expectRefused(root, ['--root', root, '--yes', ...recovery], /\/etc\/kubernetes\/enc is already mounted from volume scratch/);
 	});
 
+	for (const [form, nul] of [
+		['a raw NUL byte (found by the fuzz property)', '\u0000'],
+		['a NUL written as the escape \\0 in a double-quoted value', '\\0'],
+	] as const) {
+		test(`a path in the manifest holding ${form}: exit 2 naming the manifest, no trace`, async () => {
+			const root = await demoCopy();
+			const text = await fs.readFile(path.join(root, manifest), 'utf8');
+			const broken = text.replace(/- --etcd-cafile=(\S+)/, (_, value: string) => `- "--etcd-cafile=${value.replace('kubernetes', `kube${nul}rnetes`)}"`);
+			expect(broken).not.toBe(text);
+			await fs.writeFile(path.join(root, manifest), broken);
+			const result = await expectRefused(root, ['--root', root, '--yes', ...recovery], /kube-apiserver\.yaml: .*control character \(U\+0000\)/);
+			expect(result.code).toBe(2);
+			const status = await run(['status', '--root', root]);
+			expectNoTrace(status);
+			expect(status.stdout + status.stderr).toMatch(/control character/);
+		});
+	}
+
 	test('a flag with no value and a relative config path: exit 2 naming the manifest, not "internal"', async () => {
 		for (const flag of ['    - --encryption-provider-config\n', '    - --encryption-provider-config=enc.yaml\n']) {
 			const root = await demoCopy();
