@@ -167,21 +167,30 @@ export class RealHost implements Host {
 
 	async createExclusive(nodePath: string, data: string, mode: number): Promise<boolean> {
 		const target = this.resolve(nodePath);
-		await this.mkdirReal(path.dirname(target), 0o700);
-		let handle: fs.FileHandle;
+		const directory = path.dirname(target);
+		await this.mkdirReal(directory, 0o700);
+		// Written whole under a temporary name, then hard-linked into place (link fails if the
+		// name exists): a second process never reads a half-written file, which it would take
+		// for a stale lock. The name is not the atomic writes' temp pattern, so a run that holds
+		// the lock never sweeps it away from a run still taking it.
+		const temporary = path.join(directory, `.${path.basename(target)}.pending-${randomBytes(6).toString('hex')}`);
 		try {
-			handle = await fs.open(target, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, mode);
+			const handle = await fs.open(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+			try {
+				await handle.chmod(mode);
+				await handle.writeFile(data);
+				await handle.sync();
+			} finally {
+				await handle.close();
+			}
+			await fs.link(temporary, target);
 		} catch (error) {
 			if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-			throw error;
-		}
-		try {
-			await handle.chmod(mode);
-			await handle.writeFile(data);
-			await handle.sync();
+			throw withPath(error, target);
 		} finally {
-			await handle.close();
+			await fs.rm(temporary, {force: true});
 		}
+		await syncDirectory(directory);
 		return true;
 	}
 

@@ -69,3 +69,31 @@ describe('a kill between a temp file write and its rename', () => {
 		await expect(fs.stat(path.join(root, 'var/lib/etcd-harden/lock'))).rejects.toThrow();
 	});
 });
+
+describe('a run paused while it takes the lock', () => {
+	test('the lock is never visible half-written (an empty lock read as stale let two runs apply at once); a run meanwhile takes it, the paused one then waits its turn', async () => {
+		const root = await demoCopy();
+		const lock = path.join(root, 'var/lib/etcd-harden/lock');
+		// The first fchmod of the run is on the lock file as it is created: hold the run there 4 s.
+		const first = execa('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=fchmod', '-e', 'inject=fchmod:delay_enter=4000000:when=1', process.execPath, cli, ...args(root)], {
+			reject: false,
+			env: {UV_THREADPOOL_SIZE: '1'},
+		});
+		let paused = false;
+		for (let i = 0; i < 100 && !paused; i++) {
+			await new Promise(resolve => setTimeout(resolve, 50));
+			paused = (await fs.readdir(path.dirname(lock)).catch(() => [])).length > 0;
+		}
+		expect(paused).toBe(true);
+		// Paused mid-creation: there is no lock to read yet, not an empty one.
+		expect(await fs.readFile(lock, 'utf8').catch(() => 'absent')).toBe('absent');
+		const second = await execa(process.execPath, [cli, ...args(root)], {reject: false});
+		expect(second.exitCode, second.stderr).toBe(0);
+		const done = await first;
+		// The second run had finished and let the lock go: the first takes it and finds nothing left to do.
+		expect(done.exitCode, done.stderr + done.stdout).toBe(0);
+		expect(done.stdout + done.stderr).toMatch(/nothing was changed/);
+		await expect(fs.stat(lock)).rejects.toThrow();
+		expect((await fs.readdir(path.dirname(lock))).filter(name => name.includes('pending'))).toEqual([]);
+	}, 60_000);
+});

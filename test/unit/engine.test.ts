@@ -162,7 +162,10 @@ describe('engine', () => {
 		const engine = createEngine({command: 'harden', host: new RealHost(root), stages: [asks('a', false), asks('b', true)], answers: {}, interactive: false, discover});
 		expect(await engine.run()).toBe(0);
 		expect(planned).toEqual(['a: without', 'b: with answers']);
-		expect(calls.filter(call => call.purpose === 'plan')).toEqual([{answers: {a: {path: '/elsewhere'}, b: {path: '/elsewhere'}}, purpose: 'plan'}]);
+		expect(calls.filter(call => call.answers !== undefined && call.purpose === 'plan')).toEqual([{answers: {a: {path: '/elsewhere'}, b: {path: '/elsewhere'}}, purpose: 'plan'}]);
+		// Everything before applying is planning; verification reads afresh.
+		expect(calls.every(call => call.purpose === (call.answers === undefined ? 'plan' : call.purpose))).toBe(true);
+		expect(calls.some(call => call.purpose === 'verify')).toBe(true);
 	});
 
 	test('a stage that does not apply here is shown as left out, with its reason, and not verified', async () => {

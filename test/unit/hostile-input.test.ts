@@ -7,7 +7,7 @@ import {afterEach, describe, expect, test} from 'vitest';
 import {parseCli, parseAnswersFile} from '../../source/cli/args.js';
 import {coerceAnswer, checkAnswer, createEngine} from '../../source/engine/engine.js';
 import {InputError, RUNS_DIR, type Question} from '../../source/engine/contract.js';
-import {RunDir} from '../../source/engine/run-dir.js';
+import {acquireLock, RunDir} from '../../source/engine/run-dir.js';
 import {redactFile, decodesToKey} from '../../source/engine/preview.js';
 import {RealHost} from '../../source/host/real.js';
 import {decrypt, generateIdentity} from '../../source/crypto/age.js';
@@ -138,6 +138,17 @@ describe('2. concurrent runs: the lock comes before discovery, run ids are uniqu
 		expect(backup).toBe(original);
 		// The lock is gone once the run ended.
 		await expect(fs.stat(path.join(root, 'var/lib/etcd-harden/lock'))).rejects.toThrow();
+	});
+
+	test('twenty runs taking the lock at once: exactly one gets it, the others are told who holds it', async () => {
+		const root = await tempDir();
+		const host = new RealHost(root);
+		const outcomes = await Promise.allSettled(Array.from({length: 20}, () => acquireLock(host, process.pid)));
+		expect(outcomes.filter(outcome => outcome.status === 'fulfilled')).toHaveLength(1);
+		for (const outcome of outcomes) {
+			if (outcome.status === 'rejected') expect(String(outcome.reason)).toMatch(/another etcd-harden run \(pid \d+\) holds/);
+		}
+		expect(await fs.readdir(path.join(root, 'var/lib/etcd-harden'))).toEqual(['lock']);
 	});
 
 	test('run directories of the same second get their own ids', async () => {
