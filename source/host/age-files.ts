@@ -24,10 +24,11 @@ import {defaultWorkers, runChunkWorkers} from './age-parallel.js';
 import {reclaimCipherBuffers} from './memory.js';
 
 /**
- * Below this size a file is processed on the main thread: starting worker threads (~20-40 ms
- * each) costs more than they save. bench/backup measures both paths.
+ * Below this size a file is processed on the main thread: starting two worker threads took
+ * 70-100 ms of CPU (130-150 ms to the first answer on the busy 2-core machine), about what one
+ * core spends on 64 MiB. bench/backup prints both paths (`--size 64M` shows the crossover).
  */
-export const PARALLEL_MIN_BYTES = 8 * 1024 * 1024;
+export const PARALLEL_MIN_BYTES = 64 * 1024 * 1024;
 
 export interface FileOutputOptions {
 	/** Mode of the created file; default 0o600. */
