@@ -7,6 +7,7 @@ import {randomBytes} from 'node:crypto';
 import {open, rename, rm, type FileHandle} from 'node:fs/promises';
 import {basename, dirname, join} from 'node:path';
 import {
+	AgeError,
 	MAX_FEED,
 	OUTPUT_ROOM,
 	resolveIdentities,
@@ -20,7 +21,7 @@ import {
 	type Processor,
 	type Pull,
 } from '../crypto/age.js';
-import {defaultWorkers, runChunkWorkers} from './age-parallel.js';
+import {defaultWorkers, runChunkWorkers, type ChunkJob} from './age-parallel.js';
 import {reclaimCipherBuffers} from './memory.js';
 
 /**
@@ -51,6 +52,17 @@ function workersFor(options: FileOutputOptions, regularFile: boolean, size: numb
 	if (!regularFile) return 1;
 	if (options.workers !== undefined) return Math.max(1, Math.floor(options.workers));
 	return size >= PARALLEL_MIN_BYTES ? defaultWorkers() : 1;
+}
+
+/** Run the workers; an error that is not the age format's names the file it was working on. */
+async function runParallel(job: ChunkJob, workers: number, inputPath: string): Promise<void> {
+	try {
+		await runChunkWorkers(job, {workers});
+	} catch (error) {
+		if (error instanceof AgeError) throw error;
+		const verb = job.direction === 'seal' ? 'encrypting' : 'decrypting';
+		throw new Error(`${verb} ${inputPath} failed: ${error instanceof Error ? error.message : String(error)}`, {cause: error});
+	}
 }
 
 async function checkUnchanged(input: FileHandle, inputPath: string, size: number): Promise<void> {
@@ -174,7 +186,7 @@ export async function encryptFile(
 		}
 		const {chunks} = sealedLayout(stat.size);
 		const job = {direction: 'seal', payloadKey, inputFd: input.fd, outputFd: output.fd, inputStart: 0, outputStart: prefix.length, chunks, inputBytes: stat.size} as const;
-		await runChunkWorkers(job, {workers});
+		await runParallel(job, workers, inputPath);
 		await checkUnchanged(input, inputPath, stat.size);
 	});
 }
@@ -212,7 +224,7 @@ export async function decryptFile(
 		const inputBytes = stat.size - inputStart;
 		const {chunks} = openedLayout(inputBytes);
 		const job = {direction: 'open', payloadKey, inputFd: input.fd, outputFd: output.fd, inputStart, outputStart: 0, chunks, inputBytes} as const;
-		await runChunkWorkers(job, {workers});
+		await runParallel(job, workers, inputPath);
 		await checkUnchanged(input, inputPath, stat.size);
 	});
 }
