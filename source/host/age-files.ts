@@ -185,7 +185,7 @@ export async function encryptFile(
 			return;
 		}
 		const {chunks} = sealedLayout(stat.size);
-		const job = {direction: 'seal', payloadKey, inputFd: input.fd, outputFd: output.fd, inputStart: 0, outputStart: prefix.length, chunks, inputBytes: stat.size} as const;
+		const job = {direction: 'seal', payloadKey, input, output, inputStart: 0, outputStart: prefix.length, chunks, inputBytes: stat.size} as const;
 		await runParallel(job, workers, inputPath);
 		await checkUnchanged(input, inputPath, stat.size);
 	});
@@ -223,7 +223,7 @@ export async function decryptFile(
 		const inputStart = pulled - rest.length;
 		const inputBytes = stat.size - inputStart;
 		const {chunks} = openedLayout(inputBytes);
-		const job = {direction: 'open', payloadKey, inputFd: input.fd, outputFd: output.fd, inputStart, outputStart: 0, chunks, inputBytes} as const;
+		const job = {direction: 'open', payloadKey, input, output, inputStart, outputStart: 0, chunks, inputBytes} as const;
 		await runParallel(job, workers, inputPath);
 		await checkUnchanged(input, inputPath, stat.size);
 	});

@@ -177,7 +177,7 @@ describe('the worker coordinator', () => {
 		const output = await open(join(dir, 'out'), 'w');
 		try {
 			const {chunks} = sealedLayout(plaintext.length);
-			const job = {direction: 'seal', payloadKey: key, inputFd: input.fd, outputFd: output.fd, inputStart: 0, outputStart: 0, chunks, inputBytes: plaintext.length} as const;
+			const job = {direction: 'seal', payloadKey: key, input, output, inputStart: 0, outputStart: 0, chunks, inputBytes: plaintext.length} as const;
 			await runChunkWorkers(job, {workers: 2, batchChunks: 2, ...(workerCode === undefined ? {} : {workerCode})});
 		} finally {
 			await input.close();
@@ -186,7 +186,7 @@ describe('the worker coordinator', () => {
 		return readFile(join(dir, 'out'));
 	}
 
-	it('writes the sequential sealer’s bytes from two workers, batch by batch', async () => {
+	it('writes the sequential sealer’s bytes from two workers, batch by batch, in file order', async () => {
 		const plaintext = randomBytes(11 * CHUNK_SIZE + 9);
 		expect((await runWith(undefined, plaintext)).equals(sealSequential(plaintext))).toBe(true);
 	});
