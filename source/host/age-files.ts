@@ -40,9 +40,9 @@ export interface FileOutputOptions {
 	 */
 	readonly sync?: boolean;
 	/**
-	 * Worker threads for a regular file. Default: one per core (os.availableParallelism()) for a
-	 * file of at least PARALLEL_MIN_BYTES, else the main thread. A number given here is used at
-	 * any size; 1 keeps the work on the main thread.
+	 * Worker threads for a regular file. Default: for a file of at least PARALLEL_MIN_BYTES, one
+	 * per idle core (defaultWorkers: os.availableParallelism() less the load average), else the
+	 * main thread. A number given here is used at any size; 1 keeps the work on the main thread.
 	 */
 	readonly workers?: number;
 }

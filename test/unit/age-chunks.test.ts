@@ -20,7 +20,7 @@ import {
 	sealChunks,
 	sealedLayout,
 } from '../../source/crypto/age-payload.js';
-import {runChunkWorkers} from '../../source/host/age-parallel.js';
+import {runChunkWorkers, workersForLoad} from '../../source/host/age-parallel.js';
 import {ageWorkerCode} from '../../source/host/age-worker.generated.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import {ageWorkerModule} from '../../scripts/generate-age-worker.mjs';
@@ -159,6 +159,19 @@ describe('sealChunks / openChunks', () => {
 			const {chunks, sealedBytes} = sealedLayout(size);
 			expect(openedLayout(sealedBytes)).toEqual({chunks, plaintextBytes: size});
 		}
+	});
+});
+
+describe('the default worker count', () => {
+	it('is one per idle core, and the sequential loop when fewer than two cores are idle', () => {
+		expect(workersForLoad(2, 0)).toBe(2);
+		expect(workersForLoad(2, 0.4)).toBe(2);
+		expect(workersForLoad(2, 0.6)).toBe(1);
+		expect(workersForLoad(2, 7)).toBe(1);
+		expect(workersForLoad(64, 10)).toBe(54);
+		expect(workersForLoad(8, -1)).toBe(8);
+		expect(workersForLoad(8, Number.NaN)).toBe(8);
+		expect(workersForLoad(1, 0)).toBe(1);
 	});
 });
 
