@@ -6,6 +6,7 @@
 // The library is loaded from $AGE_LIB (a built age.js), default dist/source/crypto/age.js, and
 // its file loop from $AGE_FILES_LIB (the host's age-files.js), default beside it in dist.
 // AGE_CLI_SYNC=0 skips the fsync of encryptFile/decryptFile (the age command does not fsync).
+// AGE_CLI_WORKERS=N passes workers: N (1: the sequential loop); unset: the library's default.
 import {createReadStream, readFileSync} from 'node:fs';
 import {dirname, join, resolve} from 'node:path';
 import {fileURLToPath, pathToFileURL} from 'node:url';
@@ -21,14 +22,15 @@ if (!((mode === 'encrypt' && flag === '-r') || (mode === 'decrypt' && flag === '
 	process.exit(2);
 }
 const sync = process.env.AGE_CLI_SYNC !== '0';
+const options = {sync, ...(process.env.AGE_CLI_WORKERS ? {workers: Number(process.env.AGE_CLI_WORKERS)} : {})};
 const started = process.hrtime.bigint();
 try {
 	if (mode === 'encrypt') {
-		await age.encryptFile(input, output, key, {sync});
+		await age.encryptFile(input, output, key, options);
 	} else {
 		const identities = age.parseIdentityFile(readFileSync(key, 'utf8'));
 		if (output === '-') await age.decryptStream(createReadStream(input), process.stdout, identities);
-		else await age.decryptFile(input, output, identities, {sync});
+		else await age.decryptFile(input, output, identities, options);
 	}
 } catch (error) {
 	process.stderr.write(`age-cli: ${error instanceof Error ? error.message : String(error)}\n`);

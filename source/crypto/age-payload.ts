@@ -40,6 +40,92 @@ function chunkNonce(nonce: Buffer, counter: number, last: boolean): Buffer {
 	return nonce;
 }
 
+/**
+ * Seal one batch of consecutive chunks: `plaintext` holds whole 64 KiB chunks starting at chunk
+ * index `first` (only the final chunk of the payload may be shorter, and it is empty only when
+ * the whole payload is). `final` says the batch ends the payload: its last chunk gets the
+ * last-chunk flag. Chunks are independent given their index, so batches may be sealed in any
+ * order and on any thread; concatenated in index order they are exactly what PayloadSealer
+ * writes. Returns the sealed batch as pieces (each chunk's ciphertext, then its tag), to be
+ * written in order (one writev): node:crypto returns fresh buffers, and copying them into one
+ * buffer would cost a pass over every byte.
+ */
+export function sealChunks(payloadKey: Uint8Array, first: number, plaintext: Uint8Array, final: boolean): Buffer[] {
+	const count = batchChunkCount(first, plaintext.length, CHUNK_SIZE, final);
+	const nonce = Buffer.alloc(12);
+	const input = Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
+	const pieces: Buffer[] = [];
+	for (let i = 0; i < count; i++) {
+		const piece = input.subarray(i * CHUNK_SIZE, Math.min((i + 1) * CHUNK_SIZE, input.length));
+		const cipher = createCipheriv('chacha20-poly1305', payloadKey, chunkNonce(nonce, first + i, final && i === count - 1), {
+			authTagLength: TAG_BYTES,
+		});
+		pieces.push(cipher.update(piece));
+		cipher.final();
+		pieces.push(cipher.getAuthTag());
+	}
+	return pieces;
+}
+
+/**
+ * Open one batch of consecutive sealed chunks starting at chunk index `first` (see sealChunks;
+ * `final` marks the batch that ends the payload). Every chunk of the batch is authenticated
+ * before any plaintext is returned; the first chunk that fails throws AgeError CHUNK_AUTH naming
+ * its index, with the message PayloadOpener gives. Returns the plaintext as pieces, in order.
+ */
+export function openChunks(payloadKey: Uint8Array, first: number, sealed: Uint8Array, final: boolean): Buffer[] {
+	const count = batchChunkCount(first, sealed.length, SEALED_CHUNK_SIZE, final);
+	const nonce = Buffer.alloc(12);
+	const input = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+	const pieces: Buffer[] = [];
+	for (let i = 0; i < count; i++) {
+		const piece = input.subarray(i * SEALED_CHUNK_SIZE, Math.min((i + 1) * SEALED_CHUNK_SIZE, input.length));
+		if (piece.length < TAG_BYTES) throw new AgeError('TRUNCATED', `chunk ${first + i} is incomplete: file is truncated`);
+		const decipher = createDecipheriv('chacha20-poly1305', payloadKey, chunkNonce(nonce, first + i, final && i === count - 1), {
+			authTagLength: TAG_BYTES,
+		});
+		decipher.setAuthTag(piece.subarray(piece.length - TAG_BYTES));
+		const plaintext = decipher.update(piece.subarray(0, piece.length - TAG_BYTES));
+		try {
+			decipher.final();
+		} catch {
+			throw new AgeError('CHUNK_AUTH', `chunk ${first + i} failed authentication: file is truncated or tampered`);
+		}
+		pieces.push(plaintext);
+	}
+	return pieces;
+}
+
+/** Chunks in a batch of `length` bytes; only a final batch may end in a short (or, alone, empty) chunk. */
+function batchChunkCount(first: number, length: number, chunkBytes: number, final: boolean): number {
+	if (!final && (length === 0 || length % chunkBytes !== 0)) {
+		throw new RangeError('payload batch: a batch that does not end the payload must hold whole chunks');
+	}
+	if (final && length === 0 && first > 0) throw new RangeError('payload batch: only an empty payload ends in an empty chunk');
+	return Math.max(1, Math.ceil(length / chunkBytes));
+}
+
+/** How a plaintext of `plaintextBytes` is chunked: chunk count and the sealed payload's size. */
+export function sealedLayout(plaintextBytes: number): {chunks: number; sealedBytes: number} {
+	const chunks = Math.max(1, Math.ceil(plaintextBytes / CHUNK_SIZE));
+	return {chunks, sealedBytes: plaintextBytes + chunks * TAG_BYTES};
+}
+
+/**
+ * How a sealed payload of `payloadBytes` (after the 16-byte nonce) is chunked, for decrypting
+ * chunks by index. Throws the AgeError PayloadOpener.finish gives for a payload that cannot be
+ * whole: no chunk, a final chunk shorter than its tag, an empty final chunk after others.
+ */
+export function openedLayout(payloadBytes: number): {chunks: number; plaintextBytes: number} {
+	const whole = Math.floor(payloadBytes / SEALED_CHUNK_SIZE);
+	const rest = payloadBytes % SEALED_CHUNK_SIZE;
+	if (payloadBytes === 0) throw new AgeError('TRUNCATED', 'file is truncated: the payload has no chunks');
+	if (rest === 0) return {chunks: whole, plaintextBytes: payloadBytes - whole * TAG_BYTES};
+	if (rest < TAG_BYTES) throw new AgeError('TRUNCATED', `chunk ${whole} is incomplete: file is truncated`);
+	if (rest === TAG_BYTES && whole > 0) throw new AgeError('CHUNK_AUTH', `chunk ${whole} is an empty final chunk: file is malformed`);
+	return {chunks: whole + 1, plaintextBytes: payloadBytes - (whole + 1) * TAG_BYTES};
+}
+
 function checkFeed(block: Buffer, maxBlock: number, out: Buffer, offset: number): void {
 	if (block.length > maxBlock || out.length - offset < OUTPUT_ROOM) {
 		throw new RangeError('payload feed: block too large or output buffer too small');

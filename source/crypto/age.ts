@@ -32,7 +32,7 @@ import {
 } from './age-keys.js';
 import {MAX_FEED, OUTPUT_ROOM, PAYLOAD_NONCE_BYTES, PayloadOpener, PayloadSealer, type Reclaim} from './age-payload.js';
 
-export {MAX_FEED, OUTPUT_ROOM, type Reclaim} from './age-payload.js';
+export {MAX_FEED, OUTPUT_ROOM, openChunks, openedLayout, sealChunks, sealedLayout, type Reclaim} from './age-payload.js';
 
 /** How a long stream frees memory as it goes (see age-payload.ts). */
 export type StreamOptions = {reclaim?: Reclaim};
@@ -48,7 +48,7 @@ export {
 	X25519Recipient,
 } from './age-keys.js';
 
-export {CHUNK_SIZE} from './age-payload.js';
+export {CHUNK_SIZE, SEALED_CHUNK_SIZE} from './age-payload.js';
 
 // ---------------------------------------------------------------------------------------------
 // Keys
@@ -219,7 +219,8 @@ export async function startEncryption(recipients: Array<X25519Recipient | Scrypt
 	const fileKey = randomBytes(FILE_KEY_BYTES);
 	const header = await buildHeader(fileKey, recipients);
 	const nonce = randomBytes(PAYLOAD_NONCE_BYTES);
-	return {prefix: Buffer.concat([header, nonce]), sealer: new PayloadSealer(hkdf(fileKey, nonce, 'payload'), reclaim)};
+	const payloadKey = hkdf(fileKey, nonce, 'payload');
+	return {prefix: Buffer.concat([header, nonce]), payloadKey, sealer: new PayloadSealer(payloadKey, reclaim)};
 }
 
 /**
@@ -254,8 +255,8 @@ export async function startDecryption(pull: Pull, identities: Array<X25519Identi
 		if (more === undefined) throw new AgeError('TRUNCATED', 'file is truncated: the payload nonce is missing');
 		rest = Buffer.concat([rest, more]);
 	}
-	const opener = new PayloadOpener(hkdf(fileKey, rest.subarray(0, PAYLOAD_NONCE_BYTES), 'payload'), reclaim);
-	return {opener, rest: rest.subarray(PAYLOAD_NONCE_BYTES)};
+	const payloadKey = hkdf(fileKey, rest.subarray(0, PAYLOAD_NONCE_BYTES), 'payload');
+	return {opener: new PayloadOpener(payloadKey, reclaim), payloadKey, rest: rest.subarray(PAYLOAD_NONCE_BYTES)};
 }
 
 function toBuffer(piece: unknown): Buffer {

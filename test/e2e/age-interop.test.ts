@@ -22,7 +22,8 @@ import {
 	generateIdentity,
 	parseIdentityFile,
 } from '../../source/crypto/age.js';
-import {decryptFile, encryptFile} from '../../source/host/age-files.js';
+import {decryptFile, encryptFile, PARALLEL_MIN_BYTES} from '../../source/host/age-files.js';
+import {BATCH_CHUNKS} from '../../source/host/age-parallel.js';
 
 function have(command: string): boolean {
 	return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
@@ -35,6 +36,11 @@ function run(command: string, args: string[], input?: Buffer) {
 
 function sha256(data: Buffer): string {
 	return createHash('sha256').update(data).digest('hex');
+}
+
+/** Bytes of the header (through the MAC line) at the start of an age file. */
+function headerLength(file: Buffer): number {
+	return file.indexOf('\n', file.indexOf('\n---') + 1) + 1;
 }
 
 function shellQuote(s: string): string {
@@ -169,6 +175,91 @@ describe('age interop: X25519', () => {
 		await expect(decrypt(theirs.stdout, generateIdentity().identity)).rejects.toThrow(
 			/no identity matched any recipient stanza/,
 		);
+	});
+});
+
+describe('age interop: the parallel file loop (worker threads)', () => {
+	// BATCH_CHUNKS chunks per batch: 5 batches exactly, 5 batches and a short final chunk, the
+	// empty file (one empty final chunk), and the default path above PARALLEL_MIN_BYTES.
+	const cases: Array<[string, number, number | undefined]> = [
+		['empty, 2 workers', 0, 2],
+		['one byte, 2 workers', 1, 2],
+		['5 batches, an exact multiple of 64 KiB, 2 workers', 5 * BATCH_CHUNKS * CHUNK_SIZE, 2],
+		['5 batches + 12345 bytes, 3 workers', 5 * BATCH_CHUNKS * CHUNK_SIZE + 12_345, 3],
+		['PARALLEL_MIN_BYTES + 3 bytes, default workers', PARALLEL_MIN_BYTES + 3, undefined],
+	];
+	let keyFile: string;
+	let recipient: string;
+	beforeAll(() => {
+		keyFile = join(dir, 'parallel.key');
+		expect(run('age-keygen', ['-o', keyFile]).status).toBe(0);
+		recipient = run('age-keygen', ['-y', keyFile]).stdout.toString().trim();
+	});
+
+	it.each(cases)('%s: age -d opens ours, ours opens age -r’s', async (_name, size, workers) => {
+		const options = workers === undefined ? {} : {workers};
+		const plaintext = randomBytes(size);
+		const plain = join(dir, `parallel-${size}`);
+		await writeFile(plain, plaintext);
+		await encryptFile(plain, `${plain}.ours.age`, recipient, options);
+		const chunks = Math.max(1, Math.ceil(size / CHUNK_SIZE));
+		expect((await stat(`${plain}.ours.age`)).size - headerLength(await readFile(`${plain}.ours.age`))).toBe(16 + size + 16 * chunks);
+		const opened = run('age', ['-d', '-i', keyFile, '-o', `${plain}.age-out`, `${plain}.ours.age`]);
+		expect(opened.stderr).toBe('');
+		expect(opened.status).toBe(0);
+		// age creates its -o file on the first plaintext byte: none for the empty file.
+		const byAge = size === 0 ? await readFile(`${plain}.age-out`).catch(() => Buffer.alloc(0)) : await readFile(`${plain}.age-out`);
+		expect(sha256(byAge)).toBe(sha256(plaintext));
+
+		expect(run('age', ['-r', recipient, '-o', `${plain}.theirs.age`, plain]).status).toBe(0);
+		const identities = parseIdentityFile(await readFile(keyFile, 'utf8'));
+		await decryptFile(`${plain}.theirs.age`, `${plain}.out`, identities, options);
+		expect(sha256(await readFile(`${plain}.out`))).toBe(sha256(plaintext));
+		// Ours opens ours too, and both directions leave exactly the files named.
+		await decryptFile(`${plain}.ours.age`, `${plain}.out2`, identities, options);
+		expect(sha256(await readFile(`${plain}.out2`))).toBe(sha256(plaintext));
+		await rm(plain);
+		for (const suffix of ['.ours.age', '.age-out', '.theirs.age', '.out', '.out2']) await rm(plain + suffix, {force: true});
+	});
+
+	it('a damaged age file fails in parallel exactly as it does sequentially, leaving nothing', async () => {
+		const plaintext = randomBytes(200 * CHUNK_SIZE + 500); // several batches at any BATCH_CHUNKS up to 32
+		const sub = await mkdtemp(join(dir, 'parallel-damage-'));
+		await writeFile(join(sub, 'plain'), plaintext);
+		expect(run('age', ['-r', recipient, '-o', join(sub, 'good.age'), join(sub, 'plain')]).status).toBe(0);
+		await rm(join(sub, 'plain'));
+		const good = await readFile(join(sub, 'good.age'));
+		const payload = headerLength(good) + 16;
+		const flip = (at: number) => {
+			const copy = Buffer.from(good);
+			copy[at] = (copy[at] ?? 0) ^ 0x20;
+			return copy;
+		};
+		const damaged: Array<[string, Buffer]> = [
+			['chunk 70 flipped', flip(payload + 70 * (CHUNK_SIZE + 16) + 9)],
+			['chunks 100 and 40 flipped', (() => {
+				const copy = flip(payload + 100 * (CHUNK_SIZE + 16) + 9);
+				copy[payload + 40 * (CHUNK_SIZE + 16)] ^= 0x20;
+				return copy;
+			})()],
+			['last byte flipped', flip(good.length - 1)],
+			['cut by one byte', good.subarray(0, good.length - 1)],
+			['cut at a chunk boundary', good.subarray(0, payload + 150 * (CHUNK_SIZE + 16))],
+			['cut inside a tag', good.subarray(0, payload + 150 * (CHUNK_SIZE + 16) + 7)],
+			['one byte appended', Buffer.concat([good, Buffer.from([0])])],
+		];
+		const identities = parseIdentityFile(await readFile(keyFile, 'utf8'));
+		for (const [name, bytes] of damaged) {
+			await writeFile(join(sub, 'in.age'), bytes);
+			const sequential = await decryptFile(join(sub, 'in.age'), join(sub, 'out'), identities, {workers: 1}).then(() => 'decrypted', (error: unknown) => error);
+			const parallel = await decryptFile(join(sub, 'in.age'), join(sub, 'out'), identities, {workers: 2}).then(() => 'decrypted', (error: unknown) => error);
+			expect(sequential, name).toBeInstanceOf(AgeError);
+			expect(parallel, name).toBeInstanceOf(AgeError);
+			expect((parallel as AgeError).message, name).toBe((sequential as AgeError).message);
+			expect((parallel as AgeError).message, name).not.toContain('\n');
+			expect(await readdir(sub), name).toEqual(['good.age', 'in.age']);
+			expect(run('age', ['-d', '-i', keyFile, join(sub, 'in.age')]).status, `${name}: age -d agrees it is damaged`).not.toBe(0);
+		}
 	});
 });
 

@@ -1,0 +1,221 @@
+/**
+ * The per-batch chunk functions of the age payload (source/crypto/age-payload.ts) that the
+ * parallel file loop runs on worker threads, checked against the sequential PayloadSealer and
+ * PayloadOpener; and the worker coordinator (source/host/age-parallel.ts) when a worker dies.
+ */
+import {randomBytes} from 'node:crypto';
+import {mkdtemp, open, readFile, rm, writeFile} from 'node:fs/promises';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {afterAll, beforeAll, describe, expect, it} from 'vitest';
+import {AgeError} from '../../source/crypto/age-header.js';
+import {
+	CHUNK_SIZE,
+	OUTPUT_ROOM,
+	openChunks,
+	openedLayout,
+	PayloadOpener,
+	PayloadSealer,
+	SEALED_CHUNK_SIZE,
+	sealChunks,
+	sealedLayout,
+} from '../../source/crypto/age-payload.js';
+import {runChunkWorkers, workersForLoad} from '../../source/host/age-parallel.js';
+import {ageWorkerCode} from '../../source/host/age-worker.generated.js';
+// @ts-expect-error: a plain .mjs script without type declarations
+import {ageWorkerModule} from '../../scripts/generate-age-worker.mjs';
+
+const key = randomBytes(32);
+
+/** The sequential sealer's output for `plaintext` (what age files hold after the nonce). */
+function sealSequential(plaintext: Buffer): Buffer {
+	const sealer = new PayloadSealer(key);
+	const out: Buffer[] = [];
+	const scratch = Buffer.alloc(OUTPUT_ROOM);
+	for (let i = 0; i < plaintext.length; i += 16 * CHUNK_SIZE) {
+		const n = sealer.feed(plaintext.subarray(i, i + 16 * CHUNK_SIZE), scratch);
+		out.push(Buffer.from(scratch.subarray(0, n)));
+	}
+	out.push(Buffer.from(scratch.subarray(0, sealer.finish(scratch))));
+	return Buffer.concat(out);
+}
+
+/** The sequential opener's result: the plaintext or the AgeError message. */
+function openSequential(payload: Buffer): Buffer | string {
+	const opener = new PayloadOpener(key);
+	const out: Buffer[] = [];
+	const scratch = Buffer.alloc(OUTPUT_ROOM + SEALED_CHUNK_SIZE);
+	try {
+		for (let i = 0; i < payload.length; i += OUTPUT_ROOM) {
+			const n = opener.feed(payload.subarray(i, i + OUTPUT_ROOM), scratch);
+			out.push(Buffer.from(scratch.subarray(0, n)));
+		}
+		out.push(Buffer.from(scratch.subarray(0, opener.finish(scratch))));
+		return Buffer.concat(out);
+	} catch (error) {
+		if (error instanceof AgeError) return error.message;
+		throw error;
+	}
+}
+
+/** Seal `plaintext` in batches of `batch` chunks, in reverse order, as workers may. */
+function sealBatched(plaintext: Buffer, batch: number): Buffer {
+	const {chunks} = sealedLayout(plaintext.length);
+	const parts: Buffer[] = [];
+	for (let first = Math.floor((chunks - 1) / batch) * batch; first >= 0; first -= batch) {
+		const final = first + batch >= chunks;
+		const end = final ? plaintext.length : (first + batch) * CHUNK_SIZE;
+		parts.unshift(Buffer.concat(sealChunks(key, first, plaintext.subarray(first * CHUNK_SIZE, end), final)));
+	}
+	return Buffer.concat(parts);
+}
+
+/** Open a payload in batches of `batch` chunks through openedLayout, or the AgeError message. */
+function openBatched(payload: Buffer, batch: number): Buffer | string {
+	try {
+		const {chunks} = openedLayout(payload.length);
+		const parts: Buffer[] = [];
+		for (let first = 0; first < chunks; first += batch) {
+			const final = first + batch >= chunks;
+			const end = final ? payload.length : (first + batch) * SEALED_CHUNK_SIZE;
+			parts.push(...openChunks(key, first, payload.subarray(first * SEALED_CHUNK_SIZE, end), final));
+		}
+		return Buffer.concat(parts);
+	} catch (error) {
+		if (error instanceof AgeError) return error.message;
+		throw error;
+	}
+}
+
+const sizes = [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE, 7 * CHUNK_SIZE + 5];
+
+describe('sealChunks / openChunks', () => {
+	it.each(sizes)('batches of any size, sealed in any order, give the sequential sealer’s bytes (%i bytes)', size => {
+		const plaintext = randomBytes(size);
+		const expected = sealSequential(plaintext);
+		expect(expected.length).toBe(sealedLayout(size).sealedBytes);
+		for (const batch of [1, 2, 3, 32]) {
+			expect(sealBatched(plaintext, batch).equals(expected), `batch ${batch}`).toBe(true);
+			const opened = openBatched(expected, batch);
+			expect(Buffer.isBuffer(opened) && opened.equals(plaintext), `batch ${batch}`).toBe(true);
+		}
+	});
+
+	it('a tampered chunk fails with the index the sequential opener names, and returns nothing', () => {
+		const plaintext = randomBytes(9 * CHUNK_SIZE + 77);
+		const sealed = sealSequential(plaintext);
+		for (const chunk of [0, 4, 5, 9]) {
+			const tampered = Buffer.from(sealed);
+			const at = Math.min(chunk * SEALED_CHUNK_SIZE + 100, tampered.length - 1);
+			tampered[at] = (tampered[at] ?? 0) ^ 0x01;
+			expect(openSequential(tampered)).toBe(`chunk ${chunk} failed authentication: file is truncated or tampered`);
+			for (const batch of [1, 3, 32]) expect(openBatched(tampered, batch), `batch ${batch}`).toBe(openSequential(tampered));
+		}
+		// The batch holding the bad chunk returns no plaintext at all, not the good chunks before it.
+		const tampered = Buffer.from(sealed);
+		tampered[5 * SEALED_CHUNK_SIZE + 3] ^= 0x01;
+		expect(() => openChunks(key, 4, tampered.subarray(4 * SEALED_CHUNK_SIZE, 6 * SEALED_CHUNK_SIZE), false)).toThrow(/chunk 5 failed/);
+	});
+
+	it('a chunk sealed under another index or as not-final does not open', () => {
+		const plaintext = randomBytes(2 * CHUNK_SIZE);
+		const firstChunk = Buffer.concat(sealChunks(key, 0, plaintext.subarray(0, CHUNK_SIZE), false));
+		expect(() => openChunks(key, 1, firstChunk, false)).toThrow(/chunk 1 failed authentication/);
+		expect(() => openChunks(key, 0, firstChunk, true)).toThrow(/chunk 0 failed authentication/);
+		expect(Buffer.concat(openChunks(key, 0, firstChunk, false)).equals(plaintext.subarray(0, CHUNK_SIZE))).toBe(true);
+	});
+
+	it('truncated and extended payloads fail before any chunk is opened, with the sequential opener’s message', () => {
+		const sealed = sealSequential(randomBytes(2 * CHUNK_SIZE + 100));
+		const cut = (n: number) => sealed.subarray(0, n);
+		const cases = [
+			cut(0),
+			cut(15),
+			cut(SEALED_CHUNK_SIZE + 15),
+			cut(SEALED_CHUNK_SIZE + 16),
+			cut(2 * SEALED_CHUNK_SIZE),
+			cut(2 * SEALED_CHUNK_SIZE + 16),
+			cut(sealed.length - 1),
+			Buffer.concat([sealed, Buffer.alloc(1)]),
+			Buffer.concat([sealed.subarray(0, 2 * SEALED_CHUNK_SIZE), Buffer.alloc(10)]),
+		];
+		for (const payload of cases) {
+			const expected = openSequential(payload);
+			expect(typeof expected, `${payload.length} bytes`).toBe('string');
+			expect(openBatched(payload, 1), `${payload.length} bytes`).toBe(expected);
+			expect(openBatched(payload, 32), `${payload.length} bytes`).toBe(expected);
+		}
+	});
+
+	it('refuses batches that cannot be part of a payload', () => {
+		expect(() => sealChunks(key, 0, Buffer.alloc(CHUNK_SIZE + 1), false)).toThrow(RangeError);
+		expect(() => sealChunks(key, 0, Buffer.alloc(0), false)).toThrow(RangeError);
+		expect(() => sealChunks(key, 3, Buffer.alloc(0), true)).toThrow(RangeError);
+		expect(() => openChunks(key, 0, Buffer.alloc(SEALED_CHUNK_SIZE - 1), false)).toThrow(RangeError);
+	});
+
+	it('sealedLayout and openedLayout describe the same file', () => {
+		for (const size of [...sizes, 2 ** 31, 2 ** 31 + 1]) {
+			const {chunks, sealedBytes} = sealedLayout(size);
+			expect(openedLayout(sealedBytes)).toEqual({chunks, plaintextBytes: size});
+		}
+	});
+});
+
+describe('the default worker count', () => {
+	it('is one per idle core, and the sequential loop when fewer than two cores are idle', () => {
+		expect(workersForLoad(2, 0)).toBe(2);
+		expect(workersForLoad(2, 0.4)).toBe(2);
+		expect(workersForLoad(2, 0.6)).toBe(1);
+		expect(workersForLoad(2, 7)).toBe(1);
+		expect(workersForLoad(64, 10)).toBe(54);
+		expect(workersForLoad(8, -1)).toBe(8);
+		expect(workersForLoad(8, Number.NaN)).toBe(8);
+		expect(workersForLoad(1, 0)).toBe(1);
+	});
+});
+
+describe('the worker coordinator', () => {
+	let dir: string;
+	beforeAll(async () => {
+		dir = await mkdtemp(join(tmpdir(), 'age-chunks-'));
+	});
+	afterAll(async () => {
+		await rm(dir, {recursive: true, force: true});
+	});
+
+	async function runWith(workerCode: string | undefined, plaintext: Buffer): Promise<Buffer> {
+		await writeFile(join(dir, 'in'), plaintext);
+		const input = await open(join(dir, 'in'), 'r');
+		const output = await open(join(dir, 'out'), 'w');
+		try {
+			const {chunks} = sealedLayout(plaintext.length);
+			const job = {direction: 'seal', payloadKey: key, input, output, inputStart: 0, outputStart: 0, chunks, inputBytes: plaintext.length} as const;
+			await runChunkWorkers(job, {workers: 2, batchChunks: 2, ...(workerCode === undefined ? {} : {workerCode})});
+		} finally {
+			await input.close();
+			await output.close();
+		}
+		return readFile(join(dir, 'out'));
+	}
+
+	it('writes the sequential sealer’s bytes from two workers, batch by batch, in file order', async () => {
+		const plaintext = randomBytes(11 * CHUNK_SIZE + 9);
+		expect((await runWith(undefined, plaintext)).equals(sealSequential(plaintext))).toBe(true);
+	});
+
+	it('fails, without hanging, when a worker exits or throws', async () => {
+		const plaintext = randomBytes(8 * CHUNK_SIZE);
+		await expect(runWith('process.exit(3)', plaintext)).rejects.toThrow(/age worker thread stopped unexpectedly \(exit code 3\)/);
+		const throwing = "require('node:worker_threads').parentPort.on('message', () => { throw new Error('boom') })";
+		await expect(runWith(throwing, plaintext)).rejects.toThrow(/age worker thread stopped unexpectedly \(boom\)/);
+	});
+});
+
+describe('the bundled worker', () => {
+	it('age-worker.generated.ts is built from the current sources (run node scripts/generate-age-worker.mjs)', async () => {
+		const expected = (await ageWorkerModule()) as string;
+		expect(expected).toContain(JSON.stringify(ageWorkerCode));
+		expect(await readFile(new URL('../../source/host/age-worker.generated.ts', import.meta.url), 'utf8')).toBe(expected);
+	});
+});
