@@ -124,7 +124,7 @@ export function renderFleet(settings: FleetSettings, inventory?: string): Render
 	}
 	for (const operation of fleetOperations) files.push({path: playbookName(operation), content: renderPlaybook(operation), mode: 0o644});
 	files.push({path: 'etcd-harden-vars.yml', content: renderVars(settings), mode: 0o600});
-	if (inventory !== undefined) files.push({path: 'inventory.yml', content: inventory, mode: 0o600});
+	if (inventory !== undefined) files.push({path: 'inventory', content: inventory, mode: 0o600});
 	return files.sort((a, b) => a.path.localeCompare(b.path));
 }
 
@@ -134,3 +134,9 @@ export function nodesInventory(nodes: ReadonlyArray<{name: string; address?: str
 	for (const node of nodes) hosts[node.name] = {...(node.address ? {ansible_host: node.address} : {}), etcd_harden_node_name: node.name};
 	return `# Control-plane Nodes of the cluster (etcd-harden fleet --nodes); ssh as your Ansible configuration says.\n${stringify({all: {hosts}})}`;
 }
+
+/** Defaults of etcd-harden fleet (their one home). */
+export const FLEET_DEFAULTS = {
+	/** How long a gate waits for every control plane to report the same config hash. */
+	gateSeconds: 300,
+} as const;

@@ -18,6 +18,7 @@ DOCUMENTATION = '''
 import json
 import sys
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 STDOUT_LIMIT = 262144
@@ -35,6 +36,9 @@ def _step(task):
 
 
 def _collect(task):
+    # Under --check every tool run is a --dry-run: its plan is what the operator asked for.
+    if context.CLIARGS.get('check'):
+        return True
     try:
         return bool(task.get_vars().get('etcd_harden_collect'))
     except Exception:  # noqa: BLE001
