@@ -122,7 +122,7 @@ async function listHosts(context: FleetContext, dir: string, inventory: string, 
 	}
 	const lines = result.stdout.split('\n');
 	const at = lines.findIndex(line => /^\s*hosts \(\d+\):/.test(line));
-	const hosts = at === -1 ? [] : lines.slice(at + 1).map(line => line.trim()).filter(line => line !== '');
+	const hosts = (at === -1 ? [] : lines.slice(at + 1).map(line => line.trim()).filter(line => line !== '')).sort();
 	if (hosts.length === 0) throw new InputError(`--inventory${limit ? '/--limit' : ''}: no host to run on. List the control planes in the inventory${limit ? ', or widen --limit' : ''}.`);
 	return hosts;
 }
