@@ -171,12 +171,13 @@ export async function runFleet(request: FleetRequest, context: FleetContext, onV
 	try {
 		const inventory = inventoryText === undefined ? inventoryPath! : path.join(dir, 'inventory');
 		const hosts = await listHosts(context, dir, inventory, request.limit, playbook);
-		const steps = fleetSteps(operation).filter(step => !(request.dryRun && step.id === 'cleanup'));
+		const steps = fleetSteps(operation);
 		const view = {current: initialView(operation, request.dryRun, steps, hosts)};
 		onView(view.current);
 		const limit = request.limit ? ['--limit', request.limit] : [];
 		const main = await play(context, dir, ['ansible-playbook', '-i', inventory, ...limit, ...(request.dryRun ? ['--check'] : []), playbook], view, onView);
-		if (!request.dryRun) {
+		{
+			// Whatever happened (a dry run too: it copied the tool and the key to run each node's --dry-run).
 			const cleanup = await play(context, dir, ['ansible-playbook', '-i', inventory, ...limit, 'cleanup.yml'], {current: view.current}, next => {
 				view.current = {...next, finished: false};
 				onView(view.current);
