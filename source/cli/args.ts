@@ -80,6 +80,11 @@ Usage
                                    on another control plane: run the config from a rotation bundle
   etcd-harden disable              identity first, rewrite everything in plaintext, then remove
                                    the keys once no encrypted value remains
+  etcd-harden fleet rotate|disable|status|export --inventory FILE | --nodes [--limit PATTERN]
+                  [--bundle-key FILE] [--executable FILE|installed] [-o DIR]
+                                   every control plane through Ansible, from a workstation:
+                                   each rotation step on all nodes, gated on every node's
+                                   reported config hash; export writes the play (README: Fleet)
   etcd-harden monitor [--once [--json]] [--textfile DIR] [--etcd-log FILE]
                                    watch for unauthorized access: etcd auth/TLS failures,
                                    firewall drops by source, values the apiserver cannot decrypt,
@@ -136,6 +141,11 @@ Flags
   --interval SECONDS    monitor: dashboard refresh (default 5)
   --read-threshold N    monitor: secret reads per second that alert (default 5)
   --node-name NAME      rotate/disable/status: this node's name in kube-system/etcd-harden-status
+  --inventory FILE      fleet: an Ansible inventory of the control planes
+  --nodes               fleet: the inventory from the cluster's control-plane Nodes
+  --limit PATTERN       fleet: Ansible's --limit
+  --executable F        fleet: the single executable to copy to every node, or "installed"
+  -o, --output DIR      fleet export: where the play is written
   --version             print the version
   -h, --help            this help
 

@@ -53,8 +53,11 @@ function fleetJson(run: Run): FleetJson {
 }
 
 describe('etcd-harden fleet through Ansible on three control planes', () => {
+	const started = Date.now();
+	/** Progress of this long test on stderr (the e2e log), with each fleet run's exit code. */
+	const log = (what: string, run?: Run) => process.stderr.write(`[fleet e2e ${((Date.now() - started) / 1000).toFixed(0)} s] ${what}${run ? `: exit ${run.exitCode}` : ''}\n`);
+
 	it('rotate stops at the node that fails its restart gate with every apiserver reading every secret; the rerun ends with key2 only on all three', async () => {
-		const started = Date.now();
 		tb = await startTestbed({secrets: SECRETS, configMaps: 5, namespaces: 2});
 		const testbed = tb;
 		expect((await cli(testbed, ENABLE)).exitCode).toBe(0);
@@ -69,8 +72,8 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		await testbed.writeFile(`${WORK}/inventory.json`, JSON.stringify(inventory));
 		await testbed.writeFile(`${WORK}/bundle-passphrase`, 'correct horse battery staple\n', {mode: 0o600});
 		await testbed.writeFile(`${WORK}/etcd-harden`, `#!/bin/sh\nexec ${process.execPath} ${CLI} "$@"\n`, {mode: 0o755});
-		const fleet = async (args: string[]): Promise<Run> => {
-			const result = await testbed.exec([process.execPath, CLI, 'fleet', ...args, '--inventory', `${WORK}/inventory.json`, '--executable', `${WORK}/etcd-harden`, '--json'], {
+		const fleet = async (args: string[], json = true): Promise<Run> => {
+			const result = await testbed.exec([process.execPath, CLI, 'fleet', ...args, '--inventory', `${WORK}/inventory.json`, '--executable', `${WORK}/etcd-harden`, ...(json ? ['--json'] : [])], {
 				reject: false,
 				stdin: 'ignore',
 				env: {CI: 'true', HOME: `${WORK}/tmp`, ANSIBLE_LOCAL_TEMP: `${WORK}/tmp/local`, ANSIBLE_REMOTE_TEMP: `${WORK}/tmp/remote`},
@@ -79,26 +82,57 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		};
 
 		// status: every node's etcd-harden status --json, collected by the play.
+		log('three control planes up');
 		const status = await fleet(['status']);
+		log('status', status);
 		expect(status.exitCode, show(status)).toBeLessThanOrEqual(1);
 		const statusJson = fleetJson(status);
 		expect(statusJson.nodes).toEqual(['cp-1', 'cp-2', 'cp-3']);
 		for (const node of statusJson.nodes) expect(Array.isArray(statusJson.outputs[node]?.['status']), show(status)).toBe(true);
 
+		// export --nodes: the play for one's own Ansible, the inventory from the control-plane Nodes (cp-2, cp-3 have Node objects here).
+		const exported = await cli(testbed, ['fleet', 'export', '--nodes', '--executable', 'installed', '-o', `${WORK}/export`]);
+		expect(exported.exitCode, show(exported)).toBe(0);
+		expect(exported.stdout).toContain(`Wrote the fleet play to ${WORK}/export`);
+		const exportedInventory = await testbed.readFile(`${WORK}/export/inventory`, 'utf8');
+		expect(exportedInventory).toMatch(/cp-2:\n\s+etcd_harden_node_name: cp-2/);
+		expect(exportedInventory).toMatch(/cp-3:\n\s+etcd_harden_node_name: cp-3/);
+		for (const file of ['rotate.yml', 'disable.yml', 'status.yml', 'cleanup.yml', 'tasks/step.yml', 'etcd-harden-vars.yml']) await testbed.readFile(`${WORK}/export/${file}`, 'utf8');
+		const again = await cli(testbed, ['fleet', 'export', '--nodes', '--executable', 'installed', '-o', `${WORK}/export`]);
+		expect(again.exitCode, show(again)).toBe(2);
+		expect(again.stderr).toMatch(/already holds .*Name a new directory; nothing was written/);
+
+		// --dry-run: the play, each step's plan from the first node's tool (--dry-run), nothing changed, nothing left behind.
+		const dry = await fleet(['rotate', '--dry-run', '--bundle-key', `${WORK}/bundle-passphrase`], false);
+		log('dry run', dry);
+		expect(dry.exitCode, show(dry)).toBe(0);
+		expect(dry.stdout).toContain('any_errors_fatal: true');
+		expect(dry.stdout).toMatch(/cp-1 prepare: rotate-prepare: Add secretbox key key2 after key1/);
+		expect(dry.stdout).toMatch(/^step\s+cp-1\s+cp-2\s+cp-3$/m);
+		expect(dry.stdout).toContain('Dry run finished: nothing was changed.');
+		for (const file of [CONFIG, config(cp2), config(cp3)]) expect(await configProviders(testbed, file)).toEqual(['secretbox:key1', 'identity']);
+		for (const node of [cp2, cp3]) expect((await node.exec(['test', '-e', '/var/lib/etcd-harden/fleet'], {reject: false})).exitCode).not.toBe(0);
+
 		const reader = readerLoop(testbed);
 		// cp-3 stops restarting its pods once it has applied prepare (its report in the ConfigMap):
 		// its promote restart gate then times out and is undone.
+		let firstDone = false;
 		const stopCp3 = (async () => {
-			while (true) {
+			while (!firstDone) {
 				const cm = await testbed.kubectl(['-n', 'kube-system', 'get', 'configmap', 'etcd-harden-status', '-o', 'jsonpath={.data.cp-3}'], {reject: false, stdin: 'ignore'});
 				const entry = String(cm.stdout) ? (JSON.parse(String(cm.stdout)) as {phase: string; state: string}) : undefined;
-				if (entry?.phase === 'bundle' && entry.state === 'done') break;
+				if (entry?.phase === 'bundle' && entry.state === 'done') {
+					await cp3.pause();
+					return true;
+				}
 				await sleep(300);
 			}
-			await cp3.pause();
+			return false;
 		})();
-		const first = await fleet(['rotate', '--bundle-key', `${WORK}/bundle-passphrase`, '--timeout', '15']);
-		await stopCp3;
+		const first = await fleet(['rotate', '--bundle-key', `${WORK}/bundle-passphrase`, '--timeout', '30']);
+		firstDone = true;
+		log('first rotate', first);
+		expect(await stopCp3, show(first)).toBe(true);
 		const firstJson = fleetJson(first);
 		expect(first.exitCode, show(first)).toBe(3);
 		expect(firstJson.failure, show(first)).toMatchObject({step: 'promote', node: 'cp-3'});
@@ -121,6 +155,7 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		// The node fixed: the rerun resumes from what the nodes report and finishes.
 		await cp3.resume();
 		const second = await fleet(['rotate', '--bundle-key', `${WORK}/bundle-passphrase`, '--timeout', '60']);
+		log('second rotate', second);
 		const secondJson = fleetJson(second);
 		expect(second.exitCode, show(second)).toBe(0);
 		expect(secondJson.failure).toBeNull();
