@@ -36,11 +36,11 @@ const STEPS: Record<FleetOperation, FleetStep[]> = {
 		agree('prune'),
 	],
 	disable: [
-		{id: 'identity', title: 'identity first: new writes in plaintext, every key still reads', first: ['disable', '--only', 'disable-identity'], apply: true},
+		{id: 'identity', title: 'identity first: new writes in plaintext, every key still reads', first: ['disable', '--only', 'disable-identity-first'], apply: true},
 		agree('identity'),
 		{id: 'reencrypt', title: 'every object rewritten in plaintext (once)', first: ['disable', '--only', 'reencrypt']},
 		{id: 'purge', title: 'old revisions compacted, every etcd member defragmented (once)', first: ['disable', '--only', 'purge-history']},
-		{id: 'remove', title: 'the keys removed once a raw etcd scan finds no encrypted value', first: ['disable', '--only', 'disable-remove'], apply: true},
+		{id: 'remove', title: 'the keys removed once a raw etcd scan finds no encrypted value', first: ['disable', '--only', 'disable-remove-keys'], apply: true},
 		agree('remove'),
 	],
 	status: [{id: 'status', title: 'etcd-harden status --json on every control plane'}],

@@ -128,11 +128,11 @@ async function listHosts(context: FleetContext, dir: string, inventory: string, 
 }
 
 /** Run a playbook with the etcd_harden callback, feeding the view. */
-async function play(context: FleetContext, dir: string, argv: string[], view: {current: FleetView}, onView: (view: FleetView) => void): Promise<{exitCode: number; stderr: string}> {
+async function play(context: FleetContext, dir: string, argv: string[], view: {current: FleetView}, onView: (view: FleetView) => void, signal: AbortSignal | undefined): Promise<{exitCode: number; stderr: string}> {
 	const result = await context.ansible.run(argv, {
 		cwd: dir,
 		env: {ANSIBLE_STDOUT_CALLBACK: 'etcd_harden', ANSIBLE_INVENTORY_UNPARSED_FAILED: 'True'},
-		signal: context.signal,
+		...(signal ? {signal} : {}),
 		onLine: line => {
 			const event = parseEventLine(line);
 			if (!event) return;
@@ -175,13 +175,14 @@ export async function runFleet(request: FleetRequest, context: FleetContext, onV
 		const view = {current: initialView(operation, request.dryRun, steps, hosts)};
 		onView(view.current);
 		const limit = request.limit ? ['--limit', request.limit] : [];
-		const main = await play(context, dir, ['ansible-playbook', '-i', inventory, ...limit, ...(request.dryRun ? ['--check'] : []), playbook], view, onView);
+		const main = await play(context, dir, ['ansible-playbook', '-i', inventory, ...limit, ...(request.dryRun ? ['--check'] : []), playbook], view, onView, context.signal);
 		{
 			// Whatever happened (a dry run too: it copied the tool and the key to run each node's --dry-run).
 			const cleanup = await play(context, dir, ['ansible-playbook', '-i', inventory, ...limit, 'cleanup.yml'], {current: view.current}, next => {
 				view.current = {...next, finished: false};
 				onView(view.current);
-			});
+				// Not cancelled with the run: after Ctrl-C the key still has to go.
+			}, undefined);
 			if (cleanup.exitCode !== 0 && main.exitCode === 0) view.current = {...view.current, failure: {step: 'cleanup', node: '-', reason: lastLine(cleanup.stderr) ?? `cleanup.yml exited ${cleanup.exitCode}`}};
 		}
 		let final = {...view.current, finished: true};

@@ -54,6 +54,11 @@ function fleetJson(run: Run): FleetJson {
 
 describe('etcd-harden fleet through Ansible on three control planes', () => {
 	const started = Date.now();
+	let fleet: (args: string[], json?: boolean) => Promise<Run> = async () => {
+		throw new Error('the first test did not get to start the fleet');
+	};
+	let nodes: SecondApiserver[] = [];
+	const config = (node: SecondApiserver) => `${node.dir}/kubernetes/enc/encryption-config.yaml`;
 	/** Progress of this long test on stderr (the e2e log), with each fleet run's exit code. */
 	const log = (what: string, run?: Run) => process.stderr.write(`[fleet e2e ${((Date.now() - started) / 1000).toFixed(0)} s] ${what}${run ? `: exit ${run.exitCode}` : ''}\n`);
 
@@ -63,7 +68,7 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		expect((await cli(testbed, ENABLE)).exitCode).toBe(0);
 		const cp2 = await startSecondApiserver(testbed, {nodeName: 'cp-2', port: 6444});
 		const cp3 = await startSecondApiserver(testbed, {nodeName: 'cp-3', port: 6445});
-		const config = (node: SecondApiserver) => `${node.dir}/kubernetes/enc/encryption-config.yaml`;
+		nodes = [cp2, cp3];
 
 		// The workstation's files: an inventory (nsenter into each node), the bundle passphrase, and the executable to copy.
 		const connection = (pid: number) => ({ansible_connection: 'community.docker.nsenter', ansible_nsenter_pid: pid, ansible_python_interpreter: '/usr/bin/python3'});
@@ -72,7 +77,7 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		await testbed.writeFile(`${WORK}/inventory.json`, JSON.stringify(inventory));
 		await testbed.writeFile(`${WORK}/bundle-passphrase`, 'correct horse battery staple\n', {mode: 0o600});
 		await testbed.writeFile(`${WORK}/etcd-harden`, `#!/bin/sh\nexec ${process.execPath} ${CLI} "$@"\n`, {mode: 0o755});
-		const fleet = async (args: string[], json = true): Promise<Run> => {
+		fleet = async (args: string[], json = true): Promise<Run> => {
 			const result = await testbed.exec([process.execPath, CLI, 'fleet', ...args, '--inventory', `${WORK}/inventory.json`, '--executable', `${WORK}/etcd-harden`, ...(json ? ['--json'] : [])], {
 				reject: false,
 				stdin: 'ignore',
@@ -169,6 +174,20 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		const data = JSON.parse(String(cm.stdout)) as Record<string, string>;
 		expect(Object.keys(data).sort()).toEqual(['cp-1', 'cp-2', 'cp-3']);
 		expect(new Set(Object.values(data).map(value => (JSON.parse(value) as {configSha256: string}).configSha256)).size).toBe(1);
-		process.stderr.write(`[fleet e2e] ${((Date.now() - started) / 1000).toFixed(0)} s, reader: ${state.reads} reads, ${state.unavailable} unavailable\n`);
+		log(`rotate done; reader: ${state.reads} reads, ${state.unavailable} unavailable`);
+	});
+
+	it('disable: identity first on all three, everything rewritten in plaintext, the keys removed everywhere', async () => {
+		const testbed = tb!;
+		const [cp2, cp3] = nodes as [SecondApiserver, SecondApiserver];
+		const run = await fleet(['disable', '--bundle-key', `${WORK}/bundle-passphrase`, '--timeout', '60']);
+		log('disable', run);
+		expect(run.exitCode, show(run)).toBe(0);
+		expect(fleetJson(run).cells['cp-1']!['reencrypt']!.state).toBe('changed');
+		for (const file of [CONFIG, config(cp2), config(cp3)]) expect(await configProviders(testbed, file)).toEqual(['identity']);
+		expect(Object.keys(await secretCounts(testbed))).toEqual(['plaintext']);
+		const cm = await testbed.kubectl(['-n', 'kube-system', 'get', 'configmap', 'etcd-harden-status', '-o', 'jsonpath={.data}']);
+		const data = JSON.parse(String(cm.stdout)) as Record<string, string>;
+		expect(new Set(Object.values(data).map(value => (JSON.parse(value) as {configSha256: string}).configSha256)).size).toBe(1);
 	});
 });

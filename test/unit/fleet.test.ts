@@ -16,6 +16,7 @@ import {ansibleTemplates} from '../../source/fleet/templates.generated.js';
 import {inventoryProblem} from '../../source/workflow/fleet.js';
 import {fleetTableLines} from '../../source/ui/fleet-format.js';
 import {parseCli} from '../../source/cli/args.js';
+import {disableStages, rotateStages} from '../../source/workflow/rotate.js';
 
 const templatesDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'templates', 'ansible');
 const settings: FleetSettings = {
@@ -50,7 +51,9 @@ describe('fleet: the rendered play', () => {
 		const [play] = parse(renderPlaybook('rotate')) as Array<{any_errors_fatal: boolean; max_fail_percentage: number; tasks: Task[]}>;
 		expect(play!.any_errors_fatal).toBe(true);
 		expect(play!.max_fail_percentage).toBe(0);
-		const steps = play!.tasks.map(task => [task.vars?.['etcd_harden_step'], task['ansible.builtin.import_tasks']]);
+		const steps = play!.tasks.filter(task => 'ansible.builtin.import_tasks' in task).map(task => [task.vars?.['etcd_harden_step'], task['ansible.builtin.import_tasks']]);
+		// Before any step: the first control plane (the one that writes the new config) must be a host of the play.
+		expect(JSON.stringify(play!.tasks[1])).toContain('etcd_harden_first in ansible_play_hosts_all');
 		expect(steps).toEqual([
 			['setup', 'tasks/setup.yml'],
 			['prepare', 'tasks/step.yml'],
@@ -62,7 +65,7 @@ describe('fleet: the rendered play', () => {
 			['prune', 'tasks/step.yml'],
 			['agree-prune', 'tasks/gate.yml'],
 		]);
-		const byStep = Object.fromEntries(play!.tasks.map(task => [task.vars?.['etcd_harden_step'], task.vars]));
+		const byStep = Object.fromEntries(play!.tasks.filter(task => 'ansible.builtin.import_tasks' in task).map(task => [task.vars?.['etcd_harden_step'], task.vars]));
 		expect(byStep['prepare']).toMatchObject({etcd_harden_first_args: ['rotate', '--only', 'rotate-prepare'], etcd_harden_apply: true});
 		// Re-encryption and purge run once (on the first control plane), no bundle follows them.
 		expect(byStep['reencrypt']).toMatchObject({etcd_harden_first_args: ['rotate', '--only', 'reencrypt'], etcd_harden_apply: false});
@@ -72,7 +75,18 @@ describe('fleet: the rendered play', () => {
 
 	it('disable: identity first, agreement, re-encrypt, purge, keys removed, agreement', () => {
 		const [play] = parse(renderPlaybook('disable')) as Array<{tasks: Task[]}>;
-		expect(play!.tasks.map(task => task.vars?.['etcd_harden_step'])).toEqual(['setup', 'identity', 'agree-identity', 'reencrypt', 'purge', 'remove', 'agree-remove']);
+		expect(play!.tasks.filter(task => 'ansible.builtin.import_tasks' in task).map(task => task.vars?.['etcd_harden_step'])).toEqual(['setup', 'identity', 'agree-identity', 'reencrypt', 'purge', 'remove', 'agree-remove']);
+	});
+
+	it('each step names stages its command has (etcd-harden rotate/disable --only STAGE)', () => {
+		for (const [operation, stages] of [['rotate', rotateStages], ['disable', disableStages]] as const) {
+			const ids = stages.map(stage => stage.id);
+			for (const step of fleetSteps(operation)) {
+				if (!step.first) continue;
+				expect(step.first[0]).toBe(operation);
+				expect(ids, `${operation} step ${step.id}`).toContain(step.first[2]);
+			}
+		}
 	});
 
 	it('every task that touches the bundle or its key has no_log; the bundle travels only as the .age file', () => {
