@@ -1,7 +1,7 @@
 # etcd-harden fleet: the agreement gate's test. From the output of `etcd-harden status
 # --json` on the first control plane, the control planes that do not report its config
 # hash in kube-system/etcd-harden-status, each with why ("cp-2: has not reported");
-# and whether a run of the tool changed a file (its --json result lists the files).
+# and whether a run of the tool did something (its --json result lists files and work).
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
@@ -42,12 +42,13 @@ def etcd_harden_disagreement(status_stdout, nodes):
 
 
 def etcd_harden_changed(run_stdout):
-    """Whether a run of etcd-harden (its --json result) changed a file on the node."""
+    """Whether a run of etcd-harden (its --json result) did something on the node: wrote a
+    file, or ran a task (re-encryption, a report to the status ConfigMap, a defrag)."""
     try:
         result = json.loads(run_stdout or '')
     except ValueError:
         return False
-    return isinstance(result, dict) and result.get('dryRun') is not True and bool(result.get('files'))
+    return isinstance(result, dict) and result.get('dryRun') is not True and bool(result.get('files') or result.get('work'))
 
 
 class FilterModule(object):
