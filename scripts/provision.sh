@@ -14,7 +14,7 @@ CACHE="${ETCD_HARDEN_CACHE:-/var/cache/etcd-harden}"
 KUBE_VERSION="1.20.2"
 APISERVER_BIN="$CACHE/bin/kube-apiserver-$KUBE_VERSION"
 SRC_LIST=/etc/apt/sources.list.d/etcd-harden-deb-src.sources
-PACKAGES=(etcd-server etcd-client golang-go rsync openssl iptables nftables iproute2 tmux age dpkg-dev util-linux strace prometheus debootstrap)
+PACKAGES=(etcd-server etcd-client golang-go rsync openssl iptables nftables iproute2 tmux age dpkg-dev util-linux strace prometheus debootstrap ansible ansible-lint)
 # etcd 3.5 (what kubeadm installs since Kubernetes 1.22) beside the system's 3.4: Debian trixie's
 # etcd-server/etcd-client packages, unpacked into the cache (static binaries; nothing replaced).
 ETCD35_SUITE=trixie

@@ -35,7 +35,7 @@ export function parseBackupFlags(command: string, values: BackupFlagValues, posi
 	const flags: Array<[string, unknown, readonly string[]]> = [
 		['--recipient', values.recipient, ['backup']],
 		['--passphrase-file', values['passphrase-file'], ['backup', 'restore-check']],
-		['--output', values.output, ['backup', 'restore-check']],
+		['--output', values.output, ['backup', 'restore-check', 'fleet']],
 		['--keep', values.keep, ['backup']],
 		['--identity', values.identity, ['restore-check']],
 		['--allow-plaintext-history', values['allow-plaintext-history'] || undefined, ['backup']],

@@ -5,7 +5,7 @@ import {InputError, type AnswerValue, type Answers} from '../engine/contract.js'
 import {parseBackupFlags, type BackupCliOptions} from '../backup/cli-args.js';
 import {parseReportFlags, reportFlagSpecs, type MonitorCliOptions, type StatusCliOptions} from './report-args.js';
 
-export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable', 'root-password', 'monitor', 'undo'] as const;
+export const commands = ['harden', 'status', 'demo', 'backup', 'restore-check', 'rotate', 'disable', 'root-password', 'monitor', 'undo', 'fleet'] as const;
 export type Command = (typeof commands)[number];
 
 export type CliOptions = {
@@ -45,6 +45,17 @@ export type CliOptions = {
 	force: boolean;
 	/** undo RUN_ID (default: the last run). */
 	runId?: string;
+	/** fleet OPERATION and its flags (source/workflow/fleet.ts). */
+	fleet?: FleetCliOptions;
+};
+
+export const fleetOperationNames = ['rotate', 'disable', 'status', 'export'] as const;
+export type FleetCliOptions = {
+	operation: (typeof fleetOperationNames)[number];
+	inventory?: string;
+	limit?: string;
+	nodes: boolean;
+	executable?: string;
 };
 
 export const helpText = `etcd-harden: harden etcd and Kubernetes secrets at rest on a kubeadm control-plane node
@@ -69,6 +80,11 @@ Usage
                                    on another control plane: run the config from a rotation bundle
   etcd-harden disable              identity first, rewrite everything in plaintext, then remove
                                    the keys once no encrypted value remains
+  etcd-harden fleet rotate|disable|status|export --inventory FILE | --nodes [--limit PATTERN]
+                  [--bundle-key FILE] [--executable FILE|installed] [-o DIR]
+                                   every control plane through Ansible, from a workstation:
+                                   each rotation step on all nodes, gated on every node's
+                                   reported config hash; export writes the play (README: Fleet)
   etcd-harden monitor [--once [--json]] [--textfile DIR] [--etcd-log FILE]
                                    watch for unauthorized access: etcd auth/TLS failures,
                                    firewall drops by source, values the apiserver cannot decrypt,
@@ -125,6 +141,11 @@ Flags
   --interval SECONDS    monitor: dashboard refresh (default 5)
   --read-threshold N    monitor: secret reads per second that alert (default 5)
   --node-name NAME      rotate/disable/status: this node's name in kube-system/etcd-harden-status
+  --inventory FILE      fleet: an Ansible inventory of the control planes
+  --nodes               fleet: the inventory from the cluster's control-plane Nodes
+  --limit PATTERN       fleet: Ansible's --limit
+  --executable F        fleet: the single executable to copy to every node, or "installed"
+  -o, --output DIR      fleet export: where the play is written
   --version             print the version
   -h, --help            this help
 
@@ -162,6 +183,7 @@ keeps a journal and a backup of every file it overwrote in /var/lib/etcd-harden/
 const flagNames = [
 	'dry-run', 'root', 'yes', 'answers', 'set', 'plain', 'only', 'skip', 'json', 'deep', 'kubeconfig', 'timeout', 'concurrency', 'rate',
 	'recipient', 'passphrase-file', 'output', 'keep', 'identity', 'bundle', 'bundle-key', 'node-name', 'help', 'version', 'failed', 'force',
+	'inventory', 'limit', 'nodes', 'executable',
 	...Object.keys(reportFlagSpecs),
 ];
 
@@ -269,7 +291,7 @@ export function parseCli(argv: string[]): CliOptions {
 				rate: {type: 'string'},
 				recipient: {type: 'string', multiple: true, default: []},
 				'passphrase-file': {type: 'string'},
-				output: {type: 'string'},
+				output: {type: 'string', short: 'o'},
 				keep: {type: 'string'},
 				identity: {type: 'string'},
 				'allow-plaintext-history': {type: 'boolean'},
@@ -281,6 +303,10 @@ export function parseCli(argv: string[]): CliOptions {
 				...reportFlagSpecs,
 				failed: {type: 'boolean', default: false},
 				force: {type: 'boolean', default: false},
+				inventory: {type: 'string'},
+				limit: {type: 'string'},
+				nodes: {type: 'boolean', default: false},
+				executable: {type: 'string'},
 			},
 		});
 	} catch (error) {
@@ -292,15 +318,15 @@ export function parseCli(argv: string[]): CliOptions {
 		const suggestion = closest(positionals[0]!, commands);
 		throw new InputError(`unknown command ${JSON.stringify(positionals[0])}: ${suggestion ? `did you mean ${suggestion}? ` : ''}The commands are ${commands.join(', ')}. See etcd-harden --help.`);
 	}
-	const allowed = command === 'restore-check' || command === 'undo' ? 2 : 1;
+	const allowed = command === 'restore-check' || command === 'undo' || command === 'fleet' ? 2 : 1;
 	if (positionals.length > allowed) {
-		const takes = command === 'restore-check' ? 'one backup directory at most' : command === 'undo' ? 'one run id at most' : 'flags only';
+		const takes = command === 'restore-check' ? 'one backup directory at most' : command === 'undo' ? 'one run id at most' : command === 'fleet' ? `one operation (${fleetOperationNames.join(', ')})` : 'flags only';
 		throw new InputError(`unexpected argument ${JSON.stringify(positionals[allowed])}: ${command} takes ${takes}. See etcd-harden --help.`);
 	}
-	if (positionals[1] !== undefined) checkPlainValue(command === 'undo' ? 'the run id' : 'the backup directory', positionals[1]);
+	if (positionals[1] !== undefined && command !== 'fleet') checkPlainValue(command === 'undo' ? 'the run id' : 'the backup directory', positionals[1]);
 	// Every value is checked whatever the command and whichever stages run: a typo is never
 	// accepted silently just because the stage that would read it is left out.
-	for (const name of ['root', 'answers', 'kubeconfig', 'passphrase-file', 'output', 'identity', 'bundle', 'bundle-key', 'node-name'] as const) {
+	for (const name of ['root', 'answers', 'kubeconfig', 'passphrase-file', 'output', 'identity', 'bundle', 'bundle-key', 'node-name', 'inventory', 'limit', 'executable'] as const) {
 		checkPlainValue(`--${name}`, values[name]);
 	}
 	for (const recipient of values.recipient ?? []) checkPlainValue('--recipient', recipient);
@@ -311,7 +337,11 @@ export function parseCli(argv: string[]): CliOptions {
 	// Flags that only one kind of command reads: given elsewhere they would be ignored silently.
 	const belongs: Array<[string, unknown, readonly Command[]]> = [
 		['--bundle', values.bundle, ['rotate']],
-		['--bundle-key', values['bundle-key'], ['rotate', 'disable']],
+		['--bundle-key', values['bundle-key'], ['rotate', 'disable', 'fleet']],
+		['--inventory', values.inventory, ['fleet']],
+		['--limit', values.limit, ['fleet']],
+		['--nodes', values.nodes || undefined, ['fleet']],
+		['--executable', values.executable, ['fleet']],
 		['--node-name', values['node-name'], ['rotate', 'disable', 'status']],
 		['--concurrency', values.concurrency, ['harden', 'demo', 'rotate', 'disable']],
 		['--rate', values.rate, ['harden', 'demo', 'rotate', 'disable']],
@@ -350,7 +380,27 @@ export function parseCli(argv: string[]): CliOptions {
 		timeout = wholeNumber('--timeout', values.timeout, 10, 3600, 'seconds, default 180');
 	}
 	if (values.keep !== undefined) wholeNumber('--keep', values.keep, 0, 100_000, 'backups to keep, 0 for all');
-	const backup = parseBackupFlags(command, values, positionals[1], set);
+	const backup = parseBackupFlags(command, values, command === 'fleet' ? undefined : positionals[1], set);
+	let fleet: FleetCliOptions | undefined;
+	if (command === 'fleet') {
+		const operation = positionals[1];
+		if (operation === undefined || !(fleetOperationNames as readonly string[]).includes(operation)) {
+			const suggestion = operation === undefined ? undefined : closest(operation, fleetOperationNames);
+			throw new InputError(
+				`${operation === undefined ? 'fleet needs an operation' : `unknown fleet operation ${JSON.stringify(operation)}`}: ${suggestion ? `did you mean ${suggestion}? ` : ''}give one of ${fleetOperationNames.join(', ')}, e.g. etcd-harden fleet rotate --inventory FILE --bundle-key FILE.`,
+			);
+		}
+		if (values.root !== undefined) throw new InputError('--root does not apply to fleet: it runs on your workstation and reaches the control planes through Ansible. Drop --root.');
+		if (values.kubeconfig !== undefined && !values.nodes) throw new InputError('--kubeconfig belongs to fleet --nodes (the cluster whose control-plane Nodes make the inventory). Drop it, or add --nodes.');
+		if (values.only !== undefined || values.skip !== undefined) throw new InputError('--only/--skip do not apply to fleet: it runs every step of the operation in order (a rerun resumes where the nodes are).');
+		fleet = {
+			operation: operation as FleetCliOptions['operation'],
+			nodes: values.nodes ?? false,
+			...(values.inventory === undefined ? {} : {inventory: values.inventory}),
+			...(values.limit === undefined ? {} : {limit: values.limit}),
+			...(values.executable === undefined ? {} : {executable: values.executable}),
+		};
+	}
 	return {
 		command,
 		backup,
@@ -358,6 +408,7 @@ export function parseCli(argv: string[]): CliOptions {
 		failed: values.failed ?? false,
 		force: values.force ?? false,
 		...(command === 'undo' && positionals[1] !== undefined ? {runId: positionals[1]} : {}),
+		...(fleet === undefined ? {} : {fleet}),
 		...(values.bundle === undefined ? {} : {bundle: values.bundle}),
 		...(values['bundle-key'] === undefined ? {} : {bundleKey: values['bundle-key']}),
 		...(values['node-name'] === undefined ? {} : {nodeName: values['node-name']}),

@@ -27,6 +27,7 @@ import {checkLines, colorOn, isCi, nextSteps, onDisk, paint, receiptLines, undoC
 import {demoHelpText, helpText, mergeAnswers, parseAnswersFile, parseCli, type CliOptions} from './args.js';
 import {restoreCheckCommand} from './restore-check.js';
 import {monitorCommand} from './monitor.js';
+import {fleetCommand} from './fleet.js';
 import {kubeBenchJson, statusReport} from '../workflow/status.js';
 import {buildInfo, isSingleExecutable, versionText} from './version.js';
 
@@ -100,6 +101,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 	}
 	await checkOperatorFiles(options);
 	if (options.command === 'restore-check') return restoreCheckCommand({dryRun: options.dryRun, root: options.root, json: options.json, backup: options.backup}, io);
+	if (options.command === 'fleet') return fleetCommand(options, io);
 
 	const {host, root} = await nodeHost(options, io);
 	try {

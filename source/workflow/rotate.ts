@@ -66,15 +66,26 @@ async function bundleStage(files: Host, request: RotateRequest & {bundle: string
 	return rotateBundleStage(text, file);
 }
 
-/** --bundle-key as the answers of the first stage (the others follow it), unless answered already. */
-async function bundleKeyAnswers(files: Host, request: RotateRequest, answers: Answers): Promise<Answers> {
+/**
+ * --bundle-key as the bundle answers of every selected stage that asks for a bundle (unless
+ * answered already): the first stage's, and those of later stages when the run starts later
+ * (`--only rotate-promote`, as etcd-harden fleet runs one step at a time).
+ */
+async function bundleKeyAnswers(files: Host, request: RotateRequest, selected: readonly NodeStage[], answers: Answers): Promise<Answers> {
 	if (request.bundleKey === undefined || request.bundle !== undefined) return answers;
 	const key = await readBundleKey(files, request.bundleKey);
-	const stage = request.command === 'disable' ? disableIdentityStage.id : rotatePrepareStage.id;
-	const given = answers[stage] ?? {};
-	if (given['bundle'] !== undefined) return answers;
 	const preset: Record<string, string> = key.kind === 'identity' ? {bundle: 'age-recipient', recipient: key.identities[0]!.recipient.toString()} : {bundle: 'passphrase', passphrase: key.passphrase};
-	return {...answers, [stage]: {...given, ...preset}};
+	const asking = request.command === 'disable' ? [disableIdentityStage.id, disableRemoveStage.id] : [rotatePrepareStage.id, rotatePromoteStage.id, rotatePruneStage.id];
+	const first = request.command === 'disable' ? disableIdentityStage.id : rotatePrepareStage.id;
+	const result = {...answers};
+	for (const stage of selected.map(item => item.id).filter(id => asking.includes(id))) {
+		const given = answers[stage] ?? {};
+		if (given['bundle'] !== undefined) continue;
+		// Later stages follow the first stage's answer ("same") when it runs in this run too.
+		if (stage !== first && selected.some(item => item.id === first)) continue;
+		result[stage] = {...given, ...preset};
+	}
+	return result;
 }
 
 export async function rotateWorkflow(files: Host, request: RotateRequest, target: NodeTarget, settings: RunSettings): Promise<Workflow> {
@@ -88,7 +99,7 @@ export async function rotateWorkflow(files: Host, request: RotateRequest, target
 		skipped,
 		discover: nodeDiscovery(target, true),
 		knownStages: answerableStages(selected),
-		answers: given => bundleKeyAnswers(files, request, given),
+		answers: given => bundleKeyAnswers(files, request, selected, given),
 		settings,
 	};
 }

@@ -3,6 +3,7 @@
 // node 2's own directories, running a second kube-apiserver on another port against the same
 // etcd. Tools run "on node 2" with exec(), so they see node 2's files at the real default
 // paths. See README.md ("A second control plane").
+import {readdir, readFile, readlink} from 'node:fs/promises';
 import path from 'node:path';
 import type {ResultPromise} from 'execa';
 import type {ExecOptions, Testbed} from './index.js';
@@ -14,10 +15,23 @@ export interface SecondApiserver {
 	readonly port: number;
 	/** Where node 2's files live, seen from node 1 (and from the test through tb.readFile). */
 	readonly dir: string;
+	/**
+	 * PID (in the testbed's PID namespace) of the node's kubelet stand-in: its mount namespace
+	 * is the node's (nsenter -t PID -m, Ansible's community.docker.nsenter connection);
+	 * SIGSTOP to it stops the node restarting its pods (a node that fails its restart gate).
+	 */
+	readonly pid: number;
 	/** Run a command on node 2: inside the testbed, in node 2's mount namespace. */
 	exec<O extends ExecOptions = {}>(argv: string[], opts?: O): ResultPromise<O>;
 	/** GET /readyz of node 2's apiserver returns 200. */
 	isReady(): Promise<boolean>;
+	/**
+	 * Stop the node's kubelet stand-in (SIGSTOP): its running pods go on, but a manifest change
+	 * restarts nothing, so a restart gate on this node times out. `resume()` continues it and
+	 * the nsenter that launched it (nsenter stops itself when its child stops).
+	 */
+	pause(): Promise<void>;
+	resume(): Promise<void>;
 	/** How many times node 2's kubelet has started its apiserver. */
 	starts(): Promise<number>;
 }
@@ -95,6 +109,18 @@ export async function startSecondApiserver(tb: Testbed, opts: {nodeName?: string
 		if (Date.now() > deadline) throw new Error(`node ${nodeName}: kube-apiserver on port ${port} not ready:\n${(await tb.readFile(`${dir}/log/kube-apiserver.log`, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')}`);
 		await sleep(250);
 	}
+	/** The host PIDs of the kubelet stand-in and of its parent (the nsenter of tb.exec, outside the testbed's PID namespace). */
+	const hostPids = async (): Promise<{self: number; parent: number}> => {
+		for (const entry of await readdir('/proc')) {
+			if (!/^\d+$/.test(entry)) continue;
+			const status = await readFile(`/proc/${entry}/status`, 'utf8').catch(() => '');
+			const nspid = /^NSpid:\s+(.+)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+			if (!nspid || nspid.length < 2 || nspid.at(-1) !== pid) continue;
+			if ((await readlink(`/proc/${entry}/ns/pid`).catch(() => '')) !== tb.namespaces.pid) continue;
+			return {self: Number(entry), parent: Number(/^PPid:\s+(\d+)$/m.exec(status)?.[1] ?? 0)};
+		}
+		throw new Error(`node ${nodeName}: its kubelet (pid ${pid} in the testbed) is not running`);
+	};
 	const node = {
 		apiVersion: 'v1',
 		kind: 'Node',
@@ -105,8 +131,17 @@ export async function startSecondApiserver(tb: Testbed, opts: {nodeName?: string
 		nodeName,
 		port,
 		dir,
+		pid: Number(pid),
 		exec,
 		isReady,
+		pause: async () => {
+			process.kill((await hostPids()).self, 'SIGSTOP');
+		},
+		resume: async () => {
+			const {self, parent} = await hostPids();
+			if (parent > 1) process.kill(parent, 'SIGCONT');
+			process.kill(self, 'SIGCONT');
+		},
 		starts: async () => {
 			const text = await tb.readFile(`${dir}/state/kube-apiserver.json`, 'utf8').catch(() => '');
 			return text ? (JSON.parse(text) as {starts: number}).starts : 0;

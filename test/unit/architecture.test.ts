@@ -64,7 +64,7 @@ function resolve(file: string, specifier: string): string {
 }
 
 const folder = (file: string): string => (file.includes('/') ? file.split('/')[0]! : '.');
-const domains = ['kube', 'etcd', 'firewall', 'backup', 'crypto', 'monitor'];
+const domains = ['kube', 'etcd', 'firewall', 'backup', 'crypto', 'monitor', 'fleet'];
 const graph = importGraph();
 const internal = graph.filter(edge => !edge.to.startsWith('node:') && edge.to.includes('.ts'));
 const violations = (rule: (edge: Edge) => boolean) => internal.filter(rule).map(edge => `${edge.from} -> ${edge.to}`);
