@@ -175,14 +175,7 @@ export class RealHost implements Host {
 		// the lock never sweeps it away from a run still taking it.
 		const temporary = path.join(directory, `.${path.basename(target)}.pending-${randomBytes(6).toString('hex')}`);
 		try {
-			const handle = await fs.open(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-			try {
-				await handle.chmod(mode);
-				await handle.writeFile(data);
-				await handle.sync();
-			} finally {
-				await handle.close();
-			}
+			await writeSynced(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, mode, data);
 			await fs.link(temporary, target);
 		} catch (error) {
 			if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -197,14 +190,7 @@ export class RealHost implements Host {
 	async appendFile(nodePath: string, data: string, mode: number): Promise<void> {
 		const target = this.resolve(nodePath);
 		await this.mkdirReal(path.dirname(target), 0o700);
-		const handle = await fs.open(target, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND, mode);
-		try {
-			await handle.chmod(mode);
-			await handle.writeFile(data);
-			await handle.sync();
-		} finally {
-			await handle.close();
-		}
+		await writeSynced(target, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND, mode, data);
 	}
 
 	processAlive(pid: number): boolean {
@@ -630,6 +616,18 @@ export class RealHost implements Host {
 async function syncDirectory(directory: string): Promise<void> {
 	const handle = await fs.open(directory, fsConstants.O_RDONLY);
 	try {
+		await handle.sync();
+	} finally {
+		await handle.close();
+	}
+}
+
+/** Open with `flags`, set `mode` on the descriptor (umask never applies), write, fsync, close. */
+async function writeSynced(file: string, flags: number, mode: number, data: string): Promise<void> {
+	const handle = await fs.open(file, flags, mode);
+	try {
+		await handle.chmod(mode);
+		await handle.writeFile(data);
 		await handle.sync();
 	} finally {
 		await handle.close();
