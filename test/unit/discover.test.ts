@@ -2,6 +2,7 @@ import {fileURLToPath} from 'node:url';
 import {describe, expect, it} from 'vitest';
 import {discover} from '../../source/discover/files.js';
 import {MemoryHost} from './helpers/memory-host.js';
+import {validConfig as configWithKey} from './cli-harness.js';
 
 const demoDir = fileURLToPath(new URL('../../demo/', import.meta.url));
 const manifest = '/etc/kubernetes/manifests/kube-apiserver.yaml';
@@ -21,17 +22,7 @@ function withFlag(host: MemoryHost, path: string, mount?: {hostPath: string; mou
 	host.put(manifest, text);
 }
 
-const validConfig = `apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources: [secrets]
-    providers:
-      - secretbox:
-          keys:
-            - name: key1
-              secret: ${key32}
-      - identity: {}
-`;
+const validConfig = configWithKey(key32);
 
 describe('discover', () => {
 	it('reads the shipped demo tree', async () => {
