@@ -117,7 +117,7 @@ export function inspectManifest(text: string, path: string, containerName: strin
  * same path), set pod annotations. Patching an already-patched manifest returns `text`.
  */
 export function patchManifest(text: string, path: string, containerName: string, patch: ManifestPatch): string {
-	locate(text, path, containerName); // validate first, with a good message
+	inspectManifest(text, path, containerName); // validate first, as every reader does, with a good message
 	try {
 		return editYaml(text, doc => {
 			const {container} = locateIn(doc, path, containerName);

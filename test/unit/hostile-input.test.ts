@@ -323,6 +323,12 @@ describe('5. valid but unusual manifests are read as kube-apiserver and etcd rea
 		}
 	});
 
+	test('a tab inside the command (found by the fuzz property): patching refuses what reading refuses', () => {
+		const text = `apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - "kube\\tapiserver"\n    - --a=true\n`;
+		expect(() => inspectManifest(text, '/m.yaml', 'kube-apiserver')).toThrow(/\/m\.yaml: the command holds a control character \(U\+0009\)/);
+		expect(() => patchManifest(text, '/m.yaml', 'kube-apiserver', {flags: {b: 'x'}})).toThrow(/\/m\.yaml: the command holds a control character \(U\+0009\)/);
+	});
+
 	test('a command written as one string: exit 2, the binary and its flags kept', async () => {
 		const root = await demoCopy();
 		const text = await fs.readFile(path.join(root, manifest), 'utf8');
