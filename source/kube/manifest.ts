@@ -89,10 +89,12 @@ export function inspectManifest(text: string, path: string, containerName: strin
 	}
 	// Paths and flag values reach the file system and other programs: a control character in
 	// one (a NUL written as "\0", a newline) is a broken manifest, not a path to look up.
+	// Names in the message are shown with every control character as "?".
+	const printable = (text: string) => text.replace(new RegExp(CONTROL_CHARACTERS.source, 'g'), '?');
 	const values: Array<[string, string]> = [
-		...command.map((arg, i) => [i === 0 ? 'the command' : `argument ${JSON.stringify(arg.split('=')[0]!.replace(CONTROL_CHARACTERS, '?'))}`, arg] as [string, string]),
-		...volumes.flatMap(v => (v.hostPath === undefined ? [] : [[`volume ${v.name}'s hostPath`, v.hostPath] as [string, string]])),
-		...volumeMounts.map(m => [`volumeMount ${m.name}'s mountPath`, m.mountPath] as [string, string]),
+		...command.map((arg, i): [string, string] => [i === 0 ? 'the command' : `argument ${JSON.stringify(printable(arg.split('=')[0]!))}`, arg]),
+		...volumes.flatMap((v): Array<[string, string]> => (v.hostPath === undefined ? [] : [[`volume ${printable(v.name)}'s hostPath`, v.hostPath]])),
+		...volumeMounts.map((m): [string, string] => [`volumeMount ${printable(m.name)}'s mountPath`, m.mountPath]),
 	];
 	const bad = values.find(([, value]) => CONTROL_CHARACTERS.test(value));
 	if (bad) {
