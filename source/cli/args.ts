@@ -26,6 +26,8 @@ export type CliOptions = {
 	kubeconfig?: string;
 	/** Restart gate timeout, seconds. */
 	timeout?: number;
+	/** purge-history: seconds between proving a revision clean and compacting at it. */
+	compactionGrace?: number;
 	help: boolean;
 	version: boolean;
 	/** rotate: apply this rotation bundle (age file) made on another control plane. */
@@ -117,6 +119,10 @@ Flags
   --kubeconfig FILE     admin kubeconfig (default /etc/kubernetes/admin.conf)
   --timeout SECONDS     how long to wait for kube-apiserver after a manifest change before
                         undoing the stage (default 180)
+  --compaction-grace SECONDS
+                        purge-history: wait this long between proving every value encrypted
+                        at a revision and compacting etcd at it, so API LISTs already in
+                        flight finish (default 30; 0 compacts at once)
   --recipient age1...   backup: encrypt to this age public key (repeatable); the node then
                         cannot read its own backups
   --passphrase-file F   backup/restore-check: passphrase (first line of F) instead (scrypt)
@@ -155,7 +161,7 @@ Stages
                         sha256 annotation; wait for the restart (undo on failure); persist
                         in kubeadm-config
   reencrypt             rewrite every object not yet on the primary key; verify raw etcd values
-  purge-history         compact etcd at the current revision, then defragment every member
+  purge-history         compact etcd at the revision a scan proves clean, then defragment every member
                         (followers first, the leader last, each healthy before the next);
                         prove etcd's data file holds no plaintext of an encrypted resource
   etcd-tls              CIS 2.1-2.7 on the etcd manifest: client/peer certificates and
@@ -181,7 +187,7 @@ keeps a journal and a backup of every file it overwrote in /var/lib/etcd-harden/
 
 /** The long flags parseCli knows, for "did you mean". */
 const flagNames = [
-	'dry-run', 'root', 'yes', 'answers', 'set', 'plain', 'only', 'skip', 'json', 'deep', 'kubeconfig', 'timeout', 'concurrency', 'rate',
+	'dry-run', 'root', 'yes', 'answers', 'set', 'plain', 'only', 'skip', 'json', 'deep', 'kubeconfig', 'timeout', 'compaction-grace', 'concurrency', 'rate',
 	'recipient', 'passphrase-file', 'output', 'keep', 'identity', 'bundle', 'bundle-key', 'node-name', 'help', 'version', 'failed', 'force',
 	'inventory', 'limit', 'nodes', 'executable',
 	...Object.keys(reportFlagSpecs),
@@ -287,6 +293,7 @@ export function parseCli(argv: string[]): CliOptions {
 				deep: {type: 'boolean', default: false},
 				kubeconfig: {type: 'string'},
 				timeout: {type: 'string'},
+				'compaction-grace': {type: 'string'},
 				concurrency: {type: 'string'},
 				rate: {type: 'string'},
 				recipient: {type: 'string', multiple: true, default: []},
@@ -345,6 +352,7 @@ export function parseCli(argv: string[]): CliOptions {
 		['--node-name', values['node-name'], ['rotate', 'disable', 'status']],
 		['--concurrency', values.concurrency, ['harden', 'demo', 'rotate', 'disable']],
 		['--rate', values.rate, ['harden', 'demo', 'rotate', 'disable']],
+		['--compaction-grace', values['compaction-grace'], ['harden', 'rotate', 'disable']],
 		['--failed', values.failed || undefined, ['status']],
 		['--force', values.force || undefined, ['undo']],
 	];
@@ -379,6 +387,7 @@ export function parseCli(argv: string[]): CliOptions {
 	if (values.timeout !== undefined) {
 		timeout = wholeNumber('--timeout', values.timeout, 10, 3600, 'seconds, default 180');
 	}
+	const compactionGrace = values['compaction-grace'] === undefined ? undefined : wholeNumber('--compaction-grace', values['compaction-grace'], 0, 3600, 'seconds, default 30');
 	if (values.keep !== undefined) wholeNumber('--keep', values.keep, 0, 100_000, 'backups to keep, 0 for all');
 	const backup = parseBackupFlags(command, values, command === 'fleet' ? undefined : positionals[1], set);
 	let fleet: FleetCliOptions | undefined;
@@ -413,6 +422,7 @@ export function parseCli(argv: string[]): CliOptions {
 		...(values['bundle-key'] === undefined ? {} : {bundleKey: values['bundle-key']}),
 		...(values['node-name'] === undefined ? {} : {nodeName: values['node-name']}),
 		timeout,
+		...(compactionGrace === undefined ? {} : {compactionGrace}),
 		deep: values.deep ?? false,
 		kubeconfig: values.kubeconfig,
 		dryRun: values['dry-run'] ?? false,

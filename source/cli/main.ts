@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import {createEngine, type Engine} from '../engine/engine.js';
 import type {EngineState} from '../engine/state.js';
-import {exitCodes, InputError, STATE_DIR, type Answers} from '../engine/contract.js';
+import {exitCodes, InputError, STATE_DIR, type Answers, type RunSettings} from '../engine/contract.js';
 import {MANIFESTS_DIR} from '../kube/defaults.js';
 import {defaultConfigPath} from '../kube/encryption-config.js';
 import {recoveryDir} from '../stages/encryption-config.js';
@@ -204,13 +204,16 @@ async function nodeHost(options: CliOptions, io: Io): Promise<{host: Host; root?
 	return {host: options.dryRun ? new RecordingHost(realHost) : realHost, root};
 }
 
-function workflowSettings(options: CliOptions) {
-	return options.timeout === undefined ? {} : {gateTimeoutSeconds: options.timeout};
+function workflowSettings(options: CliOptions): RunSettings {
+	return {
+		...(options.timeout === undefined ? {} : {gateTimeoutSeconds: options.timeout}),
+		...(options.compactionGrace === undefined ? {} : {compactionGraceSeconds: options.compactionGrace}),
+	};
 }
 
 /** The command's workflow, from the few values of the command line it needs. */
 async function workflowFor(options: CliOptions, target: NodeTarget): Promise<Workflow> {
-	const settings = options.timeout === undefined ? {} : {gateTimeoutSeconds: options.timeout};
+	const settings = workflowSettings(options);
 	const pick = {only: options.only, skip: options.skip};
 	switch (options.command) {
 		case 'backup':

@@ -147,6 +147,8 @@ export type PlanContext = {
 export type RunSettings = {
 	/** How long the restart gate waits for kube-apiserver (--timeout), seconds. */
 	gateTimeoutSeconds?: number;
+	/** How long purge-history waits between proving a revision clean and compacting at it (--compaction-grace), seconds. */
+	compactionGraceSeconds?: number;
 };
 
 export type Stage<Facts = unknown> = {

@@ -3,9 +3,18 @@
  * they were before re-encryption) and rewrite every member's data file without them.
  *
  * etcd-compact-history: a raw scan first proves every current value is on its primary key (a
- *   compaction keeps the current value of every key, so it must already be the encrypted one);
- *   then `etcdctl compact <current revision> --physical` (returns once the compaction is
- *   applied to the backend). Cannot be undone: the old revisions are gone, which is the point.
+ *   compaction keeps the current value of every key, so it must already be the encrypted one),
+ *   at one revision R; then, after a grace period, `etcdctl compact R --physical` (returns once
+ *   the compaction is applied to the backend). Cannot be undone: the old revisions are gone,
+ *   which is the point.
+ *
+ *   Why R and the grace, not the current revision at once: a compaction at revision C expires
+ *   every paginated LIST in flight that started before C (its continue token reads at its first
+ *   page's revision: 410 "The provided continue parameter is too old"), so `kubectl get secrets
+ *   -A` running at that moment fails. kube-apiserver's own compactor compacts at the revision
+ *   it saw one interval (5 minutes) earlier for this reason. Compacting at the proven revision R
+ *   after `graceSeconds` lets every LIST that started before R and takes less than the grace
+ *   finish; LISTs that start later read at R or after and are not affected.
  * etcd-defrag-member: one member, gated before and after: `endpoint health`, no NOSPACE alarm,
  *   `endpoint status` (db size before and after), then `etcdctl defrag` on that member alone,
  *   then health, alarms and kube-apiserver's /readyz. A member that is not healthy after its
@@ -42,11 +51,20 @@ export type CompactParams = {
 	resources: string[];
 	/** Node path of the encryption config whose primaries the scan expects (re-read when the task runs). */
 	configPath?: string;
+	/** Seconds between reading the revision and compacting at it (--compaction-grace). Default COMPACTION_GRACE_SECONDS. */
+	graceSeconds?: number;
 };
 
-/** The raw scan gate: every current value of every resource on its primary; else throws naming what is left. */
-async function requireAllOnPrimary(params: CompactParams, context: TaskContext): Promise<void> {
-	if (params.configPath === undefined) return;
+/** The default of --compaction-grace: how long LISTs already in flight get to finish before the compaction. */
+export const COMPACTION_GRACE_SECONDS = 30;
+
+/**
+ * The raw scan gate: every current value of every resource on its primary; else throws naming
+ * what is left. Returns the revision the proof read at (the lowest of the resources'), or
+ * undefined when there is no config to check against (or nothing was read).
+ */
+async function requireAllOnPrimary(params: CompactParams, context: TaskContext): Promise<number | undefined> {
+	if (params.configPath === undefined) return undefined;
 	const text = await context.host.readText(params.configPath);
 	if (text === undefined) throw new Error(`${params.configPath} does not exist: cannot prove every value is on its primary key, so nothing was compacted.`);
 	const {config, errors} = parseEncryptionConfig(text, params.configPath);
@@ -62,15 +80,26 @@ async function requireAllOnPrimary(params: CompactParams, context: TaskContext):
 				'a compaction keeps every current value, so nothing was compacted. Run etcd-harden --only reencrypt, then rerun etcd-harden --only purge-history.',
 		);
 	}
-	context.log({level: 'info', text: `raw etcd scan: all ${report.keysScanned} current value(s) of ${params.resources.join(', ')} are on their primary key`});
+	const revisions = report.resources.map(scan => scan.revision).filter(revision => revision > 0);
+	const revision = revisions.length > 0 ? Math.min(...revisions) : undefined;
+	context.log({level: 'info', text: `raw etcd scan: all ${report.keysScanned} current value(s) of ${params.resources.join(', ')} are on their primary key${revision === undefined ? '' : ` at revision ${revision}`}`});
+	return revision;
 }
 
 export const etcdCompactTask = defineTask<CompactParams>('etcd-compact-history', {
 	async run(params, context) {
-		await requireAllOnPrimary(params, context);
-		const endpoint = params.connection.endpoints[0]!;
-		const {revision} = await endpointStatus(context.host, params.connection, endpoint, {signal: context.signal});
-		if (!(revision > 0)) throw new Error(`etcdctl endpoint status ${endpoint} gave no revision: nothing was compacted.`);
+		let revision = await requireAllOnPrimary(params, context);
+		if (revision === undefined) {
+			const endpoint = params.connection.endpoints[0]!;
+			({revision} = await endpointStatus(context.host, params.connection, endpoint, {signal: context.signal}));
+			if (!(revision > 0)) throw new Error(`etcdctl endpoint status ${endpoint} gave no revision: nothing was compacted.`);
+		}
+		// Measured from now (after the proof), which is at or after the moment R was current.
+		const graceMs = (params.graceSeconds ?? COMPACTION_GRACE_SECONDS) * 1000;
+		if (graceMs > 0) {
+			context.progress({label: `waiting ${graceMs / 1000} s before compacting at revision ${revision}: API LISTs already in flight finish first (--compaction-grace)`});
+			await context.host.sleep(graceMs, context.signal);
+		}
 		context.progress({label: `etcdctl compact ${revision} --physical`});
 		const result = await runEtcdctl(context.host, params.connection, ['compact', String(revision), '--physical'], {readOnly: false, commandTimeout: '600s', timeoutMs: 660_000, signal: context.signal});
 		if (result.exitCode !== 0) {

@@ -1,8 +1,9 @@
 /**
  * Stage purge-history: after re-encryption, the old revisions of every rewritten object still
  * hold its plaintext (or its value under a retired key) in etcd's data file, and in every
- * snapshot taken of it. This stage compacts etcd at the current revision (after a raw scan
- * proves every current value is on its primary key), then defragments every member one at a
+ * snapshot taken of it. This stage compacts etcd at the revision a raw scan proves every
+ * current value on its primary key (after --compaction-grace seconds, so API LISTs in flight
+ * finish), then defragments every member one at a
  * time, followers first and the leader last, each gated on its health, its db size, the
  * NOSPACE alarm and kube-apiserver's /readyz. Then a file-level scan of this member's data
  * directory proves the db file holds no plaintext of an encrypted resource.
@@ -15,7 +16,7 @@ import type {StagePlan} from '../engine/contract.js';
 import {InputError} from '../engine/contract.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
 import {defragOrder, defragSeconds, megabytes} from '../etcd/members.js';
-import {defragCommandTimeout, etcdCompactTask, etcdctlCommand, etcdDefragMemberTask} from '../etcd/purge.js';
+import {COMPACTION_GRACE_SECONDS, defragCommandTimeout, etcdCompactTask, etcdctlCommand, etcdDefragMemberTask} from '../etcd/purge.js';
 import type {HistoryFacts} from '../etcd/types.js';
 import {historyCounts as counts, historyChecks} from './history-checks.js';
 import {scannedResources} from '../kube/encryption-config.js';
@@ -35,7 +36,7 @@ function memberProblem(history: HistoryFacts): string | undefined {
 	return undefined;
 }
 
-function plan(facts: Facts, _answers: unknown, context: {planned?: Readonly<Record<string, StagePlan>>; settings?: {gateTimeoutSeconds?: number}}): StagePlan {
+function plan(facts: Facts, _answers: unknown, context: {planned?: Readonly<Record<string, StagePlan>>; settings?: {gateTimeoutSeconds?: number; compactionGraceSeconds?: number}}): StagePlan {
 	const history = facts.history;
 	if (!history || !facts.cluster) {
 		return {changes: [], leftOut: "no running control plane was probed (etcd-harden runs with --root, or this node has no etcd manifest): the purge needs the live etcd and its data directory."};
@@ -62,12 +63,17 @@ function plan(facts: Facts, _answers: unknown, context: {planned?: Readonly<Reco
 	const kubeconfig = facts.cluster.reachable && facts.cluster.ready ? facts.cluster.kubeconfig : undefined;
 	const config = facts.encryption.config;
 	const timeoutSeconds = context.settings?.gateTimeoutSeconds ?? 120;
+	const graceSeconds = context.settings?.compactionGraceSeconds ?? COMPACTION_GRACE_SECONDS;
 	const compact = etcdCompactTask.change(
-		{connection, etcdPrefix: etcdPrefixFromFlags(facts.apiserver.flags), resources: scannedResources(config), ...(config ? {configPath: facts.encryption.path} : {})},
-		'Compact etcd at its current revision (every older revision is dropped)',
+		{connection, etcdPrefix: etcdPrefixFromFlags(facts.apiserver.flags), resources: scannedResources(config), graceSeconds, ...(config ? {configPath: facts.encryption.path} : {})},
+		'Compact etcd at the revision a raw scan proves clean (every older revision is dropped)',
 		[
-			config ? `first a raw etcd scan must find every current ${scannedResources(config).join(', ')} value on its primary key, else nothing is compacted` : 'no encryption config: nothing to check before compacting',
-			`${etcdctlCommand(connection, ['endpoint', 'status', '-w', 'json'])}   (the current revision REV)`,
+			config
+				? `first a raw etcd scan must find every current ${scannedResources(config).join(', ')} value on its primary key, else nothing is compacted; REV is the revision it read at`
+				: `no encryption config: nothing to check before compacting; ${etcdctlCommand(connection, ['endpoint', 'status', '-w', 'json'])} gives the revision REV`,
+			graceSeconds > 0
+				? `then wait ${graceSeconds} s (--compaction-grace), so API LISTs already in flight finish: a paginated LIST that started before REV and is still running at the compaction gets 410 Expired and must start again`
+				: 'then at once (--compaction-grace 0): a paginated LIST that started before REV and is still running gets 410 Expired and must start again',
 			etcdctlCommand(connection, ['compact', 'REV', '--physical'], {commandTimeout: '600s'}),
 		],
 	);
@@ -99,7 +105,7 @@ export const purgeHistoryStage: NodeStage = {
 	explain:
 		'etcd keeps every old revision of an object until it is compacted, and the file keeps the bytes of compacted revisions ' +
 		'until it is defragmented: after re-encryption the plaintext of every secret is still in the data file and in every backup ' +
-		'taken from it. This stage compacts etcd at the current revision, then defragments each member one at a time (followers ' +
+		'taken from it. This stage compacts etcd at the revision a raw scan proves clean (after a grace period for API lists in flight), then defragments each member one at a time (followers ' +
 		'first, the leader last), checking each is healthy before the next, and proves with a scan of the data file that no plaintext remains.',
 	questions: () => [],
 	plan: (facts, answers, context) => plan(facts, answers, context),

@@ -22,7 +22,7 @@ const STAGING = '/var/lib/etcd-harden/tmp';
 // Encryption enabled as an operator would: the plaintext history purged too, so backups hold
 // none (test/e2e/purge-history.test.ts covers a backup taken before the purge).
 const ENABLE = [
-	'--yes', '--plain', '--only', 'encryption-config,apiserver-manifest,reencrypt,purge-history',
+	'--yes', '--plain', '--only', 'encryption-config,apiserver-manifest,reencrypt,purge-history', '--compaction-grace', '0',
 	'--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true',
 ];
 

@@ -55,7 +55,7 @@ describe('etcd-harden disable', () => {
 		expect(run.exitCode, show(run)).toBe(3);
 		expect(run.stderr).toMatch(/refusing to remove the encryption keys: \d+ object\(s\) in etcd still use encryption/);
 		expect(await configProviders(tb)).toEqual(['identity', 'secretbox:key1']);
-		const finish = await cli(tb, ['disable', '--yes', '--plain']);
+		const finish = await cli(tb, ['disable', '--yes', '--plain', '--compaction-grace', '0']);
 		expect(finish.exitCode, show(finish)).toBe(0);
 		expect(await configProviders(tb)).toEqual(['identity']);
 		expect(Object.keys(await secretCounts(tb))).toEqual(['plaintext']);

@@ -9,7 +9,7 @@ import {seededSecret, startTestbed, storedValueCounts, type Testbed, type Testbe
 const MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml';
 const CONFIG = '/etc/kubernetes/enc/encryption-config.yaml';
 // The encryption stages only: other stages (firewall, etcd TLS and auth) have their own tests.
-const RECOVERY = ['--only', 'encryption-config,apiserver-manifest,reencrypt,purge-history', '--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true'];
+const RECOVERY = ['--only', 'encryption-config,apiserver-manifest,reencrypt,purge-history', '--compaction-grace', '0', '--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true'];
 
 export type EncryptionSuiteOptions = {
 	/** The argv that starts etcd-harden inside the testbed, e.g. [node, dist/cli.js]. */

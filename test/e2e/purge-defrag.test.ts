@@ -67,7 +67,7 @@ describe('purge-history on a two-member etcd cluster', () => {
 		await seedHistory('one', 30);
 		const leader = await leaderName();
 		const follower = leader === 'cp' ? 'peer' : 'cp';
-		const run = await net.tool(['--yes', '--plain', '--only', 'purge-history']);
+		const run = await net.tool(['--yes', '--plain', '--only', 'purge-history', '--compaction-grace', '0']);
 		expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(0);
 		// No kube-apiserver here: /readyz is not part of the gates (the preview says so).
 		expect(run.stderr).not.toContain('kube-apiserver ready');
@@ -91,7 +91,7 @@ describe('purge-history on a two-member etcd cluster', () => {
 		// The member the tool itself finds to be the follower when it gets there (leadership can
 		// move between a look taken here and the tool's own).
 		let follower: 'cp' | 'peer' | undefined;
-		const argv = net.toolArgv(['node', path.join(repo, 'dist/cli.js'), '--yes', '--plain', '--only', 'purge-history', '--timeout', '60']);
+		const argv = net.toolArgv(['node', path.join(repo, 'dist/cli.js'), '--yes', '--plain', '--only', 'purge-history', '--timeout', '60', '--compaction-grace', '0']);
 		const tool = execa(argv[0]!, argv.slice(1), {reject: false, stdin: 'ignore'});
 		let stderr = '';
 		let killed = false;

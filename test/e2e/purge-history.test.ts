@@ -10,7 +10,7 @@ import {randomBytes} from 'node:crypto';
 import {readFile} from 'node:fs/promises';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {startTestbed, type Testbed} from '../testbed/index.js';
-import {cli, ENABLE, ROTATE, show} from './rotate-helpers.js';
+import {CLI, cli, ENABLE, ROTATE, show, sleep} from './rotate-helpers.js';
 
 const DB = '/var/lib/etcd/member/snap/db';
 const OUT = '/var/lib/testbed/purge-backups';
@@ -99,8 +99,41 @@ describe('purge-history on a live control plane', () => {
 		expect(preview.stderr).toContain('cannot be undone');
 		expect(await occurrences(DB, marker)).toBeGreaterThan(0);
 
-		const run = await cli(tb, ['--yes', '--plain', '--only', 'encryption-config,apiserver-manifest,reencrypt,purge-history']);
+		// A paginated LIST in flight: its first page read at revision RV0, then a write moves etcd on.
+		const first = JSON.parse(String((await tb.kubectl(['get', '--raw', '/api/v1/secrets?limit=1'])).stdout)) as {metadata: {continue: string}};
+		const continueList = async () => (await tb.kubectl(['get', '--raw', `/api/v1/secrets?limit=1&continue=${encodeURIComponent(first.metadata.continue)}`], {reject: false})).exitCode === 0;
+		await tb.kubectl(['-n', 'default', 'create', 'configmap', 'purge-after-list', '--from-literal=a=b']);
+
+		// The purge proves a revision R >= RV0 clean, then waits --compaction-grace before compacting
+		// at R: the LIST's next page still reads during the wait (compacting at once expired it).
+		const started = Date.now();
+		const child = tb.exec([process.execPath, CLI, '--yes', '--plain', '--compaction-grace', '12', '--only', 'encryption-config,apiserver-manifest,reencrypt,purge-history'], {reject: false, stdin: 'ignore', env: {CI: 'true'}});
+		let provenAt: number | undefined;
+		let stderr = '';
+		child.stderr!.on('data', (chunk: Buffer) => {
+			stderr += String(chunk);
+			if (provenAt === undefined && /raw etcd scan: all \d+ current value\(s\) .* at revision \d+/.test(stderr)) provenAt = Date.now();
+		});
+		const pages: Array<{at: number; ok: boolean}> = [];
+		let exited = false;
+		const done = child.then(result => {
+			exited = true;
+			return result;
+		});
+		while (!exited) {
+			pages.push({at: Date.now(), ok: await continueList()});
+			await sleep(400);
+		}
+		const result = await done;
+		const run = {exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr)};
 		expect(run.exitCode, show(run)).toBe(0);
+		expect(provenAt, show(run)).toBeDefined();
+		const proven = Number(/at revision (\d+)/.exec(run.stderr)![1]);
+		expect(run.stderr).toContain(`compacted etcd at revision ${proven}`);
+		const during = pages.filter(page => page.at >= provenAt! + 6000 && page.at <= started + 60_000);
+		expect(during.some(page => page.ok), JSON.stringify({provenAt: provenAt! - started, pages: pages.map(page => [page.at - started, page.ok])})).toBe(true);
+		// After the compaction the same LIST has expired (its revision is below R): the grace is what kept it.
+		expect(await continueList()).toBe(false);
 		expect(run.stdout).toContain('Purge plaintext history: applied and verified.');
 		expect(run.stderr).toMatch(/compacted etcd at revision \d+/);
 		expect(run.stderr).toMatch(/member cp-1 \(\S+, leader\): defragmented in [\d.]+ s; db [\d.]+ MB -> [\d.]+ MB; healthy, no NOSPACE alarm, kube-apiserver ready/);
@@ -146,7 +179,7 @@ describe('purge-history on a live control plane', () => {
 	it('rotate takes the safety snapshot first and purges too: no value under the pruned key remains in the db file', async () => {
 		expect(await occurrences(DB, 'k8s:enc:secretbox:v1:key1:')).toBeGreaterThan(0);
 		const before = await backups();
-		const run = await cli(tb, [...ROTATE, '--set', 'safety-backup.take=true', '--set', `safety-backup.recipients=${recipient}`, '--set', `safety-backup.output=${OUT}`]);
+		const run = await cli(tb, [...ROTATE, '--compaction-grace', '0', '--set', 'safety-backup.take=true', '--set', `safety-backup.recipients=${recipient}`, '--set', `safety-backup.output=${OUT}`]);
 		expect(run.exitCode, show(run)).toBe(0);
 		expect(run.stdout).toContain('Safety snapshot before rewriting objects: applied and verified.');
 		const safety = (await backups()).filter(name => !before.includes(name));

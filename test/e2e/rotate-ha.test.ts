@@ -14,7 +14,7 @@ afterEach(async () => {
 });
 
 const PASSFILE = '/tmp/bundle-passphrase';
-const ROTATE_HA = ['rotate', '--yes', '--plain', '--bundle-key', PASSFILE, '--set', 'rotate-promote.waitSeconds=3', '--set', 'rotate-prune.waitSeconds=3'];
+const ROTATE_HA = ['rotate', '--yes', '--plain', '--bundle-key', PASSFILE, '--set', 'rotate-promote.waitSeconds=3', '--set', 'rotate-prune.waitSeconds=3', '--compaction-grace', '0'];
 
 async function onNode2(node2: SecondApiserver, args: string[]): Promise<Run> {
 	const result = await node2.exec([process.execPath, CLI, ...args], {reject: false, stdin: 'ignore', env: {CI: 'true'}});

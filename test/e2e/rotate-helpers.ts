@@ -21,6 +21,11 @@ export const ENABLE = [
 ];
 /** rotate, non-interactive, no bundle (single control plane; the config is "stored elsewhere"). */
 export const ROTATE = ['rotate', '--yes', '--plain', '--set', 'rotate-prepare.bundle=stored-elsewhere', '--set', 'rotate-prepare.storedElsewhere=true'];
+/**
+ * For runs no API client reads through (no reader loop): compact at once. The default grace
+ * (30 s, so LISTs in flight finish) is kept wherever a reader loop checks zero read errors.
+ */
+export const NO_GRACE = ['--compaction-grace', '0'];
 
 export type Run = {exitCode: number; stdout: string; stderr: string};
 

@@ -3,7 +3,7 @@
 // boundaries and mid re-encryption, and prune refusing while an object uses the old key.
 import {afterEach, describe, expect, it} from 'vitest';
 import {startTestbed, type Testbed} from '../testbed/index.js';
-import {cli, CLI, CONFIG, configProviders, ENABLE, journalEvents, ROTATE, secretCounts, show, sleep, startReader} from './rotate-helpers.js';
+import {cli, CLI, CONFIG, configProviders, ENABLE, journalEvents, NO_GRACE, ROTATE, secretCounts, show, sleep, startReader} from './rotate-helpers.js';
 
 // The issue's figure for the three rotations under a reader loop; the SIGKILL walk uses fewer.
 const ROTATION_SECRETS = 3000;
@@ -71,7 +71,7 @@ describe('etcd-harden rotate on one control plane', () => {
 
 		/** Start a rotate run and SIGKILL it as soon as `until` holds; returns the exit code. */
 		async function killWhen(until: () => Promise<boolean>, extra: string[] = []): Promise<number> {
-			const run = testbed.exec([process.execPath, CLI, ...ROTATE, ...extra], {
+			const run = testbed.exec([process.execPath, CLI, ...ROTATE, ...NO_GRACE, ...extra], {
 				reject: false,
 				stdin: 'ignore',
 				env: {CI: 'true'},
@@ -106,7 +106,7 @@ describe('etcd-harden rotate on one control plane', () => {
 		// The kill may land while kube-apiserver restarts; a run then stops before changing
 		// anything (exit 2, "does not answer"), so the operator reruns once it is ready.
 		await testbed.waitForReady();
-		const rerun = await cli(testbed, ROTATE);
+		const rerun = await cli(testbed, [...ROTATE, ...NO_GRACE]);
 		expect(rerun.exitCode, show(rerun)).toBe(0);
 		// Exactly one rotation happened: key2 is the only key, every secret is on it.
 		expect(await configProviders(testbed)).toEqual(['secretbox:key2', 'identity']);
@@ -131,7 +131,7 @@ describe('etcd-harden rotate on one control plane', () => {
 		expect(await configProviders(tb)).toEqual(['secretbox:key2', 'secretbox:key1', 'identity']);
 		expect(await secretCounts(tb)).toEqual(before);
 
-		const full = await cli(tb, ROTATE);
+		const full = await cli(tb, [...ROTATE, ...NO_GRACE]);
 		expect(full.exitCode, show(full)).toBe(0);
 		expect(await configProviders(tb)).toEqual(['secretbox:key2', 'identity']);
 		expect(Object.keys(await secretCounts(tb))).toEqual(['secretbox:key2']);

@@ -48,6 +48,16 @@ describe('purge-history plan', () => {
 		expect(changes[0]!.detail!.join('\n')).toContain('compact REV --physical');
 		expect(plan.notes!.join('\n')).toContain('cannot be undone');
 		expect((changes[1]!.params as {kubeconfig?: string}).kubeconfig).toBe('/etc/kubernetes/admin.conf');
+		// The compaction waits for LISTs in flight (default 30 s) and says what a longer one gets.
+		expect((changes[0]!.params as {graceSeconds?: number}).graceSeconds).toBe(30);
+		expect(changes[0]!.detail!.join('\n')).toMatch(/wait 30 s \(--compaction-grace\).*410 Expired/);
+	});
+
+	it('takes the grace from --compaction-grace (0: compacts at once, and says what that costs)', async () => {
+		const plan = purgeHistoryStage.plan(await facts(), {}, {...context, settings: {compactionGraceSeconds: 0}});
+		const compact = (plan.changes as TaskChange[])[0]!;
+		expect((compact.params as {graceSeconds?: number}).graceSeconds).toBe(0);
+		expect(compact.detail!.join('\n')).toMatch(/at once \(--compaction-grace 0\).*410 Expired/);
 	});
 
 	it('changes nothing when the db file is clean and nothing is rewritten in this run', async () => {
