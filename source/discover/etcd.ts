@@ -15,6 +15,7 @@ import {ROOT_PASSWORD_FILE} from '../etcd/auth.js';
 import {parseCertificate, type CertInfo} from '../etcd/certs.js';
 import {etcdConnectionFromFlags, type EtcdConnection} from '../etcd/connection.js';
 import {runEtcdctl} from '../etcd/etcdctl.js';
+import {OWN_PROBE_USER, ownProbeCurlOptions} from '../etcd/own-probes.js';
 import {healthcheckConnection, isWildcardHost, nodePath, splitUrls, type EtcdAuthFacts, type EtcdCertFacts, type EtcdLiveFacts, type EtcdProbe} from '../etcd/tls.js';
 import type {ReadHost} from '../host/types.js';
 import type {Facts} from '../stages/facts.js';
@@ -75,10 +76,14 @@ const CURL_TIMEOUT_SECONDS = '3';
 /** HTTP status of a GET with curl (no client certificate, server certificate not verified). */
 async function curlStatus(host: Host, url: string, signal?: AbortSignal): Promise<{accepted: boolean; detail: string}> {
 	// HTTP/1.1: etcd's listeners hand HTTP/2 to gRPC, which answers no plain GET.
-	const argv = ['curl', '-s', '--http1.1', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', CURL_TIMEOUT_SECONDS];
-	if (url.startsWith('https://')) argv.push('-k');
-	argv.push(url);
-	const result = await host.run(argv, {readOnly: true, timeoutMs: 10_000, ...(signal ? {signal} : {})});
+	const base = ['curl', '-s', '--http1.1', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', CURL_TIMEOUT_SECONDS];
+	if (url.startsWith('https://')) base.push('-k');
+	// From loopback and a privileged source port, so the monitor knows the refusal is ours
+	// (etcd/own-probes.ts). curl exits 45 when it cannot bind one (not root, every port of the
+	// range busy): then the probe runs unmarked, as before.
+	const marked = [...base, ...ownProbeCurlOptions(new URL(url).hostname), url];
+	let result = await host.run(marked, {readOnly: true, timeoutMs: 10_000, ...(signal ? {signal} : {})});
+	if (result.exitCode === 45) result = await host.run([...base, url], {readOnly: true, timeoutMs: 10_000, ...(signal ? {signal} : {})});
 	const code = result.stdout.trim();
 	if (result.exitCode === 0 && code === '200') return {accepted: true, detail: 'answered HTTP 200'};
 	if (result.exitCode === 0) return {accepted: false, detail: `answered HTTP ${code}, not served`};
@@ -162,7 +167,7 @@ export async function probeAuth(host: Host, connection: EtcdConnection, signal?:
 	if (stated !== undefined) {
 		enabled = stated === 'true';
 	} else {
-		const login = await runEtcdctl(host, connection, ['--user=etcd-harden-auth-probe', '--password=probe', 'get', '/etcd-harden-auth-probe', '--keys-only'], {
+		const login = await runEtcdctl(host, connection, [`--user=${OWN_PROBE_USER}`, '--password=probe', 'get', `/${OWN_PROBE_USER}`, '--keys-only'], {
 			readOnly: true,
 			commandTimeout: '5s',
 			timeoutMs: 20_000,

@@ -13,6 +13,7 @@ import {ADMIN_KUBECONFIG} from '../kube/defaults.js';
 import {CHAIN, LOG_PREFIX, variantCommands} from '../firewall/iptables.js';
 import {TABLE_REF} from '../firewall/nft.js';
 import {parseEtcdLog} from '../monitor/etcd-log.js';
+import {isOwnProbe} from '../etcd/own-probes.js';
 import {dropCounter, loggedDrops} from '../monitor/firewall-drops.js';
 import {parseExposition, type Sample} from '../monitor/prom-text.js';
 import {logReadStart, type CertInput, type Collected, type MonitorInputs, type MonitorState} from '../monitor/signals.js';
@@ -53,7 +54,10 @@ async function readEtcdLog(host: Host, sources: MonitorSources, previous: Monito
 		// Start at a line boundary when reading only the tail.
 		let from = start;
 		if (start > 0 && previous?.etcdLog?.offset !== start) from = data.indexOf(0x0a, start) + 1 || data.length;
-		return {source: path, data: {events: parseEtcdLog(data.subarray(from).toString('utf8')), offset: data.length, size: data.length, identity: path}};
+		const all = parseEtcdLog(data.subarray(from).toString('utf8'));
+		// etcd-harden's own probes (loopback, a privileged source port; etcd/own-probes.ts) are no attack.
+		const events = all.filter(event => !isOwnProbe(event));
+		return {source: path, data: {events, offset: data.length, size: data.length, identity: path, ownProbes: all.length - events.length}};
 	} catch (error) {
 		return {source: path, problem: `cannot read ${path}: ${firstLine(error)}`};
 	}

@@ -50,7 +50,7 @@ export type MonitorInputs = {
 	/** ISO time of the collection. */
 	time: string;
 	/** Auth events read from etcd's log since the previous run, and where the reading stopped. */
-	etcdLog: Collected<{events: AuthEvent[]; offset: number; size: number; identity: string}>;
+	etcdLog: Collected<{events: AuthEvent[]; offset: number; size: number; identity: string; ownProbes?: number}>;
 	/** Firewall: the DROP counters per family, and drops by source from the kernel log. */
 	firewall: Collected<{backend: string; dropped?: number; bySource: LoggedDrop[]; note?: string; kernelLogStamp?: number}>;
 	apiserverMetrics: Collected<Sample[]>;
@@ -107,13 +107,15 @@ function authSignal(inputs: MonitorInputs): Signal {
 	if (!inputs.etcdLog.data) return unknown('etcd-auth', title, inputs.etcdLog);
 	const groups = summarizeEvents(inputs.etcdLog.data.events);
 	const total = groups.reduce((sum, group) => sum + group.count, 0);
-	if (total === 0) return {id: 'etcd-auth', title, status: 'ok', value: 'no failures since the last read', source: inputs.etcdLog.source};
+	const own = inputs.etcdLog.data.ownProbes ?? 0;
+	const ownNote = own > 0 ? ` (${own} refusal${own === 1 ? '' : 's'} of etcd-harden's own probes left out)` : '';
+	if (total === 0) return {id: 'etcd-auth', title, status: 'ok', value: `no failures since the last read${ownNote}`, source: inputs.etcdLog.source};
 	const kinds = [...new Set(groups.map(group => group.kind))];
 	return {
 		id: 'etcd-auth',
 		title,
 		status: 'alert',
-		value: `${total} failure${total === 1 ? '' : 's'}: ${kinds.join(', ')}`,
+		value: `${total} failure${total === 1 ? '' : 's'}: ${kinds.join(', ')}${ownNote}`,
 		source: inputs.etcdLog.source,
 		advice: kinds.map(kind => AUTH_EVENT_ADVICE[kind]).join(' '),
 		details: groups.map(group => `${group.count}x ${group.kind}${group.client ? ` from ${group.client}` : ''}${group.user ? ` as ${group.user}` : ''}${group.last ? ` (last ${group.last})` : ''}`),
