@@ -1,5 +1,5 @@
 // Runs the program script (dist/program.js, or the executable's embedded copy) with the V8 code
-// cache that `npm run build` made for it. Bundled into dist/cli.js (scripts/cli-entry.mjs) and into
+// cache that `npm run build` made for it. Bundled into dist/cli.js (scripts/cli-entry.cjs) and into
 // the single executable's main (scripts/sea-main.cjs); not imported at run time from scripts/.
 //
 // The program is the whole CLI bundled as one script: an async function (so its modules keep

@@ -21,7 +21,6 @@ let built: string;
 beforeAll(async () => {
 	scratch = mkdtempSync(path.join(tmpdir(), 'etcd-harden-code-cache-test-'));
 	built = path.join(scratch, 'built');
-	cpSync(path.join(repo, 'package.json'), path.join(built, 'package.json')); // "type": "module" for cli.js
 	await (buildProgram as (options: {repo: string; outDir: string}) => Promise<void>)({repo, outDir: built});
 }, 180_000);
 
