@@ -4,7 +4,7 @@
 //                  (scripts/code-cache.mjs); checked and used by the loader, never required
 //   cli.js         the loader (scripts/cli-entry.cjs with scripts/program-loader.mjs), CommonJS,
 //                  with package.json saying so
-import {rm, writeFile} from 'node:fs/promises';
+import {mkdir, rm, writeFile} from 'node:fs/promises';
 import path from 'node:path';
 import {build} from 'esbuild';
 import {buildInfo} from './build-info.mjs';
@@ -12,6 +12,7 @@ import {trainCodeCache} from './code-cache.mjs';
 import {buildProgramScript} from './esbuild-plugins.mjs';
 
 export async function buildProgram({repo, outDir}) {
+	await mkdir(outDir, {recursive: true});
 	await rm(path.join(outDir, 'program.cache'), {force: true});
 	const program = await buildProgramScript({repo, define: {'process.env.NODE_ENV': '"production"', ETCD_HARDEN_BUILD: JSON.stringify(buildInfo(repo))}});
 	await writeFile(path.join(outDir, 'program.js'), program);
