@@ -3,17 +3,13 @@
 // and dist/SHA256SUMS beside it. A node on a control-plane node is not needed to run it.
 //
 // How: a Node single executable application (SEA) - the node binary that runs this script, with
-// the program injected by postject (npm) as the NODE_SEA_BLOB resource. Node 20's SEA main script
-// must be CommonJS, and Ink and yoga-layout use top-level await, which CommonJS cannot express. So
-// the CLI is bundled as ES modules split at its dynamic imports, exactly like dist/ (--help loads
-// no Ink), and embedded as SEA assets; the small CommonJS main unpacks them once per build into a
-// private directory named by their sha256 (root: /var/lib/etcd-harden/exe-<sha>; others: a 0700
-// directory of their own under the temp directory), checks the digest on every start, and imports
-// the entry through vm's main-context loader (vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER, Node
-// >= 20.12). Measured first: importing the program from a data: URL instead (nothing on disk) cost
-// about 1 s more per start on this machine, since every import in it resolves against a
-// multi-megabyte base URL. Templates, the firewall watchdog and the demo tree are modules
-// (*.generated.ts), so they are inside the program.
+// the program injected by postject (npm) as the NODE_SEA_BLOB resource. The program is dist/'s
+// own: dist/program.js (the whole CLI as one script) and dist/program.cache (its V8 code cache),
+// both made by `npm run build` with this node, embedded as SEA assets. The small CommonJS main
+// (scripts/sea-main.cjs with scripts/program-loader.mjs) compiles the program from memory with
+// the cache, as dist/cli.js does from disk: nothing is unpacked, nothing is read from beside the
+// executable. Templates, the firewall watchdog and the demo tree are modules (*.generated.ts), so
+// they are inside the program.
 //
 // Why SEA over other packagers (measured and compared in the commit that added this): it embeds the
 // very runtime the test suite runs on (no second JavaScript engine to trust), needs only postject
@@ -21,13 +17,12 @@
 // out, as is any runtime whose behaviour the tests do not cover.
 import {execFileSync} from 'node:child_process';
 import {createHash} from 'node:crypto';
-import {copyFile, chmod, mkdir, readdir, readFile, rm, writeFile} from 'node:fs/promises';
+import {existsSync} from 'node:fs';
+import {copyFile, chmod, mkdir, readFile, rm, writeFile} from 'node:fs/promises';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import {build} from 'esbuild';
 import {inject} from 'postject';
-import {buildInfo} from './build-info.mjs';
-import {programBundle, stringWidthEmojiGuard, yogaWithoutFetch} from './esbuild-plugins.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const NAME = 'etcd-harden-linux-amd64';
@@ -39,7 +34,7 @@ if (process.platform !== 'linux' || process.arch !== 'x64') {
 }
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 20 || (major === 20 && minor < 12)) {
-	console.error(`build:exe: needs Node.js >= 20.12 (SEA assets and vm's main-context loader); this is ${process.version}`);
+	console.error(`build:exe: needs Node.js >= 20.12 (SEA assets); this is ${process.version}`);
 	process.exit(1);
 }
 
@@ -49,47 +44,25 @@ await rm(work, {recursive: true, force: true});
 await mkdir(work, {recursive: true});
 const started = performance.now();
 
-const app = path.join(work, 'app');
-await build({
-	...programBundle,
-	absWorkingDir: repo,
-	entryPoints: {cli: 'cli.tsx'},
-	outdir: app,
-	chunkNames: 'chunks/[name]-[hash]',
-	// .mjs: the unpacked directory has no package.json saying "type": "module".
-	outExtension: {'.js': '.mjs'},
-	splitting: true,
-	// Ink loads its devtools only when DEV=true; they are not a dependency, and nothing beside the
-	// program can be imported, so the executable says so instead.
-	plugins: [
-		yogaWithoutFetch,
-		stringWidthEmojiGuard,
-		{
-			name: 'no-devtools',
-			setup(build) {
-				build.onResolve({filter: /^react-devtools-core$/}, () => ({path: 'react-devtools-core', namespace: 'no-devtools'}));
-				build.onLoad({filter: /.*/, namespace: 'no-devtools'}, () => ({
-					contents: "throw new Error('React devtools are not part of the etcd-harden executable (unset DEV)');",
-					loader: 'js',
-				}));
-			},
-		},
-	],
-	define: {'process.env.NODE_ENV': '"production"', ETCD_HARDEN_BUILD: JSON.stringify(buildInfo(repo))},
-});
-
-// The program's files, in a fixed order, and one digest over names and contents.
-const files = [];
-for (const entry of await readdir(app, {recursive: true, withFileTypes: true})) {
-	if (entry.isFile()) files.push(path.relative(app, path.join(entry.parentPath ?? entry.path, entry.name)).split(path.sep).join('/'));
+// `npm run build` (run by build:exe first) made both with this node; the cache only saves time.
+const program = {'program.js': path.join(repo, 'dist', 'program.js')};
+if (!existsSync(program['program.js'])) {
+	console.error('build:exe: dist/program.js is missing: run npm run build first (npm run build:exe does)');
+	process.exit(1);
 }
-files.sort();
-const programHash = createHash('sha256');
-for (const file of files) programHash.update(file).update('\0').update(await readFile(path.join(app, file))).update('\0');
-const manifest = {sha256: programHash.digest('hex'), entry: 'cli.mjs', files};
-await writeFile(path.join(work, 'program.json'), JSON.stringify(manifest));
-
-await writeFile(path.join(work, 'main.cjs'), await readFile(path.join(repo, 'scripts', 'sea-main.cjs')));
+if (existsSync(path.join(repo, 'dist', 'program.cache'))) program['program.cache'] = path.join(repo, 'dist', 'program.cache');
+else console.warn('warning: dist/program.cache is missing (npm run build said why): the executable will start slower');
+await build({
+	bundle: true,
+	platform: 'node',
+	format: 'cjs',
+	target: 'node20',
+	absWorkingDir: repo,
+	entryPoints: ['scripts/sea-main.cjs'],
+	outfile: path.join(work, 'main.cjs'),
+	legalComments: 'none',
+	logLevel: 'warning',
+});
 await writeFile(
 	path.join(work, 'sea-config.json'),
 	JSON.stringify(
@@ -97,8 +70,9 @@ await writeFile(
 			main: path.join(work, 'main.cjs'),
 			output: path.join(work, 'sea-prep.blob'),
 			disableExperimentalSEAWarning: true,
+			// The main is a few lines; the program has its own cache (above).
 			useCodeCache: false,
-			assets: {'program.json': path.join(work, 'program.json'), ...Object.fromEntries(files.map(file => [`program/${file}`, path.join(app, file)]))},
+			assets: program,
 		},
 		null,
 		'\t',

@@ -6,7 +6,6 @@
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import {execa} from 'execa';
 
 export type PlayFile = {path: string; content: string; mode: number};
 
@@ -37,6 +36,9 @@ export async function runAnsible(
 	options: {cwd: string; env?: Record<string, string>; onLine?: (line: string) => void; signal?: AbortSignal},
 ): Promise<AnsibleRun> {
 	const [file, ...args] = argv;
+	// Loaded here, not with the module: main imports this module (fleet) for every command, and
+	// execa's module start-up cost the wizard ~15 ms before its first frame (node --cpu-prof).
+	const {execa} = await import('execa');
 	const child = execa(file!, args, {
 		cwd: options.cwd,
 		env: {ANSIBLE_CONFIG: path.join(options.cwd, 'ansible.cfg'), ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0', ...options.env},

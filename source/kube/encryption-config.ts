@@ -276,7 +276,7 @@ function validateKms(body: unknown, at: string, fail: Fail, kmsNames: Set<string
 	if (typeof endpoint !== 'string' || endpoint === '') bad('endpoint', 'is missing (a unix socket such as unix:///var/run/kms.sock)');
 	else if (!endpoint.startsWith('unix://')) bad('endpoint', `${JSON.stringify(endpoint)} is not a unix:// socket; only unix is supported`);
 	const timeout = body['timeout'];
-	if (timeout !== undefined && (typeof timeout !== 'string' || !/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(timeout) || !/[1-9]/.test(timeout))) {
+	if (timeout !== undefined && (typeof timeout !== 'string' || !/^(\d+(\.\d+)?(ns|us|\u00b5s|ms|s|m|h))+$/.test(timeout) || !/[1-9]/.test(timeout))) {
 		bad('timeout', `${describe(timeout)} is not a positive duration such as 3s`);
 	}
 	const cachesize = body['cachesize'];

@@ -3,7 +3,8 @@
  * code computes. string-width's emoji guard: the bundled string-width (with the guard) and the
  * package as published give the same width for every string here, including every kind of RGI
  * emoji sequence, the glyphs the wizard draws, and every code point in the ranges that hold
- * symbols and emoji, alone, with VS16, and between ASCII text.
+ * symbols and emoji, alone, with VS16, and between ASCII text (the regex it guards is created at
+ * its first use, so these also prove that lazy regex gives the published widths).
  */
 import {mkdtemp, rm} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
@@ -44,7 +45,11 @@ afterAll(async () => {
 describe('string-width emoji guard (esbuild plugin)', () => {
 	it('is applied: the bundle tests the Emoji property before the RGI emoji regex', async () => {
 		const {readFile} = await import('node:fs/promises');
-		expect(await readFile(join(dir, 'string-width.mjs'), 'utf8')).toMatch(/mayBeEmojiRegex\.test\(segment\)\s*&&\s*rgiEmojiRegex\.test\(segment\)/);
+		const bundled = await readFile(join(dir, 'string-width.mjs'), 'utf8');
+		expect(bundled).toMatch(/mayBeEmojiRegex\.test\(segment\)\s*&&\s*rgiEmojiRegex\.test\(segment\)/);
+		// The RGI emoji regex is created at its first use, not when the module loads.
+		expect(bundled).not.toMatch(/\/\^\\p\{RGI_Emoji\}\$\/v/);
+		expect(bundled).toMatch(/rgiEmojiRegexCreated \?\?= new RegExp\(/);
 	});
 
 	it('gives the published widths for emoji sequences of every kind, the wizard glyphs and mixed text', () => {
