@@ -20,6 +20,9 @@
  * - back off on rising latency: while holding, two windows in a row whose latency is up by half
  *   over the hold's mean at the same limit (the server got busier, e.g. other clients) cut the
  *   limit by 20%;
+ * - a latency budget: a limit whose mean latency is over 4x the lowest window's of the run is
+ *   not kept, whatever throughput it buys (past the knee a server queues: others wait behind
+ *   every write in flight);
  * - throttled (429, 5xx, connection errors): cut the limit in half (multiplicative decrease) and
  *   dispatch nothing new until the server's Retry-After has passed.
  *
@@ -38,6 +41,12 @@ export type AdaptiveOptions = {
 	windowMs?: number;
 	/** Windows to hold after a useless step up before probing again (default 4). */
 	holdWindows?: number;
+	/**
+	 * The highest mean write latency, as a multiple of the lowest window's mean latency in this
+	 * run (default 4): what other clients queue behind. A limit whose latency exceeds it is not
+	 * kept, however much throughput it buys. Infinity: throughput alone decides.
+	 */
+	latencyBudget?: number;
 };
 
 export type ControllerPhase = 'slow-start' | 'probe' | 'probe-down' | 'hold';
@@ -49,6 +58,9 @@ export class AdaptiveConcurrency {
 	private readonly max: number;
 	private readonly windowMs: number;
 	private readonly holdWindows: number;
+	private readonly latencyBudget: number;
+	/** The lowest mean latency of a window in this run (the least queueing seen). */
+	private baseLatency = Infinity;
 	private current: number;
 	private phase: ControllerPhase = 'slow-start';
 	private windowStart: number | undefined;
@@ -72,6 +84,7 @@ export class AdaptiveConcurrency {
 		this.current = clamp(Math.floor(options.initial ?? 4), this.min, this.max);
 		this.windowMs = options.windowMs ?? 400;
 		this.holdWindows = options.holdWindows ?? 4;
+		this.latencyBudget = options.latencyBudget ?? LATENCY_BUDGET;
 	}
 
 	/** Writes allowed in flight now. */
@@ -130,7 +143,13 @@ export class AdaptiveConcurrency {
 			this.previous = window;
 			return;
 		}
+		this.baseLatency = Math.min(this.baseLatency, meanLatency);
 		this.decide(window);
+	}
+
+	/** The window's latency is over the budget: others queue too long behind these writes. */
+	private overBudget(window: {latencyMs: number}): boolean {
+		return window.latencyMs > this.baseLatency * this.latencyBudget;
 	}
 
 	private decide(window: {limit: number; rate: number; latencyMs: number}): void {
@@ -138,6 +157,10 @@ export class AdaptiveConcurrency {
 		this.previous = window;
 		switch (this.phase) {
 			case 'slow-start': {
+				if (this.overBudget(window) && previous !== undefined && previous.limit < window.limit) {
+					this.setHold(previous.limit);
+					return;
+				}
 				if (previous === undefined || previous.limit >= window.limit || window.rate >= previous.rate * SLOW_START_GAIN) {
 					this.current = clamp(this.current * 2, this.min, this.max);
 					return;
@@ -153,7 +176,7 @@ export class AdaptiveConcurrency {
 				return;
 			}
 			case 'probe': {
-				if (previous !== undefined && window.limit > previous.limit && window.rate < previous.rate * STEP_UP_GAIN) {
+				if (previous !== undefined && window.limit > previous.limit && (window.rate < previous.rate * STEP_UP_GAIN || this.overBudget(window))) {
 					// The step up raised latency, not throughput: take it back and hold.
 					this.setHold(previous.limit);
 					return;
@@ -170,8 +193,8 @@ export class AdaptiveConcurrency {
 				const plateau = this.plateau;
 				if (plateau.limit !== window.limit || plateau.windows === 0) {
 					this.plateau = {limit: window.limit, rate: window.rate, latencyMs: window.latencyMs, windows: 1, busy: 0};
-				} else if (window.latencyMs > plateau.latencyMs * LATENCY_RISE) {
-					// Same limit, latency up by half: the server is busier. Twice in a row: give way.
+				} else if (window.latencyMs > plateau.latencyMs * LATENCY_RISE || this.overBudget(window)) {
+					// Same limit, latency up by half or over the budget: the server is busier. Twice in a row: give way.
 					if (++plateau.busy >= 2) {
 						this.setHold(Math.floor(this.current * 0.8));
 						return;
@@ -209,6 +232,8 @@ const SLOW_START_GAIN = 1.1;
 const STEP_UP_GAIN = 1.03;
 /** A step down is kept when it keeps this fraction of the plateau's rate. */
 const STEP_DOWN_KEEP = 0.98;
+/** The default latency budget (AdaptiveOptions.latencyBudget). */
+const LATENCY_BUDGET = 4;
 /** Latency at the same limit up by this factor (twice in a row): the server is busier. */
 const LATENCY_RISE = 1.5;
 

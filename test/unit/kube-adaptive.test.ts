@@ -112,6 +112,22 @@ describe('adaptive concurrency', () => {
 		}
 	});
 
+	it('keeps mean latency within its budget where throughput creeps up but the queue grows (others would wait behind it)', () => {
+		// Past 16 in flight throughput still rises about 12% per doubling, while latency
+		// (limit / rate) nearly doubles: 10 ms at 4 in flight, 19 at 32, 34 at 64, 61 at 128.
+		const curve: Array<[number, number]> = [[4, 400], [8, 780], [16, 1500], [32, 1700], [64, 1900], [128, 2100], [256, 2300]];
+		const controller = new AdaptiveConcurrency({initial: 4, latencyBudget: 3});
+		driveCurve(controller, curve, 20, 0, 1);
+		const late = controller.history.slice(-20);
+		// Within 3x the lowest latency (10 ms), but not far below it (still uses the room).
+		expect(Math.max(...late.map(window => window.latencyMs))).toBeLessThanOrEqual(30 * 1.05);
+		expect(Math.max(...late.map(window => window.limit))).toBeGreaterThanOrEqual(32);
+		// Without a budget, throughput alone takes it far past that.
+		const unbounded = new AdaptiveConcurrency({initial: 4, latencyBudget: Infinity});
+		driveCurve(unbounded, curve, 20, 0, 1);
+		expect(Math.max(...unbounded.history.slice(-20).map(window => window.latencyMs))).toBeGreaterThan(45);
+	});
+
 	it('grows far on a big server (a 64-core control plane) and stays at its pinned maximum', () => {
 		const controller = new AdaptiveConcurrency({initial: 4, max: 256});
 		const {rates} = drive(controller, () => ({slots: 400, serviceMs: 20}), 60);
