@@ -34,6 +34,13 @@ const option = (name: string, fallback: string): string => {
 const SECRETS = Number(option('secrets', '10000'));
 const BIG = Number(option('big', '100000'));
 const SWEEP = option('sweep', '8,16,32,64,128').split(',').filter(Boolean).map(Number);
+// The tool pinned at these fixed concurrencies too (the probe's per-request cost vs the tool's, at
+// the same number in flight; default none).
+const PINNED = option('pinned', '').split(',').filter(Boolean).map(Number);
+// `--kubectl 0` skips the kubectl contender (its ratio is then not printed).
+const KUBECTL = option('kubectl', '1') !== '0';
+// `--cpu-prof DIR`: the tool's runs write V8 CPU profiles there (node --cpu-prof).
+const CPU_PROF = option('cpu-prof', '');
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DRIVER = path.join(REPO, 'test', 'e2e', 'kube-driver.ts');
 const PROBE = path.join(REPO, 'bench', 'reencrypt-probe.ts');
@@ -53,8 +60,9 @@ function lastJson<T>(stdout: unknown): T {
 	return JSON.parse(String(stdout).trim().split('\n').at(-1) ?? '{}') as T;
 }
 
-async function driver(tb: Testbed, command: unknown): Promise<DriverResult> {
-	const result = await tb.exec([process.execPath, '--import', 'tsx', DRIVER, JSON.stringify(command)], {cwd: REPO, reject: false, stdin: 'ignore'});
+async function driver(tb: Testbed, command: unknown, profile = false): Promise<DriverResult> {
+	const flags = profile && CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [];
+	const result = await tb.exec([process.execPath, ...flags, '--import', 'tsx', DRIVER, JSON.stringify(command)], {cwd: REPO, reject: false, stdin: 'ignore'});
 	const parsed = lastJson<DriverResult>(result.stdout);
 	if (!parsed.ok) throw new Error(`driver failed: ${parsed.error ?? String(result.stderr).slice(-1000)}`);
 	return parsed;
@@ -104,7 +112,7 @@ async function expectAllOn(tb: Testbed, label: string, prefix = '/registry/secre
 }
 
 async function tool(tb: Testbed, extra: Record<string, unknown> = {}): Promise<DriverResult & {settled: string}> {
-	const result = await driver(tb, {op: 'task', task: 'reencrypt', params: {url: 'https://127.0.0.1:6443', resources: ['secrets'], ...extra}, runId: runId()});
+	const result = await driver(tb, {op: 'task', task: 'reencrypt', params: {url: 'https://127.0.0.1:6443', resources: ['secrets'], ...extra}, runId: runId()}, true);
 	const summary = result.logs?.find(line => line.level === 'success')?.text ?? '';
 	const settled = /adaptive: settled at (\d+) in flight \(highest (\d+)\)/.exec(summary);
 	return {...result, settled: settled ? `${settled[1]} (highest ${settled[2]})` : 'n/a'};
@@ -134,7 +142,7 @@ const out = (line: string) => {
 log('building dist/ (npm run build) for the CLI run...');
 execFileSync('npm', ['run', 'build', '--silent'], {cwd: REPO, stdio: ['ignore', 'ignore', 'inherit']});
 
-{
+if (SECRETS > 0) {
 	log(`part 1: starting the testbed with ${SECRETS} secrets...`);
 	const tb = await startTestbed({secrets: SECRETS, configMaps: 10, namespaces: NAMESPACES});
 	try {
@@ -150,11 +158,26 @@ execFileSync('npm', ['run', 'build', '--silent'], {cwd: REPO, stdio: ['ignore', 
 		const total = await expectAllOn(tb, label);
 		const oursRate = total / ours.seconds!;
 
-		label = await restage(tb);
 		let started = process.hrtime.bigint();
-		await tb.exec(['sh', '-c', 'kubectl --kubeconfig /etc/kubernetes/admin.conf get secrets -A -o json | kubectl --kubeconfig /etc/kubernetes/admin.conf replace -f - >/dev/null'], {stdin: 'ignore'});
-		const kubectlRate = total / seconds(started);
-		await expectAllOn(tb, label);
+		let kubectlRate = NaN;
+		if (KUBECTL) {
+			label = await restage(tb);
+			started = process.hrtime.bigint();
+			await tb.exec(['sh', '-c', 'kubectl --kubeconfig /etc/kubernetes/admin.conf get secrets -A -o json | kubectl --kubeconfig /etc/kubernetes/admin.conf replace -f - >/dev/null'], {stdin: 'ignore'});
+			kubectlRate = total / seconds(started);
+			await expectAllOn(tb, label);
+		}
+
+		const pinned: Array<[number, number, number]> = [];
+		for (const concurrency of PINNED) {
+			label = await restage(tb);
+			const pinnedReader = reader(tb, `/tmp/bench-reader-pinned-${concurrency}`, SECRETS);
+			const run = await tool(tb, {concurrency});
+			const read = await pinnedReader.stop();
+			await expectAllOn(tb, label);
+			pinned.push([concurrency, total / run.seconds!, read.p99]);
+			log(`  tool pinned at ${concurrency}: ${(total / run.seconds!).toFixed(0)}/s, reader p99 ${read.p99.toFixed(1)} ms`);
+		}
 
 		const sweep: Array<[number, number]> = [];
 		for (const concurrency of SWEEP) {
@@ -170,9 +193,10 @@ execFileSync('npm', ['run', 'build', '--silent'], {cwd: REPO, stdio: ['ignore', 
 
 		out(`secrets: ${total} stale, kube-apiserver 1.20.2 + etcd with TLS (testbed)`);
 		out(`tool at defaults (adaptive): ${ours.seconds!.toFixed(2)} s  ${oursRate.toFixed(0)}/s, settled at ${ours.settled} in flight, peak RSS ${ours.maxRssMB!.toFixed(1)} MB`);
-		out(`kubectl get | replace:       ${(total / kubectlRate).toFixed(2)} s  ${kubectlRate.toFixed(0)}/s`);
+		if (KUBECTL) out(`kubectl get | replace:       ${(total / kubectlRate).toFixed(2)} s  ${kubectlRate.toFixed(0)}/s`);
+		if (pinned.length > 0) out(`tool pinned (--concurrency N): ${pinned.map(([c, r, p99]) => `${c}: ${r.toFixed(0)}/s (reader p99 ${(p99 / idle.p99).toFixed(2)}x idle)`).join(', ')}`);
 		out(`raw probe (list + PUTs), fixed in flight: ${sweep.map(([c, r]) => `${c}: ${r.toFixed(0)}/s`).join(', ')}; best ${bestRate.toFixed(0)}/s at ${bestConcurrency}`);
-		out(`ratio tool / kubectl: ${(oursRate / kubectlRate).toFixed(2)}x (target >= 4x; on 2 cores the apiserver's ceiling may cap it: probe best / kubectl = ${(bestRate / kubectlRate).toFixed(2)}x)`);
+		if (KUBECTL) out(`ratio tool / kubectl: ${(oursRate / kubectlRate).toFixed(2)}x (target >= 4x; on 2 cores the apiserver's ceiling may cap it: probe best / kubectl = ${(bestRate / kubectlRate).toFixed(2)}x)`);
 		out(`ratio tool / probe best: ${((100 * oursRate) / bestRate).toFixed(0)}% (target >= 90%)`);
 		out(`reader GET secret p99: idle ${idle.p99.toFixed(1)} ms (p50 ${idle.p50.toFixed(1)}, ${idle.count} reads), during re-encryption ${busy.p99.toFixed(1)} ms (p50 ${busy.p50.toFixed(1)}, ${busy.count} reads): ${(busy.p99 / idle.p99).toFixed(2)}x (target <= 3x)`);
 	} finally {
@@ -181,6 +205,7 @@ execFileSync('npm', ['run', 'build', '--silent'], {cwd: REPO, stdio: ['ignore', 
 }
 
 if (BIG > 0) {
+	out(`machine: ${os.cpus().length} CPUs, load average at the start of part 2 ${os.loadavg()[0]!.toFixed(1)}`);
 	keys.length = 0;
 	log(`part 2: starting the testbed with ${BIG} secrets and ${BIG} configmaps (seeding takes minutes)...`);
 	const tb = await startTestbed({secrets: BIG, configMaps: BIG, namespaces: NAMESPACES, readyTimeoutMs: 300_000});

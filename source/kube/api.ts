@@ -64,6 +64,13 @@ export type RequestOptions = {
 	accept?: string;
 	query?: Record<string, string | number | undefined>;
 	signal?: AbortSignal;
+	/**
+	 * false: `signal` stops the retries (checked before each attempt, and ends a back-off
+	 * sleep) but does not abort a request already sent. For many short writes that must not
+	 * pay an abort listener each (re-encryption: the request's timeout still bounds it).
+	 * Default true.
+	 */
+	abortInFlight?: boolean;
 	/** Override the client's retry count for this request (0: fail on the first error). */
 	retries?: number;
 	timeoutMs?: number;
@@ -164,6 +171,13 @@ function errorFromResponse(method: string, path: string, response: HttpResponse,
 	return new KubeApiError(text, status, reason, retryAfter);
 }
 
+/** What an aborted request throws (as fetch and node:http do). */
+function abortError(signal: AbortSignal): Error {
+	const reason: unknown = signal.reason;
+	if (reason instanceof Error) return reason;
+	return new DOMException('This operation was aborted', 'AbortError');
+}
+
 export class KubeApi {
 	private readonly timeoutMs: number;
 	private readonly retries: number;
@@ -201,8 +215,10 @@ export class KubeApi {
 		if (this.connection.token) headers['authorization'] = `Bearer ${this.connection.token}`;
 		const retries = options.retries ?? this.retries;
 		let backoff = this.backoffMs;
+		const requestSignal = options.abortInFlight === false ? undefined : options.signal;
 		for (let attempt = 0; ; attempt++) {
 			let error: KubeApiError;
+			if (requestSignal === undefined && options.signal?.aborted) throw abortError(options.signal);
 			try {
 				const response = await this.host.request({
 					url,
@@ -213,7 +229,7 @@ export class KubeApi {
 					cert: this.connection.cert,
 					key: this.connection.key,
 					timeoutMs: options.timeoutMs ?? this.timeoutMs,
-					signal: options.signal,
+					signal: requestSignal,
 				});
 				if (response.status < 400) return response;
 				error = errorFromResponse(method, path, response, this.host.now());

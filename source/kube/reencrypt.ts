@@ -225,6 +225,8 @@ class Reencryptor {
 	private readonly counters: Counters = {done: 0, rewritten: 0, notFound: 0, conflicts: 0, thisRun: 0};
 	private readonly byResource: Record<string, number> = {};
 	private readonly inflight = new Set<Promise<void>>();
+	/** Resolves the dispatcher's wait for a free slot. */
+	private freed: (() => void) | undefined;
 	private failure: unknown;
 	private total: number | undefined;
 	private current = '';
@@ -431,7 +433,9 @@ class Reencryptor {
 				continue;
 			}
 			if (this.inflight.size < this.limit()) break;
-			await Promise.race(this.inflight);
+			// One waiter woken by the next write to finish (a Promise.race over every write in
+			// flight would add a reaction to each of them per dispatch).
+			await new Promise<void>(resolve => (this.freed = resolve));
 			this.checkAbort();
 		}
 		this.highestLimit = Math.max(this.highestLimit, this.limit());
@@ -460,7 +464,12 @@ class Reencryptor {
 			.catch((error: unknown) => {
 				this.failure ??= error;
 			})
-			.finally(() => this.inflight.delete(promise));
+			.finally(() => {
+				this.inflight.delete(promise);
+				const wake = this.freed;
+				this.freed = undefined;
+				wake?.();
+			});
 		this.inflight.add(promise);
 	}
 
@@ -476,7 +485,10 @@ class Reencryptor {
 			this.throttledCount++;
 			this.adaptive?.throttled(this.host.now().getTime(), error.retryAfterSeconds);
 		};
-		const request = {signal, onRetry, retries: REENCRYPT_DEFAULTS.writeRetries};
+		// The signal ends retries and back-off sleeps, not a write already sent (it finishes
+		// within its timeout): an abort listener per write costs client CPU the apiserver
+		// shares on a small control plane.
+		const request = {signal, abortInFlight: false, onRetry, retries: REENCRYPT_DEFAULTS.writeRetries};
 		const started = this.host.now().getTime();
 		for (let attempt = 0; ; attempt++) {
 			try {

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest';
 import {KubeApi} from '../../source/kube/api.js';
-import {findResumableState, readState, reencrypt, statePathIn, type ReencryptProgress} from '../../source/kube/reencrypt.js';
+import {findResumableState, readState, ReencryptAborted, reencrypt, statePathIn, type ReencryptProgress} from '../../source/kube/reencrypt.js';
 import {FakeHost, FakeSecrets, status} from './kube-fake.js';
 
 const connection = {server: 'https://127.0.0.1:6443', ca: 'CA', cert: 'CERT', key: 'KEY'};
@@ -213,6 +213,25 @@ describe('reencrypt (all objects of a resource, scripted fake apiserver)', () =>
 		expect(result.rewritten).toBe(2);
 		expect(result.notFound).toBe(1);
 		for (const [key, object] of fake.objects) expect(object.writes).toBe(chosen.includes(key) ? 1 : 0);
+	});
+
+	it('an abort stops dispatching; writes carry no abort listener (lists do) and the ones sent finish', async () => {
+		const {fake, host, api} = setup(400);
+		const controller = new AbortController();
+		let puts = 0;
+		const fakeHandler = fake.handler;
+		host.handler = request => {
+			if (request.method === 'PUT' && ++puts === 50) controller.abort();
+			return fakeHandler(request);
+		};
+		const error = await reencrypt(api, {resources: ['secrets'], concurrency: 8, signal: controller.signal}).catch((caught: unknown) => caught);
+		expect(error).toBeInstanceOf(ReencryptAborted);
+		const writes = host.requests.filter(request => request.method === 'PUT');
+		expect(writes.every(request => request.signal === undefined)).toBe(true);
+		expect(host.requests.filter(request => request.method === 'GET').every(request => request.signal === controller.signal)).toBe(true);
+		// Stopped within the writes already in flight, and every write sent was answered (none cut off).
+		expect(writes.length).toBeLessThanOrEqual(50 + 8);
+		expect([...fake.objects.values()].filter(object => object.writes === 1).length).toBe(writes.length);
 	});
 
 	it('fails on an unexpected error and says which request', async () => {
