@@ -21,7 +21,7 @@ import {
 	type Processor,
 	type Pull,
 } from '../crypto/age.js';
-import {defaultWorkers, runChunkWorkers, type ChunkJob} from './age-parallel.js';
+import {defaultWorkers, runChunkWorkers, WRITE_LIMIT, type ChunkJob} from './age-parallel.js';
 import {reclaimCipherBuffers} from './memory.js';
 
 /**
@@ -72,10 +72,11 @@ async function checkUnchanged(input: FileHandle, inputPath: string, size: number
 	}
 }
 
+/** Append `length` bytes of `buffer`, in writes of at most WRITE_LIMIT bytes (see there: 1 MiB writes could cost 8x the system time). */
 async function writeAll(handle: FileHandle, buffer: Buffer, length: number): Promise<void> {
 	let done = 0;
 	while (done < length) {
-		const {bytesWritten} = await handle.write(buffer, done, length - done, null);
+		const {bytesWritten} = await handle.write(buffer, done, Math.min(length - done, WRITE_LIMIT), null);
 		done += bytesWritten;
 	}
 }

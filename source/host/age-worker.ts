@@ -15,7 +15,7 @@
  * its batch index; batches below it were already claimed and finish (or fail) normally, so the
  * main thread can report the lowest failing chunk, as a sequential pass would.
  */
-import {readSync, writeSync, writevSync} from 'node:fs';
+import {readSync, writevSync} from 'node:fs';
 import {parentPort, workerData} from 'node:worker_threads';
 import {CHUNK_SIZE, openChunks, SEALED_CHUNK_SIZE, sealChunks} from '../crypto/age-payload.js';
 import {AgeError} from '../crypto/age-header.js';
@@ -34,6 +34,8 @@ export interface WorkerSetup {
 	readonly chunks: number;
 	readonly inputBytes: number;
 	readonly batchChunks: number;
+	/** Largest write, in bytes (WRITE_LIMIT). */
+	readonly writeLimit: number;
 	/** Int32Array view: [NEXT_BATCH] the next unclaimed batch, [STOP] nonzero once anything failed. */
 	readonly shared: SharedArrayBuffer;
 }
@@ -55,25 +57,36 @@ function readExactly(fd: number, buffer: Buffer, length: number, position: numbe
 	}
 }
 
-function writeAllAt(fd: number, pieces: Buffer[], position: number): void {
-	const total = pieces.reduce((sum, piece) => sum + piece.length, 0);
-	let written = writevSync(fd, pieces, position);
-	if (written === total) return;
-	// A short write (rare for a regular file): write the rest piece by piece.
-	let at = position + written;
+/** Write `pieces` at `position`, in writevs of at most `limit` bytes each (see WRITE_LIMIT in age-parallel.ts). */
+function writeAllAt(fd: number, pieces: Buffer[], position: number, limit: number): void {
+	let at = position;
+	let group: Buffer[] = [];
+	let groupBytes = 0;
+	const flush = (): void => {
+		let rest = group;
+		while (rest.length > 0) {
+			let written = writevSync(fd, rest, at);
+			at += written;
+			// A short write (rare for a regular file): keep what is left.
+			const left: Buffer[] = [];
+			for (const piece of rest) {
+				if (written >= piece.length) written -= piece.length;
+				else {
+					left.push(piece.subarray(written));
+					written = 0;
+				}
+			}
+			rest = left;
+		}
+		group = [];
+		groupBytes = 0;
+	};
 	for (const piece of pieces) {
-		if (written >= piece.length) {
-			written -= piece.length;
-			continue;
-		}
-		let done = written;
-		written = 0;
-		while (done < piece.length) {
-			const n = writeSync(fd, piece, done, piece.length - done, at);
-			done += n;
-			at += n;
-		}
+		if (groupBytes > 0 && groupBytes + piece.length > limit) flush();
+		group.push(piece);
+		groupBytes += piece.length;
 	}
+	flush();
 }
 
 function run(setup: WorkerSetup): void {
@@ -95,7 +108,7 @@ function run(setup: WorkerSetup): void {
 			readExactly(setup.inputFd, input, length, setup.inputStart + first * inChunk);
 			const source = input.subarray(0, length);
 			const pieces = seal ? sealChunks(setup.payloadKey, first, source, final) : openChunks(setup.payloadKey, first, source, final);
-			writeAllAt(setup.outputFd, pieces, setup.outputStart + first * outChunk);
+			writeAllAt(setup.outputFd, pieces, setup.outputStart + first * outChunk, setup.writeLimit);
 			processed++;
 			// Free the batch's dead cipher buffers now: each worker's heap holds them until a GC.
 			reclaimCipherBuffers();
