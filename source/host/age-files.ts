@@ -21,13 +21,13 @@ import {
 	type Processor,
 	type Pull,
 } from '../crypto/age.js';
-import {defaultWorkers, runChunkWorkers, type ChunkJob} from './age-parallel.js';
+import {defaultWorkers, runChunkWorkers, WRITE_LIMIT, type ChunkJob} from './age-parallel.js';
 import {reclaimCipherBuffers} from './memory.js';
 
 /**
- * Below this size a file is processed on the main thread: starting two worker threads took
- * 70-100 ms of CPU (130-150 ms to the first answer on the busy 2-core machine), about what one
- * core spends on 64 MiB. bench/backup prints both paths (`--size 64M` shows the crossover).
+ * Below this size a file is processed by the sequential loop: a worker thread costs about 50 ms
+ * of CPU to start (more on a busy machine before it does any work), a good part of what the
+ * second core could take off 64 MiB. bench/backup prints both paths (`--size 64M` shows it).
  */
 export const PARALLEL_MIN_BYTES = 64 * 1024 * 1024;
 
@@ -40,14 +40,15 @@ export interface FileOutputOptions {
 	 */
 	readonly sync?: boolean;
 	/**
-	 * Worker threads for a regular file. Default: for a file of at least PARALLEL_MIN_BYTES, one
-	 * per idle core (defaultWorkers: os.availableParallelism() less the load average), else the
-	 * main thread. A number given here is used at any size; 1 keeps the work on the main thread.
+	 * Lanes for a regular file: this thread and `workers - 1` worker threads, each sealing or
+	 * opening whole batches with positional I/O (age-parallel.ts). Default: for a file of at least
+	 * PARALLEL_MIN_BYTES, defaultWorkers() (2 on a 2-core machine, up to 4 on idle larger ones),
+	 * else 1. A number given here is used at any size; 1 is the sequential loop on this thread.
 	 */
 	readonly workers?: number;
 }
 
-/** Worker count for a file of `size` bytes (1: the sequential loop). */
+/** Lanes for a file of `size` bytes (1: the sequential loop). */
 function workersFor(options: FileOutputOptions, regularFile: boolean, size: number): number {
 	if (!regularFile) return 1;
 	if (options.workers !== undefined) return Math.max(1, Math.floor(options.workers));
@@ -71,10 +72,11 @@ async function checkUnchanged(input: FileHandle, inputPath: string, size: number
 	}
 }
 
+/** Append `length` bytes of `buffer`, in writes of at most WRITE_LIMIT bytes (see there: 1 MiB writes could cost 8x the system time). */
 async function writeAll(handle: FileHandle, buffer: Buffer, length: number): Promise<void> {
 	let done = 0;
 	while (done < length) {
-		const {bytesWritten} = await handle.write(buffer, done, length - done, null);
+		const {bytesWritten} = await handle.write(buffer, done, Math.min(length - done, WRITE_LIMIT), null);
 		done += bytesWritten;
 	}
 }

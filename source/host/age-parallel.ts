@@ -1,48 +1,71 @@
 /**
  * The parallel age file loop: the payload's chunks are independent given their index (the
- * STREAM nonce is the chunk counter plus the last-chunk flag), so worker threads seal or open
- * batches of them at once (source/host/age-worker.ts) while this thread reads the input and
- * writes the output in file order.
+ * STREAM nonce is the chunk counter plus the last-chunk flag), and batch i of BATCH_CHUNKS
+ * chunks sits at a computable offset in both files (plaintext chunks of 64 KiB, sealed chunks
+ * of 64 KiB + 16 after the header and nonce). So every lane does whole batches on its own: it
+ * claims the next batch index from a shared counter (Atomics.add: batches are claimed in file
+ * order), reads that batch with a positional read, seals or opens it and writes it with
+ * positional writevs (WRITE_LIMIT bytes at most each). No buffer travels between threads and nothing is done per byte on behalf
+ * of another lane.
  *
- * Memory is bounded whatever the file size: IN_FLIGHT_PER_WORKER batches per worker, each with
- * an input and an output buffer that travel between the threads by transfer (never copied) and
- * are reused for the next batch.
+ * The lanes are this thread (asynchronous reads and writes, one batch of cipher work at a time,
+ * so the event loop stays responsive) and `workers - 1` worker threads (source/host/age-worker.ts,
+ * synchronous I/O on this thread's descriptors). This thread starts at once, so a worker that is
+ * slow to start (a busy machine) costs only its own start-up; on 2 cores it is one worker.
  *
- * Failure: the first failing batch stops the reading; batches are written in order, so the error
- * reported is the lowest failing chunk's, as a sequential pass reports; every worker is
- * terminated and has exited before this returns. A worker that dies fails the run the same way.
- * The caller writes into a temporary file it deletes on failure (age-files.ts), so no partial
- * output is ever presented as complete.
+ * Memory is bounded whatever the file size: each lane holds one batch's input buffer and its
+ * cipher output (freed every batch, see reclaimCipherBuffers).
+ *
+ * Failure: a failing lane sets the shared stop flag, so no lane claims another batch, and every
+ * batch below the failing one was already claimed and still finishes (or fails); the error
+ * reported is the lowest failing batch's, whose lowest failing chunk is named, as a sequential
+ * pass reports. A worker that dies fails the run. Every worker has exited before this returns,
+ * so no thread still writes to a descriptor the caller then closes. The caller writes into a
+ * temporary file it deletes on failure (age-files.ts), so no partial output is ever presented
+ * as complete.
  */
 import type {FileHandle} from 'node:fs/promises';
 import {availableParallelism, loadavg} from 'node:os';
 import {Worker} from 'node:worker_threads';
-import {AgeError, CHUNK_SIZE, SEALED_CHUNK_SIZE, type AgeErrorCode} from '../crypto/age.js';
-import type {BatchReply, BatchRequest, WorkerSetup} from './age-worker.js';
+import {AgeError, CHUNK_SIZE, openChunks, SEALED_CHUNK_SIZE, sealChunks, type AgeErrorCode} from '../crypto/age.js';
+import type {WorkerReport, WorkerSetup} from './age-worker.js';
 import {ageWorkerCode} from './age-worker.generated.js';
+import {reclaimCipherBuffers} from './memory.js';
 
 /**
- * Chunks per batch message: 16 x 64 KiB = 1 MiB read, sealed or opened, and written per message.
- * Not 2 MiB: on this machine's kernel (6.18, ext4) a 2 MiB-aligned 2 MiB write into the page
- * cache cost about 3x the system time of 1 MiB writes (decrypting 1 GiB: 3.4 s sys vs 1.1 s;
- * perf: copy_folio_from_iter_atomic); 8 and 12 chunks were no faster than 16.
+ * Chunks per batch: 16 x 64 KiB = 1 MiB read with one read, then sealed or opened. Reading 512
+ * MiB from the page cache in 64 KiB reads cost 0.94-1.08 s of system time against 0.22-0.35 s
+ * in 1 MiB reads (dd, this machine's kernel 6.18); in the previous design 8 and 12 chunks were
+ * no faster than 16, and a bigger batch only holds more memory per lane.
  */
 export const BATCH_CHUNKS = 16;
-const IN_FLIGHT_PER_WORKER = 2;
+/** Indexes in WorkerSetup.shared, as in age-worker.ts (a type-only import keeps the worker's code out of this thread). */
+const NEXT_BATCH = 0;
+const STOP = 1;
 
 /**
- * Workers for `cores` usable cores at a one-minute load average of `load`: one per core nobody
- * else is using, and 1 (the sequential loop) when fewer than two are free. Extra threads only
- * help when cores are idle: on the shared 2-core machine at load 6-9, two workers took 20-40%
- * longer than one thread for 512 MiB (the threads' start-up and the buffer hand-over are extra
- * CPU, and there was no idle core to run them on).
+ * The most lanes the default uses: each worker thread adds about 9 MB of peak RSS (its own V8
+ * heap), and the positional writes into one file share its inode lock, so more lanes buy little
+ * on a page-cache-bound job; 4 lanes stay far below the 128 MB budget.
+ */
+export const MAX_DEFAULT_LANES = 4;
+
+/**
+ * Lanes for `cores` usable cores at a one-minute load average of `load`: one per idle core, at
+ * least 2 on any machine with 2 cores or more, at most MAX_DEFAULT_LANES; 1 (the sequential loop)
+ * on one core. Two lanes even when the machine is busy: this thread starts on the batches at
+ * once and the worker helps when it gets a core, so the only extra cost is the worker's start-up
+ * (about 50 ms of CPU); at load 9.5 on the 2-core machine two lanes took 1.35-1.48 s for 512 MiB
+ * against 1.85-2.16 s for the sequential loop, for the same CPU time. The load average is not
+ * trusted to say a core is free: a benchmark's own previous runs raise it.
  */
 export function workersForLoad(cores: number, load: number): number {
+	if (cores < 2) return 1;
 	const idle = Math.round(cores - (Number.isFinite(load) && load > 0 ? load : 0));
-	return idle >= 2 ? Math.min(cores, idle) : 1;
+	return Math.min(cores, MAX_DEFAULT_LANES, Math.max(2, idle));
 }
 
-/** The default worker count: workersForLoad for this process's cores and the machine's load. */
+/** The default lane count: workersForLoad for this process's cores and the machine's load. */
 export function defaultWorkers(): number {
 	return workersForLoad(Math.max(1, availableParallelism()), loadavg()[0] ?? 0);
 }
@@ -61,22 +84,21 @@ export interface ChunkJob {
 }
 
 export interface ParallelOptions {
+	/** Lanes: this thread and `workers - 1` worker threads. */
 	readonly workers: number;
 	readonly batchChunks?: number;
 	/** The worker's code (a CommonJS string); tests pass a failing one. Default: the bundled worker. */
 	readonly workerCode?: string;
 }
 
-type Done = {length: number; input: ArrayBuffer; output: ArrayBuffer};
-
-function replyError(reply: Extract<BatchReply, {ok: false}>): Error {
-	if (reply.age) return new AgeError(reply.code as AgeErrorCode, reply.message);
-	const error: NodeJS.ErrnoException = new Error(reply.message);
-	if (reply.code !== undefined) error.code = reply.code;
+function reportError(report: Extract<WorkerReport, {kind: 'failed'}>): Error {
+	if (report.age) return new AgeError(report.code as AgeErrorCode, report.message);
+	const error: NodeJS.ErrnoException = new Error(report.message);
+	if (report.code !== undefined) error.code = report.code;
 	return error;
 }
 
-async function readExactly(handle: FileHandle, buffer: Uint8Array, length: number, position: number): Promise<void> {
+async function readExactly(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
 	let done = 0;
 	while (done < length) {
 		const {bytesRead} = await handle.read(buffer, done, length - done, position + done);
@@ -85,101 +107,139 @@ async function readExactly(handle: FileHandle, buffer: Uint8Array, length: numbe
 	}
 }
 
-async function writeExactly(handle: FileHandle, buffer: Uint8Array, length: number, position: number): Promise<void> {
-	let done = 0;
-	while (done < length) done += (await handle.write(buffer, done, length - done, position + done)).bytesWritten;
+/**
+ * Largest single write into the output. One writev of a whole 1 MiB batch at a 1 MiB-aligned
+ * offset (every batch of a decryption) lets the kernel (6.18, ext4 with large folios) put it in
+ * one 1 MiB page-cache folio, and on this virtual machine filling such fresh high-order folios
+ * cost up to 8x the system time, in about half the runs (512 MiB written in 1 MiB writes:
+ * 0.12-1.21 s of system time; in 64 KiB or 256 KiB writes: 0.13-0.17 s every time; perf:
+ * copy_folio_from_iter_atomic at 31-45% of all samples in the slow runs).
+ */
+export const WRITE_LIMIT = 256 * 1024;
+
+/** Write `pieces` at `position` in writevs of at most WRITE_LIMIT bytes (a piece is at most one chunk). */
+async function writeAllAt(handle: FileHandle, pieces: Buffer[], position: number): Promise<void> {
+	let at = position;
+	for (let start = 0; start < pieces.length; ) {
+		let end = start;
+		let bytes = 0;
+		while (end < pieces.length && (end === start || bytes + pieces[end]!.length <= WRITE_LIMIT)) bytes += pieces[end++]!.length;
+		let rest = pieces.slice(start, end);
+		while (rest.length > 0) {
+			let {bytesWritten} = await handle.writev(rest, at);
+			at += bytesWritten;
+			// A short write (rare for a regular file): keep what is left.
+			const left: Buffer[] = [];
+			for (const piece of rest) {
+				if (bytesWritten >= piece.length) bytesWritten -= piece.length;
+				else {
+					left.push(piece.subarray(bytesWritten));
+					bytesWritten = 0;
+				}
+			}
+			rest = left;
+		}
+		start = end;
+	}
 }
 
-/** Seal or open every chunk of `job` on worker threads; resolves when all are written. */
-export async function runChunkWorkers(job: ChunkJob, options: ParallelOptions): Promise<void> {
-	const batchChunks = options.batchChunks ?? BATCH_CHUNKS;
-	const batches = Math.ceil(job.chunks / batchChunks);
-	const workerCount = Math.max(1, Math.min(options.workers, batches));
+/** This thread's lane: claim, read, seal or open, write, until no batch is left or a lane failed. Returns the batches it wrote. */
+async function mainLane(job: ChunkJob, batchChunks: number, batches: number, flags: Int32Array, fail: (batch: number, error: Error) => void): Promise<number> {
 	const seal = job.direction === 'seal';
 	const inChunk = seal ? CHUNK_SIZE : SEALED_CHUNK_SIZE;
 	const outChunk = seal ? SEALED_CHUNK_SIZE : CHUNK_SIZE;
-	const setup: WorkerSetup = {direction: job.direction, payloadKey: job.payloadKey};
+	const input = Buffer.allocUnsafe(batchChunks * inChunk);
+	let processed = 0;
+	while (Atomics.load(flags, STOP) === 0) {
+		const batch = Atomics.add(flags, NEXT_BATCH, 1);
+		if (batch >= batches) break;
+		try {
+			const first = batch * batchChunks;
+			const final = batch === batches - 1;
+			const length = final ? job.inputBytes - first * inChunk : batchChunks * inChunk;
+			await readExactly(job.input, input, length, job.inputStart + first * inChunk);
+			const source = input.subarray(0, length);
+			const pieces = seal ? sealChunks(job.payloadKey, first, source, final) : openChunks(job.payloadKey, first, source, final);
+			await writeAllAt(job.output, pieces, job.outputStart + first * outChunk);
+			processed++;
+			reclaimCipherBuffers();
+		} catch (error) {
+			fail(batch, error instanceof Error ? error : new Error(String(error)));
+			break;
+		}
+	}
+	return processed;
+}
 
-	// Results by batch index, and who waits for which batch.
-	const results = new Map<number, Done>();
-	let waiting: {batch: number; resolve: (done: Done) => void; reject: (error: Error) => void} | undefined;
+/**
+ * Seal or open every chunk of `job` on `options.workers` lanes (this thread and workers - 1
+ * worker threads); resolves when all are written.
+ */
+export async function runChunkWorkers(job: ChunkJob, options: ParallelOptions): Promise<void> {
+	const batchChunks = options.batchChunks ?? BATCH_CHUNKS;
+	const batches = Math.ceil(job.chunks / batchChunks);
+	const workerCount = Math.max(0, Math.min(options.workers, batches) - 1);
+	const shared = new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT);
+	const flags = new Int32Array(shared);
+	const setup: WorkerSetup = {
+		direction: job.direction,
+		payloadKey: job.payloadKey,
+		inputFd: job.input.fd,
+		outputFd: job.output.fd,
+		inputStart: job.inputStart,
+		outputStart: job.outputStart,
+		chunks: job.chunks,
+		inputBytes: job.inputBytes,
+		batchChunks,
+		writeLimit: WRITE_LIMIT,
+		shared,
+	};
+
 	let failure: {batch: number; error: Error} | undefined;
-	let closing = false;
 	const fail = (batch: number, error: Error): void => {
+		Atomics.store(flags, STOP, 1);
 		if (failure === undefined || batch < failure.batch) failure = {batch, error};
-		if (waiting !== undefined && failure.batch <= waiting.batch) {
-			const {reject} = waiting;
-			waiting = undefined;
-			reject(failure.error);
-		}
 	};
-	const arrived = (batch: number, done: Done): void => {
-		results.set(batch, done);
-		if (waiting?.batch === batch) {
-			const {resolve} = waiting;
-			waiting = undefined;
-			resolve(done);
-		}
-	};
-	const resultOf = (batch: number): Promise<Done> =>
-		new Promise((resolve, reject) => {
-			const done = results.get(batch);
-			if (done !== undefined) resolve(done);
-			else if (failure !== undefined && failure.batch <= batch) reject(failure.error);
-			else waiting = {batch, resolve, reject};
-		});
-
+	let written = 0;
 	const workers: Worker[] = [];
-	const load: number[] = [];
 	try {
+		const exits: Array<Promise<void>> = [];
 		for (let i = 0; i < workerCount; i++) {
 			const worker = new Worker(options.workerCode ?? ageWorkerCode, {eval: true, workerData: setup});
 			workers.push(worker);
-			load.push(0);
-			let gone = false;
-			worker.on('message', (reply: BatchReply) => {
-				load[i]!--;
-				const batch = reply.first / batchChunks;
-				if (reply.ok) arrived(batch, {length: reply.length, input: reply.input, output: reply.output});
-				else fail(batch, replyError(reply));
-			});
-			const lost = (reason: string): void => {
-				if (gone || closing) return;
-				gone = true;
+			let finished = false;
+			let lost = false;
+			const lose = (reason: string): void => {
+				if (finished || lost) return;
+				lost = true;
 				fail(-1, new Error(`an age worker thread stopped unexpectedly (${reason}); nothing was written to the destination`));
 			};
-			worker.on('error', error => lost(error.message.split('\n')[0] ?? 'error'));
-			worker.on('exit', code => lost(`exit code ${code}`));
+			worker.on('message', (report: WorkerReport) => {
+				if (report.kind === 'failed') fail(report.batch, reportError(report));
+				else {
+					finished = true;
+					written += report.batches;
+				}
+			});
+			worker.on('error', error => lose(error.message.split('\n')[0] ?? 'error'));
+			// Node delivers a worker's last messages before its 'exit' event.
+			exits.push(
+				new Promise(resolve =>
+					worker.once('exit', code => {
+						lose(`exit code ${code}`);
+						resolve();
+					}),
+				),
+			);
 		}
-
-		const bufferBytes = batchChunks * SEALED_CHUNK_SIZE;
-		const free: Array<{input: ArrayBuffer; output: ArrayBuffer}> = [];
-		for (let i = 0; i < workerCount * IN_FLIGHT_PER_WORKER; i++) free.push({input: new ArrayBuffer(bufferBytes), output: new ArrayBuffer(bufferBytes)});
-		let nextRead = 0;
-		for (let nextWrite = 0; nextWrite < batches; nextWrite++) {
-			// Keep every free buffer pair busy: read the next batches, in file order, and hand each
-			// to the least loaded worker.
-			while (free.length > 0 && nextRead < batches && failure === undefined) {
-				const pair = free.pop()!;
-				const first = nextRead * batchChunks;
-				const final = nextRead === batches - 1;
-				const length = final ? job.inputBytes - first * inChunk : batchChunks * inChunk;
-				await readExactly(job.input, new Uint8Array(pair.input), length, job.inputStart + first * inChunk);
-				if (failure !== undefined) break;
-				const target = load.indexOf(Math.min(...load));
-				load[target]!++;
-				const request: BatchRequest = {first, final, length, input: pair.input, output: pair.output};
-				workers[target]!.postMessage(request, [pair.input, pair.output]);
-				nextRead++;
-			}
-			const done = await resultOf(nextWrite);
-			results.delete(nextWrite);
-			await writeExactly(job.output, new Uint8Array(done.output), done.length, job.outputStart + nextWrite * batchChunks * outChunk);
-			free.push({input: done.input, output: done.output});
-		}
+		// Not `written += await ...`: that would read `written` before the workers' reports arrive.
+		const mine = await mainLane(job, batchChunks, batches, flags, fail);
+		written += mine;
+		await Promise.all(exits);
 	} finally {
-		closing = true;
+		// Every worker has exited before the caller may close the descriptors they write to.
 		await Promise.all(workers.map(async worker => worker.terminate()));
 	}
 	if (failure !== undefined) throw failure.error;
+	if (written !== batches) throw new Error(`the age lanes wrote ${written} of ${batches} batches; nothing was written to the destination`);
 }

@@ -186,6 +186,12 @@ describe('age interop: the parallel file loop (worker threads)', () => {
 		['one byte, 2 workers', 1, 2],
 		['5 batches, an exact multiple of 64 KiB, 2 workers', 5 * BATCH_CHUNKS * CHUNK_SIZE, 2],
 		['5 batches + 12345 bytes, 3 workers', 5 * BATCH_CHUNKS * CHUNK_SIZE + 12_345, 3],
+		// Around the chunk and batch boundaries, where the last-chunk flag moves between lanes.
+		['one chunk exactly, 2 workers', CHUNK_SIZE, 2],
+		['one chunk + 1 byte, 2 workers', CHUNK_SIZE + 1, 2],
+		['one batch - 1 byte, 4 workers', BATCH_CHUNKS * CHUNK_SIZE - 1, 4],
+		['one batch + 1 byte, 2 workers', BATCH_CHUNKS * CHUNK_SIZE + 1, 2],
+		['3 batches + 1 chunk, 4 workers', (3 * BATCH_CHUNKS + 1) * CHUNK_SIZE, 4],
 		['PARALLEL_MIN_BYTES + 3 bytes, default workers', PARALLEL_MIN_BYTES + 3, undefined],
 	];
 	let keyFile: string;

@@ -1,11 +1,12 @@
 /**
  * The per-batch chunk functions of the age payload (source/crypto/age-payload.ts) that the
  * parallel file loop runs on worker threads, checked against the sequential PayloadSealer and
- * PayloadOpener; and the worker coordinator (source/host/age-parallel.ts) when a worker dies.
+ * PayloadOpener; the lane coordinator (source/host/age-parallel.ts) and one worker thread on its own.
  */
 import {randomBytes} from 'node:crypto';
 import {mkdtemp, open, readFile, rm, writeFile} from 'node:fs/promises';
 import {tmpdir} from 'node:os';
+import {Worker} from 'node:worker_threads';
 import {join} from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {AgeError} from '../../source/crypto/age-header.js';
@@ -20,7 +21,8 @@ import {
 	sealChunks,
 	sealedLayout,
 } from '../../source/crypto/age-payload.js';
-import {runChunkWorkers, workersForLoad} from '../../source/host/age-parallel.js';
+import {MAX_DEFAULT_LANES, runChunkWorkers, workersForLoad} from '../../source/host/age-parallel.js';
+import type {WorkerReport, WorkerSetup} from '../../source/host/age-worker.js';
 import {ageWorkerCode} from '../../source/host/age-worker.generated.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import {ageWorkerModule} from '../../scripts/generate-age-worker.mjs';
@@ -163,15 +165,19 @@ describe('sealChunks / openChunks', () => {
 });
 
 describe('the default worker count', () => {
-	it('is one per idle core, and the sequential loop when fewer than two cores are idle', () => {
+	it('is one lane per idle core, at least 2 where there are 2 cores, at most MAX_DEFAULT_LANES', () => {
+		expect(MAX_DEFAULT_LANES).toBe(4);
 		expect(workersForLoad(2, 0)).toBe(2);
-		expect(workersForLoad(2, 0.4)).toBe(2);
-		expect(workersForLoad(2, 0.6)).toBe(1);
-		expect(workersForLoad(2, 7)).toBe(1);
-		expect(workersForLoad(64, 10)).toBe(54);
-		expect(workersForLoad(8, -1)).toBe(8);
-		expect(workersForLoad(8, Number.NaN)).toBe(8);
+		expect(workersForLoad(2, 0.6)).toBe(2);
+		expect(workersForLoad(2, 9.5)).toBe(2);
+		expect(workersForLoad(3, 0)).toBe(3);
+		expect(workersForLoad(8, 5.4)).toBe(3);
+		expect(workersForLoad(8, 7)).toBe(2);
+		expect(workersForLoad(64, 10)).toBe(4);
+		expect(workersForLoad(8, -1)).toBe(4);
+		expect(workersForLoad(8, Number.NaN)).toBe(4);
 		expect(workersForLoad(1, 0)).toBe(1);
+		expect(workersForLoad(0, 0)).toBe(1);
 	});
 });
 
@@ -184,31 +190,151 @@ describe('the worker coordinator', () => {
 		await rm(dir, {recursive: true, force: true});
 	});
 
-	async function runWith(workerCode: string | undefined, plaintext: Buffer): Promise<Buffer> {
-		await writeFile(join(dir, 'in'), plaintext);
+	/**
+	 * Run the coordinator over `payload` placed after `inputStart` bytes of junk in the input
+	 * file, writing after `outputStart` bytes of junk in the output; returns what it wrote after
+	 * those bytes, or the error.
+	 */
+	async function runJob(
+		direction: 'seal' | 'open',
+		payload: Buffer,
+		options: {workers: number; batchChunks: number; workerCode?: string; inputStart?: number; outputStart?: number},
+	): Promise<Buffer> {
+		const inputStart = options.inputStart ?? 0;
+		const outputStart = options.outputStart ?? 0;
+		await writeFile(join(dir, 'in'), Buffer.concat([randomBytes(inputStart), payload]));
+		await writeFile(join(dir, 'out'), randomBytes(outputStart));
 		const input = await open(join(dir, 'in'), 'r');
-		const output = await open(join(dir, 'out'), 'w');
+		const output = await open(join(dir, 'out'), 'r+');
 		try {
-			const {chunks} = sealedLayout(plaintext.length);
-			const job = {direction: 'seal', payloadKey: key, input, output, inputStart: 0, outputStart: 0, chunks, inputBytes: plaintext.length} as const;
-			await runChunkWorkers(job, {workers: 2, batchChunks: 2, ...(workerCode === undefined ? {} : {workerCode})});
+			const chunks = direction === 'seal' ? sealedLayout(payload.length).chunks : openedLayout(payload.length).chunks;
+			const job = {direction, payloadKey: key, input, output, inputStart, outputStart, chunks, inputBytes: payload.length} as const;
+			const {workers, batchChunks, workerCode} = options;
+			await runChunkWorkers(job, {workers, batchChunks, ...(workerCode === undefined ? {} : {workerCode})});
 		} finally {
 			await input.close();
 			await output.close();
 		}
-		return readFile(join(dir, 'out'));
+		return (await readFile(join(dir, 'out'))).subarray(outputStart);
 	}
 
-	it('writes the sequential sealer’s bytes from two workers, batch by batch, in file order', async () => {
+	async function runWith(workerCode: string | undefined, plaintext: Buffer): Promise<Buffer> {
+		return runJob('seal', plaintext, {workers: 2, batchChunks: 2, ...(workerCode === undefined ? {} : {workerCode})});
+	}
+
+	it('writes the sequential sealer’s bytes from this thread and a worker, batch by batch, in file order', async () => {
 		const plaintext = randomBytes(11 * CHUNK_SIZE + 9);
 		expect((await runWith(undefined, plaintext)).equals(sealSequential(plaintext))).toBe(true);
+	});
+
+	it('seals and opens at offsets, at 1-4 lanes and any batch size, exactly as the sequential loop', async () => {
+		for (const [size, workers, batchChunks] of [
+			[1, 2, 1],
+			[CHUNK_SIZE, 3, 1],
+			[CHUNK_SIZE + 1, 2, 1],
+			[7 * CHUNK_SIZE, 4, 2],
+			[7 * CHUNK_SIZE - 1, 3, 3],
+			[9 * CHUNK_SIZE + 17, 4, 1],
+			[9 * CHUNK_SIZE + 17, 1, 4],
+		] as const) {
+			const plaintext = randomBytes(size);
+			const sealed = sealSequential(plaintext);
+			const name = `${size} bytes, ${workers} lanes, ${batchChunks} chunks a batch`;
+			expect((await runJob('seal', plaintext, {workers, batchChunks, inputStart: 3, outputStart: 201})).equals(sealed), name).toBe(true);
+			expect((await runJob('open', sealed, {workers, batchChunks, inputStart: 217, outputStart: 5})).equals(plaintext), name).toBe(true);
+		}
+	});
+
+	it('reports the lowest failing chunk, as the sequential opener does, at 2-4 lanes', async () => {
+		const plaintext = randomBytes(40 * CHUNK_SIZE + 3);
+		const sealed = sealSequential(plaintext);
+		const damaged = Buffer.from(sealed);
+		// Chunk 31 fails late in the file and chunk 6 early: 6 must be named at every lane count.
+		damaged[31 * SEALED_CHUNK_SIZE + 100]! ^= 1;
+		damaged[6 * SEALED_CHUNK_SIZE + 5]! ^= 1;
+		expect(openSequential(damaged)).toBe('chunk 6 failed authentication: file is truncated or tampered');
+		for (const workers of [2, 3, 4]) {
+			for (const batchChunks of [1, 4]) {
+				await expect(runJob('open', damaged, {workers, batchChunks}), `${workers} lanes, ${batchChunks} a batch`).rejects.toThrow(
+					new AgeError('CHUNK_AUTH', 'chunk 6 failed authentication: file is truncated or tampered'),
+				);
+			}
+		}
+		// The last-chunk flag: a payload cut after a full chunk fails on its new last chunk.
+		const cut = sealed.subarray(0, 20 * SEALED_CHUNK_SIZE);
+		expect(openSequential(cut)).toBe('chunk 19 failed authentication: file is truncated or tampered');
+		await expect(runJob('open', cut, {workers: 3, batchChunks: 2})).rejects.toThrow('chunk 19 failed authentication: file is truncated or tampered');
 	});
 
 	it('fails, without hanging, when a worker exits or throws', async () => {
 		const plaintext = randomBytes(8 * CHUNK_SIZE);
 		await expect(runWith('process.exit(3)', plaintext)).rejects.toThrow(/age worker thread stopped unexpectedly \(exit code 3\)/);
-		const throwing = "require('node:worker_threads').parentPort.on('message', () => { throw new Error('boom') })";
+		const throwing = "throw new Error('boom')";
 		await expect(runWith(throwing, plaintext)).rejects.toThrow(/age worker thread stopped unexpectedly \(boom\)/);
+	});
+});
+
+describe('one worker thread on its own (the bundled code)', () => {
+	let dir: string;
+	beforeAll(async () => {
+		dir = await mkdtemp(join(tmpdir(), 'age-worker-'));
+	});
+	afterAll(async () => {
+		await rm(dir, {recursive: true, force: true});
+	});
+
+	/** Run one worker over `sealed` from batch `next` on, the stop flag preset to `stop`; returns its reports, the flags after, and the output file. */
+	async function runWorker(sealed: Buffer, next: number, stop: number): Promise<{reports: WorkerReport[]; flags: number[]; output: Buffer}> {
+		await writeFile(join(dir, 'in'), sealed);
+		await writeFile(join(dir, 'out'), Buffer.alloc(0));
+		const input = await open(join(dir, 'in'), 'r');
+		const output = await open(join(dir, 'out'), 'r+');
+		const shared = new SharedArrayBuffer(8);
+		const flags = new Int32Array(shared);
+		flags[0] = next;
+		flags[1] = stop;
+		const {chunks, plaintextBytes} = openedLayout(sealed.length);
+		const setup: WorkerSetup = {direction: 'open', payloadKey: key, inputFd: input.fd, outputFd: output.fd, inputStart: 0, outputStart: 0, chunks, inputBytes: sealed.length, batchChunks: 2, shared};
+		const reports: WorkerReport[] = [];
+		try {
+			const worker = new Worker(ageWorkerCode, {eval: true, workerData: setup});
+			worker.on('message', (report: WorkerReport) => reports.push(report));
+			expect(await new Promise(resolve => worker.once('exit', resolve))).toBe(0);
+		} finally {
+			await input.close();
+			await output.close();
+		}
+		expect(plaintextBytes).toBeGreaterThan(0);
+		return {reports, flags: [...flags], output: await readFile(join(dir, 'out'))};
+	}
+
+	it('claims batches from the shared counter, writes each at its offset, and reports its count', async () => {
+		const plaintext = randomBytes(9 * CHUNK_SIZE + 5); // 10 chunks: batches 0-4 of 2 chunks
+		const {reports, flags, output} = await runWorker(sealSequential(plaintext), 3, 0);
+		expect(reports).toEqual([{kind: 'done', batches: 2}]);
+		expect(flags[1]).toBe(0);
+		// Batches 0-2 were "claimed by another lane": the worker wrote only from chunk 6 on.
+		expect(output.length).toBe(plaintext.length);
+		expect(output.subarray(6 * CHUNK_SIZE).equals(plaintext.subarray(6 * CHUNK_SIZE))).toBe(true);
+		expect(output.subarray(0, 6 * CHUNK_SIZE).equals(Buffer.alloc(6 * CHUNK_SIZE))).toBe(true);
+	});
+
+	it('reports a damaged batch with its index, sets the stop flag, and claims nothing after it', async () => {
+		const sealed = sealSequential(randomBytes(9 * CHUNK_SIZE + 5));
+		sealed[5 * SEALED_CHUNK_SIZE + 1]! ^= 1; // chunk 5: batch 2
+		const {reports, flags} = await runWorker(sealed, 1, 0);
+		expect(reports).toEqual([
+			{kind: 'failed', batch: 2, age: true, code: 'CHUNK_AUTH', message: 'chunk 5 failed authentication: file is truncated or tampered'},
+			{kind: 'done', batches: 1},
+		]);
+		expect(flags).toEqual([3, 1]);
+	});
+
+	it('claims nothing once another lane has set the stop flag', async () => {
+		const {reports, flags, output} = await runWorker(sealSequential(randomBytes(3 * CHUNK_SIZE)), 0, 1);
+		expect(reports).toEqual([{kind: 'done', batches: 0}]);
+		expect(flags).toEqual([0, 1]);
+		expect(output.length).toBe(0);
 	});
 });
 
