@@ -5,7 +5,10 @@
 // workstation). cp-3's kubelet is stopped mid-play: its restart gate fails at promote, the play
 // stops there naming it, every apiserver still reads every secret; once the kubelet runs again
 // a rerun finishes: one config hash on all three, every secret on key2, key1 gone. A reader
-// loop through all three apiservers sees no read error throughout.
+// loop through all three apiservers sees no read error throughout. --limit: status on one node
+// only; a limited rotate is refused before anything runs. --dry-run: every node's plan. After
+// disable, enable turns encryption on again across all three: the key read-only after identity
+// everywhere first, then primary, with writes through every apiserver and no read error.
 import {afterAll, describe, expect, it} from 'vitest';
 import {startTestbed, type Testbed} from '../testbed/index.js';
 import {startSecondApiserver, type SecondApiserver} from '../testbed/second-apiserver.js';
@@ -107,12 +110,27 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		expect(again.exitCode, show(again)).toBe(2);
 		expect(again.stderr).toMatch(/already holds .*Name a new directory; nothing was written/);
 
-		// --dry-run: the play, each step's plan from the first node's tool (--dry-run), nothing changed, nothing left behind.
+		// --limit: status runs on the named node only; a limited rotate is refused before anything runs.
+		const limited = await fleet(['status', '--limit', 'cp-2']);
+		log('status --limit cp-2', limited);
+		expect(limited.exitCode, show(limited)).toBeLessThanOrEqual(1);
+		const limitedJson = fleetJson(limited);
+		expect(limitedJson.nodes).toEqual(['cp-2']);
+		expect(Object.keys(limitedJson.outputs)).toEqual(['cp-2']);
+		const partial = await fleet(['rotate', '--limit', 'cp-1,cp-2', '--bundle-key', `${WORK}/bundle-passphrase`], false);
+		expect(partial.exitCode, show(partial)).toBe(2);
+		expect(partial.stderr.trim().split('\n')).toHaveLength(1);
+		expect(partial.stderr).toMatch(/--limit cp-1,cp-2: fleet rotate must run on every control plane of the inventory, and this leaves out cp-3 .*Nothing was run\./);
+
+		// --dry-run: the play, each step's plan from every node's own tool (--dry-run), nothing changed, nothing left behind.
 		const dry = await fleet(['rotate', '--dry-run', '--bundle-key', `${WORK}/bundle-passphrase`], false);
 		log('dry run', dry);
 		expect(dry.exitCode, show(dry)).toBe(0);
 		expect(dry.stdout).toContain('any_errors_fatal: true');
-		expect(dry.stdout).toMatch(/cp-1 prepare: rotate-prepare: Add secretbox key key2 after key1/);
+		for (const node of ['cp-1', 'cp-2', 'cp-3']) expect(dry.stdout, show(dry)).toMatch(new RegExp(`^${node} prepare: rotate-prepare: Add secretbox key key2 after key1`, 'm'));
+		// Re-encryption runs once: only the first node plans it.
+		expect(dry.stdout).toMatch(/^cp-1 reencrypt: /m);
+		expect(dry.stdout).not.toMatch(/^cp-[23] reencrypt: /m);
 		expect(dry.stdout).toMatch(/^step\s+cp-1\s+cp-2\s+cp-3$/m);
 		expect(dry.stdout).toContain('Dry run finished: nothing was changed.');
 		for (const file of [CONFIG, config(cp2), config(cp3)]) expect(await configProviders(testbed, file)).toEqual(['secretbox:key1', 'identity']);
@@ -189,5 +207,59 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		const cm = await testbed.kubectl(['-n', 'kube-system', 'get', 'configmap', 'etcd-harden-status', '-o', 'jsonpath={.data}']);
 		const data = JSON.parse(String(cm.stdout)) as Record<string, string>;
 		expect(new Set(Object.values(data).map(value => (JSON.parse(value) as {configSha256: string}).configSha256)).size).toBe(1);
+	});
+
+	it('enable: the key read-only after identity on all three first, then primary; every secret on it, one config hash, no read error', async () => {
+		const testbed = tb!;
+		const [cp2, cp3] = nodes as [SecondApiserver, SecondApiserver];
+		const key = ['--bundle-key', `${WORK}/bundle-passphrase`];
+
+		const dry = await fleet(['enable', '--dry-run', ...key], false);
+		log('enable dry run', dry);
+		expect(dry.exitCode, show(dry)).toBe(0);
+		for (const node of ['cp-1', 'cp-2', 'cp-3']) expect(dry.stdout, show(dry)).toMatch(new RegExp(`^${node} prepare: rotate-prepare: Add secretbox key key1 after identity`, 'm'));
+		for (const file of [CONFIG, config(cp2), config(cp3)]) expect(await configProviders(testbed, file)).toEqual(['identity']);
+
+		// Writes through every apiserver while the nodes switch: a secret one node writes with the key must read on the others.
+		const reader = readerLoop(testbed);
+		const written: string[] = [];
+		let writing = true;
+		const writer = (async () => {
+			for (let i = 0; writing; i++) {
+				const server = SERVERS[i % SERVERS.length]!;
+				const name = `during-enable-${i}`;
+				const made = await testbed.kubectl(['--server', server, 'create', 'secret', 'generic', name, '-n', 'seed-1', `--from-literal=k=${name}`, '--request-timeout=20s'], {reject: false, stdin: 'ignore'});
+				if (made.exitCode === 0) written.push(name);
+				await sleep(1500);
+			}
+		})();
+		const run = await fleet(['enable', ...key, '--timeout', '60']);
+		writing = false;
+		await writer;
+		log('enable', run);
+		const json = fleetJson(run);
+		expect(run.exitCode, show(run)).toBe(0);
+		expect(json.failure).toBeNull();
+		for (const node of ['cp-1', 'cp-2', 'cp-3']) {
+			expect(json.cells[node]!['prepare']!.state, `${node} prepare`).toBe('changed');
+			expect(json.cells[node]!['promote']!.state, `${node} promote`).toBe('changed');
+		}
+		expect(json.cells['cp-1']!['reencrypt']!.state).toBe('changed');
+		const state = await reader.stop();
+		expect(state.errors).toEqual([]);
+		expect(state.reads).toBeGreaterThan(5);
+
+		for (const file of [CONFIG, config(cp2), config(cp3)]) expect(await configProviders(testbed, file)).toEqual(['secretbox:key1', 'identity']);
+		expect(Object.keys(await secretCounts(testbed))).toEqual(['secretbox:key1']);
+		const cm = await testbed.kubectl(['-n', 'kube-system', 'get', 'configmap', 'etcd-harden-status', '-o', 'jsonpath={.data}']);
+		const data = JSON.parse(String(cm.stdout)) as Record<string, string>;
+		expect(Object.keys(data).sort()).toEqual(['cp-1', 'cp-2', 'cp-3']);
+		expect(new Set(Object.values(data).map(value => (JSON.parse(value) as {configSha256: string}).configSha256)).size).toBe(1);
+		expect(written.length).toBeGreaterThan(3);
+		for (const server of SERVERS) {
+			const got = await testbed.kubectl(['--server', server, 'get', 'secret', written.at(-1)!, '-n', 'seed-1', '-o', 'jsonpath={.data.k}']);
+			expect(Buffer.from(String(got.stdout), 'base64').toString()).toBe(written.at(-1));
+		}
+		log(`enable done; reader: ${state.reads} reads, ${state.unavailable} unavailable; ${written.length} secrets written during it`);
 	});
 });
