@@ -291,8 +291,10 @@ export function rotationStatus(facts: Facts): Check[] {
 	const checks: Check[] = [];
 	const state = rotationState(config);
 	const digest = configDigest(facts.encryption.text);
+	const enabling = state.kind === 'none' ? enableState(config) : undefined;
 	const step =
 		inFlight(facts) ? 'interrupted: the config on disk is not the one kube-apiserver was restarted with (rerun etcd-harden rotate)' :
+		enabling?.kind === 'prepared' ? `identity first, ${enabling.pending} configured for reading: next: promote (etcd-harden rotate turns encryption on) or remove it (etcd-harden disable)` :
 		state.kind === 'none' ? 'no local key (identity or KMS first)' :
 		state.kind === 'stable' ? `stable: ${state.primary} only` :
 		state.kind === 'prepared' ? `prepared: ${state.pending} added (read-only), next: promote` :
@@ -300,9 +302,10 @@ export function rotationStatus(facts: Facts): Check[] {
 	checks.push({
 		id: 'rotation.step',
 		title: 'Key rotation step',
-		status: inFlight(facts) ? 'fail' : state.kind === 'stable' || state.kind === 'none' ? 'pass' : 'warn',
+		status: inFlight(facts) ? 'fail' : enabling?.kind === 'prepared' ? 'warn' : state.kind === 'stable' || state.kind === 'none' ? 'pass' : 'warn',
 		actual: step,
 		...(state.kind === 'prepared' || state.kind === 'promoted' || inFlight(facts) ? {remediation: 'Run etcd-harden rotate to continue the rotation.'} : {}),
+		...(enabling?.kind === 'prepared' ? {remediation: 'Run etcd-harden rotate (or fleet enable) to finish turning encryption on, or etcd-harden disable (fleet disable) to finish turning it off.'} : {}),
 	});
 	const counts: Record<string, number> = {};
 	for (const resource of facts.atRest?.resources ?? []) for (const [label, count] of Object.entries(resource.byKey)) counts[label] = (counts[label] ?? 0) + count;

@@ -4,7 +4,7 @@ import {describe, expect, it} from 'vitest';
 import {configDigest, parseEncryptionConfig} from '../../source/kube/encryption-config.js';
 import {addPendingKey, addReadOnlyKey, disableState, enableState, identityFirst, promoteKey, removeKeys, rotationKeyName, rotationState, allKeyNames} from '../../source/kube/rotation.js';
 import {mismatches, parseEntries} from '../../source/kube/rotation-status.js';
-import {rotatePrepareStage, rotatePromoteStage, rotatePruneStage} from '../../source/stages/rotate.js';
+import {rotatePrepareStage, rotatePromoteStage, rotatePruneStage, rotationStatus} from '../../source/stages/rotate.js';
 import {digestAnnotation} from '../../source/stages/apiserver-manifest.js';
 import type {Facts} from '../../source/stages/facts.js';
 import {InputError, type PlanContext, type WriteFileChange} from '../../source/engine/contract.js';
@@ -269,6 +269,8 @@ describe('rotate stages plan from the node, not from a journal', () => {
 		expect(promote.changes[0]).toMatchObject({kind: 'task', task: 'wait-control-planes', params: {phase: 'prepare'}});
 		const promoted = promote.changes.find((change): change is WriteFileChange => change.kind === 'write-file' && change.path.endsWith('encryption-config.yaml'))!;
 		expect(rotationState(parse(promoted.content))).toEqual({kind: 'stable', primary: 'key1'});
+		// status names the half-way state (identity first, the key only reads) instead of "no local key".
+		expect(rotationStatus(prepared).find(check => check.id === 'rotation.step')).toMatchObject({status: 'warn', actual: expect.stringMatching(/^identity first, key1 configured for reading: next: promote/)});
 		// After promote there is no old key: prune has nothing to do.
 		expect(rotatePruneStage.plan(facts(promoted.content), {}, context).changes).toEqual([]);
 	});
