@@ -92,6 +92,15 @@ function preparePlan(facts: Facts, answers: StageAnswers, context: PlanContext):
 		if (facts.cluster && !facts.cluster.reachable) throw new InputError(facts.cluster.problem ?? `kube-apiserver at ${facts.cluster.server} does not answer.`);
 		return enablePreparePlan(facts, answers, context, undefined);
 	}
+	const enc = facts.encryption;
+	if (!enc.flagPath && enc.config && enc.text !== undefined && enableState(enc.config).kind === 'prepared') {
+		// An enable killed between the config write and the manifest: the file only adds a key
+		// for reading (identity first), so pointing kube-apiserver at it is safe; finish that.
+		return {
+			changes: switchConfig(facts, context, {summary: '', phase: 'prepare'}),
+			notes: [`${enc.path} holds identity first and ${(enableState(enc.config) as {pending: string}).pending} for reading, but kube-apiserver does not use it yet (an interrupted run): pointing kube-apiserver at it first.`],
+		};
+	}
 	const {text, config} = requireConfig(facts, 'rotate');
 	if (inFlight(facts)) return finishing(facts, context);
 	const state = rotationState(config);
@@ -267,7 +276,7 @@ export function rotateBundleStage(bundleText: string, source: string): NodeStage
 			const bundleKeys = new Set(config.resources.flatMap(rule => rule.providers.flatMap(p => ('keys' in p ? p.keys.map(k => `${p.type}:${k.name}`) : []))));
 			const dropped = (enc.config?.resources ?? []).flatMap(rule => rule.providers.flatMap(p => ('keys' in p ? p.keys.map(k => `${p.type}:${k.name}`) : []))).filter(label => !bundleKeys.has(label));
 			if (dropped.length > 0) warnings.push(`The bundle no longer has ${[...new Set(dropped)].join(', ')} (pruned on the rotating node after a raw etcd scan found no object using them).`);
-			if (enc.text === bundleText && !inFlight(facts)) {
+			if (enc.text === bundleText && !inFlight(facts) && enc.flagPath) {
 				const own = facts.rotation?.entries[nodeOf(facts)];
 				notes.push(`${enc.path} already is the bundle's config (sha256 ${configDigest(bundleText).slice(0, 12)}).`);
 				return {changes: own?.configSha256 === configDigest(bundleText) ? [] : publishOnly(facts, 'bundle'), notes};

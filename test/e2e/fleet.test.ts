@@ -7,8 +7,9 @@
 // a rerun finishes: one config hash on all three, every secret on key2, key1 gone. A reader
 // loop through all three apiservers sees no read error throughout. --limit: status on one node
 // only; a limited rotate is refused before anything runs. --dry-run: every node's plan. After
-// disable, enable turns encryption on again across all three: the key read-only after identity
-// everywhere first, then primary, with writes through every apiserver and no read error.
+// disable (and cp-1, cp-3 taken back to no encryption config at all), enable turns encryption
+// on across all three: the key read-only after identity everywhere first, then primary, with
+// writes through every apiserver and no read error.
 import {afterAll, describe, expect, it} from 'vitest';
 import {startTestbed, type Testbed} from '../testbed/index.js';
 import {startSecondApiserver, type SecondApiserver} from '../testbed/second-apiserver.js';
@@ -209,16 +210,41 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		expect(new Set(Object.values(data).map(value => (JSON.parse(value) as {configSha256: string}).configSha256)).size).toBe(1);
 	});
 
-	it('enable: the key read-only after identity on all three first, then primary; every secret on it, one config hash, no read error', async () => {
+	it('enable from a mixed fleet (cp-1 and cp-3 without any encryption config, cp-2 identity only): the key read-only after identity on all three first, then primary; every secret on it, one config hash, no read error', async () => {
 		const testbed = tb!;
 		const [cp2, cp3] = nodes as [SecondApiserver, SecondApiserver];
 		const key = ['--bundle-key', `${WORK}/bundle-passphrase`];
+		const MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml';
+		const manifestOf = (node?: SecondApiserver) => (node ? `${node.dir}/kubernetes/manifests/kube-apiserver.yaml` : MANIFEST);
+
+		// Everything is plaintext after disable: take cp-1 and cp-3 back to no encryption config at
+		// all (the flag out of the manifest, the file gone), as a node that never had one.
+		const cp1Starts = await testbed.podStarts('kube-apiserver');
+		const cp3Starts = await cp3.starts();
+		for (const node of [undefined, cp3]) {
+			const text = await testbed.readFile(manifestOf(node), 'utf8');
+			await testbed.writeFile(manifestOf(node), text.split('\n').filter(line => !line.includes('--encryption-provider-config')).join('\n'), {mode: 0o600});
+		}
+		await testbed.waitForPodStarts('kube-apiserver', cp1Starts + 1, 60_000);
+		for (let i = 0; (await cp3.starts()) <= cp3Starts; i++) {
+			if (i > 120) throw new Error('cp-3 did not restart its apiserver without the encryption config');
+			await sleep(500);
+		}
+		await testbed.waitForReady(90_000);
+		for (let i = 0; !(await cp3.isReady()); i++) {
+			if (i > 180) throw new Error('cp-3 apiserver not ready without the encryption config');
+			await sleep(500);
+		}
+		await testbed.exec(['rm', '-f', CONFIG, config(cp3)]);
+		log('cp-1 and cp-3 without an encryption config');
 
 		const dry = await fleet(['enable', '--dry-run', ...key], false);
 		log('enable dry run', dry);
 		expect(dry.exitCode, show(dry)).toBe(0);
-		for (const node of ['cp-1', 'cp-2', 'cp-3']) expect(dry.stdout, show(dry)).toMatch(new RegExp(`^${node} prepare: rotate-prepare: Add secretbox key key1 after identity`, 'm'));
-		for (const file of [CONFIG, config(cp2), config(cp3)]) expect(await configProviders(testbed, file)).toEqual(['identity']);
+		for (const node of ['cp-1', 'cp-3']) expect(dry.stdout, show(dry)).toMatch(new RegExp(`^${node} prepare: rotate-prepare: Write ${CONFIG} with identity first and secretbox key key1 after it for secrets`, 'm'));
+		expect(dry.stdout, show(dry)).toMatch(/^cp-2 prepare: rotate-prepare: Add secretbox key key1 after identity/m);
+		expect(await configProviders(testbed, config(cp2))).toEqual(['identity']);
+		for (const node of [undefined, cp3]) expect(await testbed.readFile(manifestOf(node), 'utf8')).not.toContain('--encryption-provider-config');
 
 		// Writes through every apiserver while the nodes switch: a secret one node writes with the key must read on the others.
 		const reader = readerLoop(testbed);
@@ -250,6 +276,7 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		expect(state.reads).toBeGreaterThan(5);
 
 		for (const file of [CONFIG, config(cp2), config(cp3)]) expect(await configProviders(testbed, file)).toEqual(['secretbox:key1', 'identity']);
+		for (const node of [undefined, cp2, cp3]) expect(await testbed.readFile(manifestOf(node), 'utf8')).toContain(`--encryption-provider-config=${CONFIG}`);
 		expect(Object.keys(await secretCounts(testbed))).toEqual(['secretbox:key1']);
 		const cm = await testbed.kubectl(['-n', 'kube-system', 'get', 'configmap', 'etcd-harden-status', '-o', 'jsonpath={.data}']);
 		const data = JSON.parse(String(cm.stdout)) as Record<string, string>;

@@ -284,12 +284,20 @@ describe('rotate stages plan from the node, not from a journal', () => {
 			encryption: {path: '/etc/kubernetes/enc/encryption-config.yaml', exists: false, errors: [], mountedInPod: false},
 		};
 		const plan = rotatePrepareStage.plan(noConfig, prepareAnswers, context);
+		// Nothing on disk to report before the write: the first report comes after the restart.
+		const kinds = plan.changes.map(change => (change.kind === 'task' ? `${change.task}:${String(change.params['phase'] ?? '')}` : change.kind));
+		expect(kinds).toEqual(['apiserver-restart-gate:before', 'write-file', 'write-file', 'apiserver-restart-gate:after', 'rotation-publish:prepare']);
 		const writes = plan.changes.filter((change): change is WriteFileChange => change.kind === 'write-file');
 		expect(writes.map(w => w.path)).toEqual(['/etc/kubernetes/enc/encryption-config.yaml', '/etc/kubernetes/manifests/kube-apiserver.yaml']);
 		const config = parse(writes[0]!.content);
 		expect(config.resources).toEqual([{resources: ['secrets'], providers: [{type: 'identity'}, {type: 'secretbox', keys: [{name: 'key1', secret: Buffer.alloc(32, 7).toString('base64')}]}]}]);
 		expect(writes[1]!.content).toContain('--encryption-provider-config=/etc/kubernetes/enc/encryption-config.yaml');
 		expect(writes[1]!.content).toContain(configDigest(writes[0]!.content));
+		// Killed after the config write, before the manifest: the rerun only points the manifest at the file.
+		const killed: Facts = {...noConfig, encryption: {...noConfig.encryption, exists: true, text: writes[0]!.content, config, mode: 0o600}};
+		const resumed = rotatePrepareStage.plan(killed, prepareAnswers, context).changes.filter((change): change is WriteFileChange => change.kind === 'write-file');
+		expect(resumed.map(w => w.path)).toEqual(['/etc/kubernetes/manifests/kube-apiserver.yaml']);
+		expect(resumed[0]!.content).toContain('--encryption-provider-config=/etc/kubernetes/enc/encryption-config.yaml');
 		// promote and prune wait for prepare.
 		expect(rotatePromoteStage.plan(noConfig, {}, context).changes).toEqual([]);
 		expect(rotatePruneStage.plan(noConfig, {}, context).changes).toEqual([]);
