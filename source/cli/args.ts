@@ -51,7 +51,7 @@ export type CliOptions = {
 	fleet?: FleetCliOptions;
 };
 
-export const fleetOperationNames = ['rotate', 'disable', 'status', 'export'] as const;
+export const fleetOperationNames = ['rotate', 'enable', 'disable', 'status', 'export'] as const;
 export type FleetCliOptions = {
 	operation: (typeof fleetOperationNames)[number];
 	inventory?: string;
@@ -82,11 +82,12 @@ Usage
                                    on another control plane: run the config from a rotation bundle
   etcd-harden disable              identity first, rewrite everything in plaintext, then remove
                                    the keys once no encrypted value remains
-  etcd-harden fleet rotate|disable|status|export --inventory FILE | --nodes [--limit PATTERN]
-                  [--bundle-key FILE] [--executable FILE|installed] [-o DIR]
+  etcd-harden fleet rotate|enable|disable|status|export --inventory FILE | --nodes
+                  [--limit PATTERN] [--bundle-key FILE] [--executable FILE|installed] [-o DIR]
                                    every control plane through Ansible, from a workstation:
-                                   each rotation step on all nodes, gated on every node's
-                                   reported config hash; export writes the play (README: Fleet)
+                                   each step on all nodes, gated on every node's reported
+                                   config hash (enable: the key read-only everywhere first);
+                                   --limit only with status; export writes the play (README: Fleet)
   etcd-harden monitor [--once [--json]] [--textfile DIR] [--etcd-log FILE]
                                    watch for unauthorized access: etcd auth/TLS failures,
                                    firewall drops by source, values the apiserver cannot decrypt,

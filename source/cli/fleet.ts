@@ -1,5 +1,5 @@
 /**
- * `etcd-harden fleet rotate|disable|status|export`: the fleet workflow (source/workflow/fleet.ts)
+ * `etcd-harden fleet rotate|enable|disable|status|export`: the fleet workflow (source/workflow/fleet.ts)
  * with Ansible from source/host/ansible.ts, on the operator's workstation. Progress: the Ink
  * table on a terminal, one line per cell change in line mode (stderr); the result table (or
  * --json) on stdout. Exit 0 done, 1 a node's status fails, 2 bad input, 3 the play stopped.
@@ -18,7 +18,7 @@ type Io = {stdin: NodeJS.ReadStream; stdout: NodeJS.WriteStream; stderr: NodeJS.
 
 export async function fleetCommand(options: CliOptions, io: Io): Promise<number> {
 	const fleet = options.fleet;
-	if (!fleet) throw new InputError('fleet needs an operation: rotate, disable, status or export.');
+	if (!fleet) throw new InputError('fleet needs an operation: rotate, enable, disable, status or export.');
 	const request: FleetRequest = {
 		operation: fleet.operation,
 		nodes: fleet.nodes,
@@ -89,7 +89,7 @@ export async function fleetCommand(options: CliOptions, io: Io): Promise<number>
 		const result = await running;
 		if (fleet.operation === 'export') {
 			const lines = [`Wrote the fleet play to ${result.exportedTo}: ${result.files!.join(', ')}.`];
-			lines.push(`Run it with Ansible from there: ansible-playbook -i INVENTORY rotate.yml (or disable.yml, status.yml), then ansible-playbook -i INVENTORY cleanup.yml in any case.`);
+			lines.push(`Run it with Ansible from there: ansible-playbook -i INVENTORY rotate.yml (or enable.yml, disable.yml, status.yml), then ansible-playbook -i INVENTORY cleanup.yml in any case.`);
 			lines.push('Fill in etcd-harden-vars.yml first: the bundle key file, and the executable to copy (empty: etcd-harden installed on every node).');
 			if (options.json) io.stdout.write(`${JSON.stringify({operation: 'export', directory: result.exportedTo, files: result.files}, null, 2)}\n`);
 			else io.stdout.write(`${lines.join('\n')}\n`);

@@ -7,7 +7,7 @@
 import {Document, isSeq, parseDocument, stringify} from 'yaml';
 import {ansibleTemplates} from './templates.generated.js';
 
-export const fleetOperations = ['rotate', 'disable', 'status'] as const;
+export const fleetOperations = ['rotate', 'enable', 'disable', 'status'] as const;
 export type FleetOperation = (typeof fleetOperations)[number];
 
 export type FleetStep = {
@@ -35,6 +35,17 @@ const STEPS: Record<FleetOperation, FleetStep[]> = {
 		{id: 'prune', title: 'the old key removed once a raw etcd scan finds no object using it', first: ['rotate', '--only', 'rotate-prune'], apply: true},
 		agree('prune'),
 	],
+	// Turning encryption on is a rotation whose primary is identity (source/stages/rotate.ts): the
+	// key goes after identity on every node first (all read it, none writes with it); only once
+	// every node reports that config does it become primary. Nothing old to prune.
+	enable: [
+		{id: 'prepare', title: 'the key added after identity (reads; new writes stay plaintext)', first: ['rotate', '--only', 'rotate-prepare'], apply: true},
+		agree('prepare'),
+		{id: 'promote', title: 'the key becomes primary (new writes are encrypted)', first: ['rotate', '--only', 'rotate-promote'], apply: true},
+		agree('promote'),
+		{id: 'reencrypt', title: 'every object rewritten with the key (once)', first: ['rotate', '--only', 'reencrypt']},
+		{id: 'purge', title: 'plaintext revisions compacted, every etcd member defragmented (once)', first: ['rotate', '--only', 'purge-history']},
+	],
 	disable: [
 		{id: 'identity', title: 'identity first: new writes in plaintext, every key still reads', first: ['disable', '--only', 'disable-identity-first'], apply: true},
 		agree('identity'),
@@ -45,6 +56,9 @@ const STEPS: Record<FleetOperation, FleetStep[]> = {
 	],
 	status: [{id: 'status', title: 'etcd-harden status --json on every control plane'}],
 };
+
+/** Operations that change the nodes' config: they run on every control plane of the inventory or not at all. */
+export const changesConfig = (operation: FleetOperation): boolean => operation !== 'status';
 
 /** The rows' columns: setup, the operation's steps, cleanup. */
 export function fleetSteps(operation: FleetOperation): FleetStep[] {
@@ -115,7 +129,7 @@ export function renderVars(settings: FleetSettings): string {
 
 export type RenderedFile = {path: string; content: string; mode: number};
 
-/** Every file of the play directory: playbooks (rotate, disable, status, cleanup), task files, plugins, ansible.cfg, vars. */
+/** Every file of the play directory: playbooks (rotate, enable, disable, status, cleanup), task files, plugins, ansible.cfg, vars. */
 export function renderFleet(settings: FleetSettings, inventory?: string): RenderedFile[] {
 	const files: RenderedFile[] = [];
 	for (const [name, content] of Object.entries(ansibleTemplates)) {

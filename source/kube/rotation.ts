@@ -6,6 +6,10 @@
  *   prepared  a newer key not yet primary -> promote: move it first (it encrypts new writes)
  *   promoted  older keys after the primary -> re-encrypt, then prune them once nothing uses them
  *
+ * Enabling (rotate from identity, source/stages/rotate.ts): a rule that encrypts nothing gets a
+ * key AFTER identity (every apiserver reads it, none writes with it: the prepare of a rotation
+ * whose primary is identity), then promote moves that key first.
+ *
  * Disabling: identity moved first (new writes in plaintext, every key still reads), then the
  * keyed providers removed once no value is encrypted. Only rules whose providers are keyed
  * (secretbox, aesgcm, aescbc) are touched; KMS providers and identity are never removed.
@@ -81,6 +85,43 @@ export function disableState(config: EncryptionConfig | undefined): DisableState
 	return config.resources.some(rule => rule.providers.some(isKeyed)) ? 'identity-first' : 'disabled';
 }
 
+export type EnableState =
+	/** Some rule already encrypts with a local key: a rotation, not an enable. */
+	| {kind: 'encrypting'}
+	/** Every rule with a local key has identity first: `pending` (the newest key) reads, identity writes. */
+	| {kind: 'prepared'; pending: string}
+	/** Rules that only hold identity (what disable leaves, or no config at all): a key can be added after identity. */
+	| {kind: 'plaintext'; rules: number[]}
+	/** Nothing a local key can be added to (KMS first, or no rule). */
+	| {kind: 'none'};
+
+/** Rules whose every provider is identity: they encrypt nothing and hold no key. */
+function plaintextRuleIndices(config: EncryptionConfig): number[] {
+	return config.resources.flatMap((rule, index) => (rule.providers.length > 0 && rule.providers.every(provider => provider.type === 'identity') ? [index] : []));
+}
+
+/** Where a config stands when encryption is turned on through a rotation whose primary is identity. */
+export function enableState(config: EncryptionConfig | undefined): EnableState {
+	if (!config) return {kind: 'plaintext', rules: []};
+	if (keyedRuleIndices(config).length > 0) return {kind: 'encrypting'};
+	const names = new Set<string>();
+	for (const rule of config.resources) {
+		if (rule.providers[0]?.type !== 'identity') continue;
+		for (const provider of rule.providers) if (isKeyed(provider)) for (const key of provider.keys) names.add(key.name);
+	}
+	if (names.size > 0) return {kind: 'prepared', pending: [...names].sort((a, b) => keyNumber(b) - keyNumber(a))[0]!};
+	const rules = plaintextRuleIndices(config);
+	return rules.length > 0 ? {kind: 'plaintext', rules} : {kind: 'none'};
+}
+
+/** Add a `provider` key `name` right after identity in every rule that only holds identity: it reads, identity still writes. */
+export function addReadOnlyKey(text: string, config: EncryptionConfig, provider: KeyedProviderType, name: string, secret: string): string {
+	const indices = plaintextRuleIndices(config);
+	return editYaml(text, doc => {
+		for (const index of indices) providersOf(rules(doc).items[index]).items.splice(1, 0, doc.createNode({[provider]: {keys: [{name, secret}]}}));
+	});
+}
+
 /** The provider type of the primary key (the new key is added to the same provider). */
 export function primaryProviderType(config: EncryptionConfig): KeyedProviderType | undefined {
 	const index = keyedRuleIndices(config)[0];
@@ -132,9 +173,12 @@ export function addPendingKey(text: string, config: EncryptionConfig, name: stri
 	});
 }
 
-/** Make `name` the primary: first key of its provider, that provider first in the rule. */
+/**
+ * Make `name` the primary: first key of its provider, that provider first in the rule. Every
+ * rule that holds `name` (also one with identity first: the promote of an enable).
+ */
 export function promoteKey(text: string, config: EncryptionConfig, name: string): string {
-	const indices = keyedRuleIndices(config);
+	const indices = config.resources.map((_rule, index) => index);
 	return editYaml(text, doc => {
 		for (const index of indices) {
 			const providers = providersOf(rules(doc).items[index]);

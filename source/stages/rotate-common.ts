@@ -191,7 +191,8 @@ export function switchConfig(facts: Facts, context: PlanContext, request: Switch
 	const timeoutSeconds = context.settings?.gateTimeoutSeconds ?? GATE_TIMEOUT_SECONDS;
 	return [
 		...(request.bundle ? [request.bundle] : []),
-		publish(facts, request.phase, 'started'),
+		// No config on disk yet (turning encryption on from none): there is no hash to report before the write.
+		...(facts.encryption.text === undefined ? [] : [publish(facts, request.phase, 'started')]),
 		...apiserverRestartGate.bracket({kubeconfig: cluster.kubeconfig, manifestPath: manifest.path, timeoutSeconds, logPaths: DEFAULT_APISERVER_LOGS}, writes, {
 			before: 'Record the running kube-apiserver (restored and awaited again if this stage is undone)',
 			after: 'Wait until kube-apiserver has restarted with the new config and passes /readyz',

@@ -8,8 +8,10 @@
  */
 import type {NodeStage} from './facts.js';
 import {keysUnusedTask} from '../kube/rotation-tasks.js';
-import {configDigest, generateKeySecret, parseEncryptionConfig} from '../kube/encryption-config.js';
-import {keyedRuleIndices, keyLabels, promoteKey, removeKeys, rotationKeyName, rotationState, addPendingKey, primaryProviderType} from '../kube/rotation.js';
+import {configDigest, ensureEncryption, generateKeySecret, nextKeyName, parseEncryptionConfig} from '../kube/encryption-config.js';
+import {keyedRuleIndices, keyLabels, promoteKey, removeKeys, rotationKeyName, rotationState, addPendingKey, addReadOnlyKey, enableState, primaryProviderType} from '../kube/rotation.js';
+import type {KeyedProviderType} from '../kube/types.js';
+import {readAnswers} from './encryption-config.js';
 import {InputError, type Check, type PlanContext, type Stage, type StageAnswers, type StagePlan} from '../engine/contract.js';
 import {
 	bundleChange,
@@ -34,15 +36,77 @@ export const rotatePromoteId = 'rotate-promote';
 export const rotatePruneId = 'rotate-prune';
 export const rotateBundleId = 'rotate-bundle';
 
+/** kube-apiserver has no encryption config and none is at its default path: enabling writes one. */
+function noConfigYet(facts: Facts): boolean {
+	const enc = facts.encryption;
+	return !enc.flagPath && !enc.exists && enc.errors.length === 0;
+}
+
+/**
+ * Turning encryption on is a rotation whose primary is identity: prepare adds a key AFTER
+ * identity (every apiserver reads it, new writes stay plaintext), promote moves it first once
+ * every control plane runs that config. On several control planes this order matters: a node
+ * still without the key cannot read what another node already wrote with it. With no config
+ * at all, prepare writes a new one ([identity, key1] for the default resources, as the
+ * encryption-config stage would) and the manifest gets the flag and the volume (switchConfig).
+ */
+function enablePreparePlan(facts: Facts, answers: StageAnswers, context: PlanContext, current: {text: string; config: NonNullable<Facts['encryption']['config']>} | undefined): StagePlan {
+	const path = facts.encryption.path;
+	const state = enableState(current?.config);
+	if (state.kind === 'none' || state.kind === 'encrypting') {
+		throw new InputError(`${path} encrypts nothing with a local key and has no rule that only holds identity (KMS comes first?): there is no key to rotate or to turn on. Rotate KMS keys in the KMS.`);
+	}
+	if (state.kind === 'prepared') {
+		const own = facts.rotation?.entries[nodeOf(facts)];
+		const notes = [`Turning encryption on: ${state.pending} is configured after identity (it reads; new writes stay plaintext until promote).`];
+		if (facts.cluster && current && own?.configSha256 !== configDigest(current.text)) return {changes: publishOnly(facts, 'prepare'), notes};
+		return {changes: [], notes};
+	}
+	const defaults = readAnswers(facts, {});
+	const provider = defaults.provider as KeyedProviderType;
+	const name = nextKeyName(current?.config);
+	const secret = generateKeySecret(size => context.randomBytes(size));
+	const next = current
+		? addReadOnlyKey(current.text, current.config, provider, name, secret)
+		: ensureEncryption(undefined, {provider, resources: defaults.resources, makePrimary: false, keyName: name, newSecret: () => secret}).text;
+	const bundle = readBundle(answers, context, rotatePrepareId);
+	if (answers['bundle'] === undefined) throw new InputError(`${rotatePrepareId}.bundle: a new key needs a bundle (recovery copy): answer bundle=age-recipient with recipient=age1…, bundle=passphrase with passphrase=…, or bundle=stored-elsewhere with storedElsewhere=true.`);
+	return {
+		changes: switchConfig(facts, context, {
+			text: next,
+			summary: current
+				? `Add ${provider} key ${name} after identity in ${path}: it decrypts but does not encrypt yet (new writes stay plaintext)`
+				: `Write ${path} with identity first and ${provider} key ${name} after it for ${defaults.resources.join(', ')}, and point kube-apiserver at it: the key decrypts but does not encrypt yet`,
+			phase: 'prepare',
+			bundle: bundleChange(bundle, next),
+		}),
+		notes: [
+			`Turning encryption on: identity -> ${name}. Every kube-apiserver must be able to decrypt with ${name} before any encrypts with it, so it is added read-only first; promote makes it primary.`,
+			...(facts.rotation && facts.rotation.controlPlanes.length > 1 ? [`Control planes: ${facts.rotation.controlPlanes.join(', ')}. Apply the bundle on each of the others before promote.`] : []),
+		],
+	};
+}
+
 function preparePlan(facts: Facts, answers: StageAnswers, context: PlanContext): StagePlan {
+	if (noConfigYet(facts)) {
+		if (facts.cluster && !facts.cluster.reachable) throw new InputError(facts.cluster.problem ?? `kube-apiserver at ${facts.cluster.server} does not answer.`);
+		return enablePreparePlan(facts, answers, context, undefined);
+	}
+	const enc = facts.encryption;
+	if (!enc.flagPath && enc.config && enc.text !== undefined && enableState(enc.config).kind === 'prepared') {
+		// An enable killed between the config write and the manifest: the file only adds a key
+		// for reading (identity first), so pointing kube-apiserver at it is safe; finish that.
+		return {
+			changes: switchConfig(facts, context, {summary: '', phase: 'prepare'}),
+			notes: [`${enc.path} holds identity first and ${(enableState(enc.config) as {pending: string}).pending} for reading, but kube-apiserver does not use it yet (an interrupted run): pointing kube-apiserver at it first.`],
+		};
+	}
 	const {text, config} = requireConfig(facts, 'rotate');
 	if (inFlight(facts)) return finishing(facts, context);
 	const state = rotationState(config);
 	const own = facts.rotation?.entries[nodeOf(facts)];
 	const digest = configDigest(text);
-	if (state.kind === 'none') {
-		throw new InputError(`${facts.encryption.path} encrypts nothing with a local key (identity or KMS comes first): there is no key to rotate. Enable encryption first (etcd-harden harden), or rotate KMS keys in the KMS.`);
-	}
+	if (state.kind === 'none') return enablePreparePlan(facts, answers, context, {text, config});
 	if (state.kind === 'stable') {
 		if (own?.state === 'started' && own.phase === 'prune') {
 			return {changes: publishOnly(facts, 'prune'), notes: [`The last rotation was interrupted after pruning (only ${state.primary} is left): reporting it finished.`]};
@@ -75,9 +139,26 @@ function preparePlan(facts: Facts, answers: StageAnswers, context: PlanContext):
 }
 
 function promotePlan(facts: Facts, answers: StageAnswers, context: PlanContext): StagePlan {
+	if (noConfigYet(facts)) return {changes: [], notes: ['No encryption config yet: prepare writes one first.']};
 	const {text, config} = requireConfig(facts, 'rotate');
 	if (inFlight(facts)) return finishing(facts, context);
 	const state = rotationState(config);
+	const enabling = state.kind === 'none' ? enableState(config) : undefined;
+	if (enabling?.kind === 'prepared') {
+		const next = promoteKey(text, config, enabling.pending);
+		return {
+			changes: [
+				...waitChange(facts, 'prepare', waitSeconds(answers)),
+				...switchConfig(facts, context, {
+					text: next,
+					summary: `Make ${enabling.pending} the primary in ${facts.encryption.path}: new writes are encrypted (identity stays for reading what is still plaintext)`,
+					phase: 'promote',
+					bundle: bundleChange(readBundle(answers, context, rotatePrepareId), next),
+				}),
+			],
+			notes: [`${enabling.pending} becomes primary only once every control plane reports the config with it (sha256 ${configDigest(text).slice(0, 12)}).`],
+		};
+	}
 	if (state.kind !== 'prepared') return {changes: [], notes: [state.kind === 'promoted' || state.kind === 'stable' ? `Nothing to promote: ${state.primary} is the primary key.` : 'No local key to promote.']};
 	const next = promoteKey(text, config, state.pending);
 	return {
@@ -102,6 +183,7 @@ function labelsOf(config: NonNullable<Facts['encryption']['config']>, names: rea
 }
 
 function prunePlan(facts: Facts, answers: StageAnswers, context: PlanContext): StagePlan {
+	if (noConfigYet(facts)) return {changes: [], notes: ['No encryption config yet: no old key to prune.']};
 	const {text, config} = requireConfig(facts, 'rotate');
 	if (inFlight(facts)) return finishing(facts, context);
 	const state = rotationState(config);
@@ -147,6 +229,7 @@ export const rotatePrepareStage: NodeStage = {
 	title: 'Rotate: prepare the new key',
 	explain:
 		'Adds a new key to the encryption config after the current primary: every apiserver can then decrypt with it, none encrypts with it yet. ' +
+		'When identity is the primary (or there is no config yet), this turns encryption on: the key goes after identity, and promote makes it primary. ' +
 		'kube-apiserver restarts with the config (restart gate: undone if it does not become ready), and this node reports the config hash to kube-system/etcd-harden-status.',
 	questions: questionsFor(true),
 	plan: preparePlan,
@@ -193,7 +276,7 @@ export function rotateBundleStage(bundleText: string, source: string): NodeStage
 			const bundleKeys = new Set(config.resources.flatMap(rule => rule.providers.flatMap(p => ('keys' in p ? p.keys.map(k => `${p.type}:${k.name}`) : []))));
 			const dropped = (enc.config?.resources ?? []).flatMap(rule => rule.providers.flatMap(p => ('keys' in p ? p.keys.map(k => `${p.type}:${k.name}`) : []))).filter(label => !bundleKeys.has(label));
 			if (dropped.length > 0) warnings.push(`The bundle no longer has ${[...new Set(dropped)].join(', ')} (pruned on the rotating node after a raw etcd scan found no object using them).`);
-			if (enc.text === bundleText && !inFlight(facts)) {
+			if (enc.text === bundleText && !inFlight(facts) && enc.flagPath) {
 				const own = facts.rotation?.entries[nodeOf(facts)];
 				notes.push(`${enc.path} already is the bundle's config (sha256 ${configDigest(bundleText).slice(0, 12)}).`);
 				return {changes: own?.configSha256 === configDigest(bundleText) ? [] : publishOnly(facts, 'bundle'), notes};
@@ -217,8 +300,10 @@ export function rotationStatus(facts: Facts): Check[] {
 	const checks: Check[] = [];
 	const state = rotationState(config);
 	const digest = configDigest(facts.encryption.text);
+	const enabling = state.kind === 'none' ? enableState(config) : undefined;
 	const step =
 		inFlight(facts) ? 'interrupted: the config on disk is not the one kube-apiserver was restarted with (rerun etcd-harden rotate)' :
+		enabling?.kind === 'prepared' ? `identity first, ${enabling.pending} configured for reading: next: promote (etcd-harden rotate turns encryption on) or remove it (etcd-harden disable)` :
 		state.kind === 'none' ? 'no local key (identity or KMS first)' :
 		state.kind === 'stable' ? `stable: ${state.primary} only` :
 		state.kind === 'prepared' ? `prepared: ${state.pending} added (read-only), next: promote` :
@@ -226,9 +311,10 @@ export function rotationStatus(facts: Facts): Check[] {
 	checks.push({
 		id: 'rotation.step',
 		title: 'Key rotation step',
-		status: inFlight(facts) ? 'fail' : state.kind === 'stable' || state.kind === 'none' ? 'pass' : 'warn',
+		status: inFlight(facts) ? 'fail' : enabling?.kind === 'prepared' ? 'warn' : state.kind === 'stable' || state.kind === 'none' ? 'pass' : 'warn',
 		actual: step,
 		...(state.kind === 'prepared' || state.kind === 'promoted' || inFlight(facts) ? {remediation: 'Run etcd-harden rotate to continue the rotation.'} : {}),
+		...(enabling?.kind === 'prepared' ? {remediation: 'Run etcd-harden rotate (or fleet enable) to finish turning encryption on, or etcd-harden disable (fleet disable) to finish turning it off.'} : {}),
 	});
 	const counts: Record<string, number> = {};
 	for (const resource of facts.atRest?.resources ?? []) for (const [label, count] of Object.entries(resource.byKey)) counts[label] = (counts[label] ?? 0) + count;

@@ -1,5 +1,5 @@
 /**
- * `etcd-harden fleet rotate|disable|status|export`: every control plane driven through
+ * `etcd-harden fleet rotate|enable|disable|status|export`: every control plane driven through
  * Ansible. The play is rendered from templates/ansible/ (source/fleet/render.ts) into a
  * private directory, checked against the inventory (`ansible-playbook --list-hosts`), run with
  * the etcd_harden callback (one JSON line per task result -> one cell per node per step), and
@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import {InputError, STATE_DIR} from '../engine/contract.js';
 import type {Host} from '../host/types.js';
 import {applyEvent, initialView, parseEventLine, type FleetView} from '../fleet/events.js';
-import {FLEET_DEFAULTS, fleetSteps, nodesInventory, playbookName, renderFleet, renderPlaybook, type FleetOperation, type FleetSettings, type RenderedFile} from '../fleet/render.js';
+import {changesConfig, FLEET_DEFAULTS, fleetSteps, nodesInventory, playbookName, renderFleet, renderPlaybook, type FleetOperation, type FleetSettings, type RenderedFile} from '../fleet/render.js';
 import {KubeApi} from '../kube/api.js';
 import {ADMIN_KUBECONFIG} from '../kube/defaults.js';
 import {defaultConfigPath} from '../kube/encryption-config.js';
@@ -75,7 +75,7 @@ async function settingsFor(request: FleetRequest, context: FleetContext, exporti
 		executableSrc = await checkFile(context.files, '--executable', executable);
 		bin = [`${REMOTE_DIR}/etcd-harden`];
 	}
-	const needsKey = request.operation === 'rotate' || request.operation === 'disable';
+	const needsKey = request.operation !== 'status' && request.operation !== 'export';
 	if (needsKey && request.bundleKey === undefined) {
 		throw new InputError(`fleet ${request.operation} needs --bundle-key FILE: an age identity file or a passphrase file; the new config travels to the other control planes encrypted with it.`);
 	}
@@ -171,6 +171,11 @@ export async function runFleet(request: FleetRequest, context: FleetContext, onV
 	try {
 		const inventory = inventoryText === undefined ? inventoryPath! : path.join(dir, 'inventory');
 		const hosts = await listHosts(context, dir, inventory, request.limit, playbook);
+		if (request.limit && changesConfig(operation)) {
+			const all = await listHosts(context, dir, inventory, undefined, playbook);
+			const left = all.filter(host => !hosts.includes(host));
+			if (left.length > 0) throw new InputError(limitRefusal(operation, request.limit, left));
+		}
 		const steps = fleetSteps(operation);
 		const view = {current: initialView(operation, request.dryRun, steps, hosts)};
 		onView(view.current);
@@ -193,6 +198,17 @@ export async function runFleet(request: FleetRequest, context: FleetContext, onV
 	} finally {
 		await context.ansible.removePlayDir(dir);
 	}
+}
+
+/**
+ * --limit on an operation that changes the config: every control plane must read a key before
+ * any writes with it (and keep reading it until none is stored with it), so a run on a subset
+ * would promote where the others cannot read. Refused before anything runs; --limit stays for
+ * fleet status (and a rerun resumes on every node by itself).
+ */
+export function limitRefusal(operation: FleetOperation, limit: string, left: readonly string[]): string {
+	const names = `${left.slice(0, 3).join(', ')}${left.length > 3 ? ', …' : ''}`;
+	return `--limit ${limit}: fleet ${operation} must run on every control plane of the inventory, and this leaves out ${names} (each step is gated on every node reading the new config; a subset would write what ${left.length === 1 ? 'it' : 'they'} cannot read). Drop --limit (a rerun resumes where each node is), or use --limit with fleet status. Nothing was run.`;
 }
 
 /**

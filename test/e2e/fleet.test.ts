@@ -5,7 +5,11 @@
 // workstation). cp-3's kubelet is stopped mid-play: its restart gate fails at promote, the play
 // stops there naming it, every apiserver still reads every secret; once the kubelet runs again
 // a rerun finishes: one config hash on all three, every secret on key2, key1 gone. A reader
-// loop through all three apiservers sees no read error throughout.
+// loop through all three apiservers sees no read error throughout. --limit: status on one node
+// only; a limited rotate is refused before anything runs. --dry-run: every node's plan. After
+// disable (and cp-1, cp-3 taken back to no encryption config at all), enable turns encryption
+// on across all three: the key read-only after identity everywhere first, then primary, with
+// writes through every apiserver and no read error.
 import {afterAll, describe, expect, it} from 'vitest';
 import {startTestbed, type Testbed} from '../testbed/index.js';
 import {startSecondApiserver, type SecondApiserver} from '../testbed/second-apiserver.js';
@@ -107,12 +111,27 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		expect(again.exitCode, show(again)).toBe(2);
 		expect(again.stderr).toMatch(/already holds .*Name a new directory; nothing was written/);
 
-		// --dry-run: the play, each step's plan from the first node's tool (--dry-run), nothing changed, nothing left behind.
+		// --limit: status runs on the named node only; a limited rotate is refused before anything runs.
+		const limited = await fleet(['status', '--limit', 'cp-2']);
+		log('status --limit cp-2', limited);
+		expect(limited.exitCode, show(limited)).toBeLessThanOrEqual(1);
+		const limitedJson = fleetJson(limited);
+		expect(limitedJson.nodes).toEqual(['cp-2']);
+		expect(Object.keys(limitedJson.outputs)).toEqual(['cp-2']);
+		const partial = await fleet(['rotate', '--limit', 'cp-1,cp-2', '--bundle-key', `${WORK}/bundle-passphrase`], false);
+		expect(partial.exitCode, show(partial)).toBe(2);
+		expect(partial.stderr.trim().split('\n')).toHaveLength(1);
+		expect(partial.stderr).toMatch(/--limit cp-1,cp-2: fleet rotate must run on every control plane of the inventory, and this leaves out cp-3 .*Nothing was run\./);
+
+		// --dry-run: the play, each step's plan from every node's own tool (--dry-run), nothing changed, nothing left behind.
 		const dry = await fleet(['rotate', '--dry-run', '--bundle-key', `${WORK}/bundle-passphrase`], false);
 		log('dry run', dry);
 		expect(dry.exitCode, show(dry)).toBe(0);
 		expect(dry.stdout).toContain('any_errors_fatal: true');
-		expect(dry.stdout).toMatch(/cp-1 prepare: rotate-prepare: Add secretbox key key2 after key1/);
+		for (const node of ['cp-1', 'cp-2', 'cp-3']) expect(dry.stdout, show(dry)).toMatch(new RegExp(`^${node} prepare: rotate-prepare: Add secretbox key key2 after key1`, 'm'));
+		// Re-encryption runs once: only the first node plans it.
+		expect(dry.stdout).toMatch(/^cp-1 reencrypt: /m);
+		expect(dry.stdout).not.toMatch(/^cp-[23] reencrypt: /m);
 		expect(dry.stdout).toMatch(/^step\s+cp-1\s+cp-2\s+cp-3$/m);
 		expect(dry.stdout).toContain('Dry run finished: nothing was changed.');
 		for (const file of [CONFIG, config(cp2), config(cp3)]) expect(await configProviders(testbed, file)).toEqual(['secretbox:key1', 'identity']);
@@ -189,5 +208,85 @@ describe('etcd-harden fleet through Ansible on three control planes', () => {
 		const cm = await testbed.kubectl(['-n', 'kube-system', 'get', 'configmap', 'etcd-harden-status', '-o', 'jsonpath={.data}']);
 		const data = JSON.parse(String(cm.stdout)) as Record<string, string>;
 		expect(new Set(Object.values(data).map(value => (JSON.parse(value) as {configSha256: string}).configSha256)).size).toBe(1);
+	});
+
+	it('enable from a mixed fleet (cp-1 and cp-3 without any encryption config, cp-2 identity only): the key read-only after identity on all three first, then primary; every secret on it, one config hash, no read error', async () => {
+		const testbed = tb!;
+		const [cp2, cp3] = nodes as [SecondApiserver, SecondApiserver];
+		const key = ['--bundle-key', `${WORK}/bundle-passphrase`];
+		const MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml';
+		const manifestOf = (node?: SecondApiserver) => (node ? `${node.dir}/kubernetes/manifests/kube-apiserver.yaml` : MANIFEST);
+
+		// Everything is plaintext after disable: take cp-1 and cp-3 back to no encryption config at
+		// all (the flag out of the manifest, the file gone), as a node that never had one.
+		const cp1Starts = await testbed.podStarts('kube-apiserver');
+		const cp3Starts = await cp3.starts();
+		for (const node of [undefined, cp3]) {
+			const text = await testbed.readFile(manifestOf(node), 'utf8');
+			await testbed.writeFile(manifestOf(node), text.split('\n').filter(line => !line.includes('--encryption-provider-config')).join('\n'), {mode: 0o600});
+		}
+		await testbed.waitForPodStarts('kube-apiserver', cp1Starts + 1, 60_000);
+		for (let i = 0; (await cp3.starts()) <= cp3Starts; i++) {
+			if (i > 120) throw new Error('cp-3 did not restart its apiserver without the encryption config');
+			await sleep(500);
+		}
+		await testbed.waitForReady(90_000);
+		for (let i = 0; !(await cp3.isReady()); i++) {
+			if (i > 180) throw new Error('cp-3 apiserver not ready without the encryption config');
+			await sleep(500);
+		}
+		await testbed.exec(['rm', '-f', CONFIG, config(cp3)]);
+		log('cp-1 and cp-3 without an encryption config');
+
+		const dry = await fleet(['enable', '--dry-run', ...key], false);
+		log('enable dry run', dry);
+		expect(dry.exitCode, show(dry)).toBe(0);
+		for (const node of ['cp-1', 'cp-3']) expect(dry.stdout, show(dry)).toMatch(new RegExp(`^${node} prepare: rotate-prepare: Write ${CONFIG} with identity first and secretbox key key1 after it for secrets`, 'm'));
+		expect(dry.stdout, show(dry)).toMatch(/^cp-2 prepare: rotate-prepare: Add secretbox key key1 after identity/m);
+		expect(await configProviders(testbed, config(cp2))).toEqual(['identity']);
+		for (const node of [undefined, cp3]) expect(await testbed.readFile(manifestOf(node), 'utf8')).not.toContain('--encryption-provider-config');
+
+		// Writes through every apiserver while the nodes switch: a secret one node writes with the key must read on the others.
+		const reader = readerLoop(testbed);
+		const written: string[] = [];
+		let writing = true;
+		const writer = (async () => {
+			for (let i = 0; writing; i++) {
+				const server = SERVERS[i % SERVERS.length]!;
+				const name = `during-enable-${i}`;
+				const made = await testbed.kubectl(['--server', server, 'create', 'secret', 'generic', name, '-n', 'seed-1', `--from-literal=k=${name}`, '--request-timeout=20s'], {reject: false, stdin: 'ignore'});
+				if (made.exitCode === 0) written.push(name);
+				await sleep(1500);
+			}
+		})();
+		const run = await fleet(['enable', ...key, '--timeout', '60']);
+		writing = false;
+		await writer;
+		log('enable', run);
+		const json = fleetJson(run);
+		expect(run.exitCode, show(run)).toBe(0);
+		expect(json.failure).toBeNull();
+		for (const node of ['cp-1', 'cp-2', 'cp-3']) {
+			expect(json.cells[node]!['prepare']!.state, `${node} prepare`).toBe('changed');
+			expect(json.cells[node]!['promote']!.state, `${node} promote`).toBe('changed');
+		}
+		expect(json.cells['cp-1']!['reencrypt']!.state).toBe('changed');
+		const state = await reader.stop();
+		expect(state.errors).toEqual([]);
+		expect(state.reads).toBeGreaterThan(5);
+
+		for (const file of [CONFIG, config(cp2), config(cp3)]) expect(await configProviders(testbed, file)).toEqual(['secretbox:key1', 'identity']);
+		for (const node of [undefined, cp2, cp3]) expect(await testbed.readFile(manifestOf(node), 'utf8')).toContain(`--encryption-provider-config=${CONFIG}`);
+		expect(Object.keys(await secretCounts(testbed))).toEqual(['secretbox:key1']);
+		const cm = await testbed.kubectl(['-n', 'kube-system', 'get', 'configmap', 'etcd-harden-status', '-o', 'jsonpath={.data}']);
+		const data = JSON.parse(String(cm.stdout)) as Record<string, string>;
+		expect(Object.keys(data).sort()).toEqual(['cp-1', 'cp-2', 'cp-3']);
+		expect(new Set(Object.values(data).map(value => (JSON.parse(value) as {configSha256: string}).configSha256)).size).toBe(1);
+		expect(written.length).toBeGreaterThan(3);
+		for (const server of SERVERS) {
+			const got = await testbed.kubectl(['--server', server, 'get', 'secret', written.at(-1)!, '-n', 'seed-1', '-o', 'jsonpath={.data.k}']);
+			expect(Buffer.from(String(got.stdout), 'base64').toString()).toBe(written.at(-1));
+		}
+		log(`enable done; reader: ${state.reads} reads, ${state.unavailable} unavailable; ${written.length} secrets written during it`);
 	});
 });

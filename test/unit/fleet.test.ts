@@ -13,7 +13,9 @@ import {parse} from 'yaml';
 import {applyEvent, failureReason, initialView, parseEventLine, type PlayEvent} from '../../source/fleet/events.js';
 import {fleetSteps, nodesInventory, renderFleet, renderPlaybook, type FleetSettings} from '../../source/fleet/render.js';
 import {ansibleTemplates} from '../../source/fleet/templates.generated.js';
-import {inventoryProblem} from '../../source/workflow/fleet.js';
+import {inventoryProblem, runFleet, type AnsibleRunner} from '../../source/workflow/fleet.js';
+import type {Host} from '../../source/host/types.js';
+import {MemoryHost} from './helpers/memory-host.js';
 import {fleetTableLines} from '../../source/ui/fleet-format.js';
 import {parseCli} from '../../source/cli/args.js';
 import {disableStages, rotateStages} from '../../source/workflow/rotate.js';
@@ -78,12 +80,38 @@ describe('fleet: the rendered play', () => {
 		expect(play!.tasks.filter(task => 'ansible.builtin.import_tasks' in task).map(task => task.vars?.['etcd_harden_step'])).toEqual(['setup', 'identity', 'agree-identity', 'reencrypt', 'purge', 'remove', 'agree-remove']);
 	});
 
+	it('enable: the key read-only after identity on every node, agreement, then primary, agreement, re-encrypt once, purge; no prune', () => {
+		const [play] = parse(renderPlaybook('enable')) as Array<{any_errors_fatal: boolean; name: string; tasks: Task[]}>;
+		expect(play!.any_errors_fatal).toBe(true);
+		expect(play!.name).toBe('Etcd-harden fleet enable');
+		const steps = play!.tasks.filter(task => 'ansible.builtin.import_tasks' in task);
+		expect(steps.map(task => task.vars?.['etcd_harden_step'])).toEqual(['setup', 'prepare', 'agree-prepare', 'promote', 'agree-promote', 'reencrypt', 'purge']);
+		const byStep = Object.fromEntries(steps.map(task => [task.vars?.['etcd_harden_step'], task.vars]));
+		// Enabling is the rotation whose primary is identity: the same stages, prepare and promote each followed by its bundle on every other node.
+		expect(byStep['prepare']).toMatchObject({etcd_harden_first_args: ['rotate', '--only', 'rotate-prepare'], etcd_harden_apply: true});
+		expect(byStep['promote']).toMatchObject({etcd_harden_first_args: ['rotate', '--only', 'rotate-promote'], etcd_harden_apply: true});
+		expect(byStep['reencrypt']).toMatchObject({etcd_harden_apply: false});
+		expect(renderFleet(settings).map(file => file.path)).toContain('enable.yml');
+	});
+
+	it('under --check every control plane plans each config step with its own tool; only the first plans the once-only steps', () => {
+		const tasks = parse(ansibleTemplates['tasks/step.yml']) as Array<Task & {when?: string | string[]; check_mode?: boolean}>;
+		const plan = tasks.find(task => String(task.name).startsWith('Plan the step on the other control planes'))!;
+		expect(plan.check_mode).toBe(false);
+		expect(plan.when).toEqual(['ansible_check_mode', 'etcd_harden_apply', 'inventory_hostname != etcd_harden_first']);
+		expect(JSON.stringify(plan['ansible.builtin.command'])).toContain("etcd_harden_first_args + etcd_harden_common_args + ['--dry-run']");
+		// Nothing travels under --check: fetch, copy and apply are skipped.
+		for (const name of ['Fetch the age-encrypted bundle', 'Copy the bundle', 'Apply the bundle']) {
+			expect(tasks.find(task => String(task.name).startsWith(name))!.when, name).toContain('not ansible_check_mode');
+		}
+	});
+
 	it('each step names stages its command has (etcd-harden rotate/disable --only STAGE)', () => {
-		for (const [operation, stages] of [['rotate', rotateStages], ['disable', disableStages]] as const) {
+		for (const [operation, stages] of [['rotate', rotateStages], ['enable', rotateStages], ['disable', disableStages]] as const) {
 			const ids = stages.map(stage => stage.id);
 			for (const step of fleetSteps(operation)) {
 				if (!step.first) continue;
-				expect(step.first[0]).toBe(operation);
+				expect(step.first[0]).toBe(operation === 'enable' ? 'rotate' : operation);
 				expect(ids, `${operation} step ${step.id}`).toContain(step.first[2]);
 			}
 		}
@@ -119,7 +147,7 @@ describe('fleet: the rendered play', () => {
 				writeFileSync(join(dir, file.path), file.content, {mode: file.mode});
 			}
 			// A network namespace of its own: only a loopback that is down, so a lookup would fail the run.
-			const result = spawnSync('unshare', ['--net', '--', 'ansible-lint', '--offline', '--nocolor', '-p', 'rotate.yml', 'disable.yml', 'status.yml', 'cleanup.yml'], {
+			const result = spawnSync('unshare', ['--net', '--', 'ansible-lint', '--offline', '--nocolor', '-p', 'rotate.yml', 'enable.yml', 'disable.yml', 'status.yml', 'cleanup.yml'], {
 				cwd: dir,
 				encoding: 'utf8',
 				env: {...process.env, HOME: dir, ANSIBLE_LOCAL_TEMP: join(dir, '.tmp')},
@@ -200,12 +228,56 @@ describe('fleet: flags', () => {
 			limit: 'cp-1,cp-2',
 			executable: 'installed',
 		});
-		expect(() => parseCli(['fleet'])).toThrow(/fleet needs an operation: give one of rotate, disable, status, export/);
+		expect(parseCli(['fleet', 'enable', '--inventory', 'hosts', '--bundle-key', 'k']).fleet).toMatchObject({operation: 'enable'});
+		expect(() => parseCli(['fleet'])).toThrow(/fleet needs an operation: give one of rotate, enable, disable, status, export/);
 		expect(() => parseCli(['fleet', 'rotat'])).toThrow(/unknown fleet operation "rotat": did you mean rotate\?/);
 		expect(() => parseCli(['fleet', 'rotate', '--root', '/x'])).toThrow(/--root does not apply to fleet/);
 		expect(() => parseCli(['fleet', 'rotate', '--only', 'prepare'])).toThrow(/--only\/--skip do not apply to fleet/);
 		expect(() => parseCli(['fleet', 'status', '--kubeconfig', 'k'])).toThrow(/--kubeconfig belongs to fleet --nodes/);
 		expect(() => parseCli(['rotate', '--inventory', 'x'])).toThrow(/--inventory belongs to etcd-harden fleet, not rotate/);
 		expect(() => parseCli(['fleet', 'rotate', 'extra'])).toThrow(/unexpected argument "extra": fleet takes one operation/);
+	});
+});
+
+describe('fleet: --limit', () => {
+	/** Ansible's --list-hosts as a fake (unit tier): the inventory holds cp-1..cp-3, --limit picks by name. */
+	function fakeAnsible(): AnsibleRunner & {calls: string[][]} {
+		const calls: string[][] = [];
+		return {
+			calls,
+			writePlayDir: async () => '/tmp/fleet-unit',
+			removePlayDir: async () => undefined,
+			run: async argv => {
+				calls.push([...argv]);
+				const at = argv.indexOf('--limit');
+				const hosts = at === -1 ? ['cp-1', 'cp-2', 'cp-3'] : ['cp-1', 'cp-2', 'cp-3'].filter(host => argv[at + 1]!.split(',').includes(host));
+				if (argv.includes('--list-hosts')) return {exitCode: 0, stdout: `playbook: x.yml\n  play #1 (all): x\n    pattern: ['all']\n    hosts (${hosts.length}):\n${hosts.map(h => `      ${h}`).join('\n')}\n`, stderr: ''};
+				return {exitCode: 0, stdout: '', stderr: ''};
+			},
+		};
+	}
+	const files = new MemoryHost({'/ops/inventory': 'all:\n  hosts:\n    cp-1:\n    cp-2:\n    cp-3:\n', '/ops/key': 'correct horse battery staple\n', '/ops/etcd-harden': '#!/bin/sh\n'}) as unknown as Host;
+
+	for (const operation of ['rotate', 'enable', 'disable'] as const) {
+		it(`fleet ${operation} --limit on a subset is refused before any play runs, naming the nodes left out`, async () => {
+			const ansible = fakeAnsible();
+			const request = {operation, inventory: '/ops/inventory', nodes: false, limit: 'cp-1,cp-2', bundleKey: '/ops/key', executable: '/ops/etcd-harden', dryRun: false};
+			await expect(runFleet(request, {files, ansible}, () => undefined)).rejects.toThrow(
+				new RegExp(`^--limit cp-1,cp-2: fleet ${operation} must run on every control plane of the inventory, and this leaves out cp-3 .*Nothing was run\\.$`),
+			);
+			expect(ansible.calls.every(argv => argv.includes('--list-hosts'))).toBe(true);
+		});
+	}
+
+	it('a --limit that covers every host is a full run; status --limit runs on the named nodes only', async () => {
+		const ansible = fakeAnsible();
+		const all = await runFleet({operation: 'enable', inventory: '/ops/inventory', nodes: false, limit: 'cp-1,cp-2,cp-3', bundleKey: '/ops/key', executable: '/ops/etcd-harden', dryRun: true}, {files, ansible}, () => undefined);
+		expect(all.view.nodes).toEqual(['cp-1', 'cp-2', 'cp-3']);
+		const status = fakeAnsible();
+		const one = await runFleet({operation: 'status', inventory: '/ops/inventory', nodes: false, limit: 'cp-2', executable: '/ops/etcd-harden', dryRun: false}, {files, ansible: status}, () => undefined);
+		expect(one.view.nodes).toEqual(['cp-2']);
+		const plays = status.calls.filter(argv => !argv.includes('--list-hosts'));
+		expect(plays.map(argv => argv.at(-1))).toEqual(['status.yml', 'cleanup.yml']);
+		for (const argv of plays) expect(argv.slice(argv.indexOf('--limit'), argv.indexOf('--limit') + 2)).toEqual(['--limit', 'cp-2']);
 	});
 });

@@ -2,9 +2,9 @@
 // the control-plane comparison (rotation-status.ts), and the rotate stages' plans.
 import {describe, expect, it} from 'vitest';
 import {configDigest, parseEncryptionConfig} from '../../source/kube/encryption-config.js';
-import {addPendingKey, disableState, identityFirst, promoteKey, removeKeys, rotationKeyName, rotationState, allKeyNames} from '../../source/kube/rotation.js';
+import {addPendingKey, addReadOnlyKey, disableState, enableState, identityFirst, promoteKey, removeKeys, rotationKeyName, rotationState, allKeyNames} from '../../source/kube/rotation.js';
 import {mismatches, parseEntries} from '../../source/kube/rotation-status.js';
-import {rotatePrepareStage, rotatePromoteStage, rotatePruneStage} from '../../source/stages/rotate.js';
+import {rotatePrepareStage, rotatePromoteStage, rotatePruneStage, rotationStatus} from '../../source/stages/rotate.js';
 import {digestAnnotation} from '../../source/stages/apiserver-manifest.js';
 import type {Facts} from '../../source/stages/facts.js';
 import {InputError, type PlanContext, type WriteFileChange} from '../../source/engine/contract.js';
@@ -97,6 +97,50 @@ resources:
 		const c2 = parse(removeKeys(t1, c1, allKeyNames(c1), {allRules: true}));
 		expect(c2.resources[0]!.providers).toEqual([{type: 'identity'}]);
 		expect(disableState(c2)).toBe('disabled');
+	});
+});
+
+describe('enable as a rotation whose primary is identity', () => {
+	const plaintext = `apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+# left by disable
+resources:
+  - resources: [secrets]
+    providers:
+      - identity: {}
+  - resources: [configmaps]
+    providers:
+      - aescbc:
+          keys:
+            - name: key4
+              secret: ${K1}
+      - identity: {}
+`;
+	it('adds the key after identity only where a rule holds nothing but identity, then promote moves it first', () => {
+		const identityOnly = parse(`apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - identity: {}\n`);
+		expect(enableState(identityOnly)).toEqual({kind: 'plaintext', rules: [0]});
+		expect(enableState(undefined)).toEqual({kind: 'plaintext', rules: []});
+		// A rule that already encrypts: that is a rotation, not an enable.
+		expect(enableState(parse(plaintext))).toEqual({kind: 'encrypting'});
+
+		const text = `apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n# kept\nresources:\n  - resources: [secrets]\n    providers:\n      - identity: {}\n  - resources: [events]\n    providers:\n      - kms:\n          apiVersion: v2\n          name: vault\n          endpoint: unix:///run/kms.sock\n      - identity: {}\n`;
+		const c0 = parse(text);
+		const t1 = addReadOnlyKey(text, c0, 'secretbox', 'key1', K2);
+		const c1 = parse(t1);
+		expect(t1).toContain('# kept');
+		expect(c1.resources[0]!.providers).toEqual([{type: 'identity'}, {type: 'secretbox', keys: [{name: 'key1', secret: K2}]}]);
+		expect(c1.resources[1]!.providers.map(p => p.type)).toEqual(['kms', 'identity']);
+		expect(enableState(c1)).toEqual({kind: 'prepared', pending: 'key1'});
+		expect(rotationState(c1)).toEqual({kind: 'none'});
+
+		const c2 = parse(promoteKey(t1, c1, 'key1'));
+		expect(c2.resources[0]!.providers).toEqual([{type: 'secretbox', keys: [{name: 'key1', secret: K2}]}, {type: 'identity'}]);
+		expect(rotationState(c2)).toEqual({kind: 'stable', primary: 'key1'});
+	});
+
+	it('a config with only KMS first has nothing to turn on', () => {
+		const kms = parse(`apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - kms:\n          apiVersion: v2\n          name: vault\n          endpoint: unix:///run/kms.sock\n`);
+		expect(enableState(kms)).toEqual({kind: 'none'});
 	});
 });
 
@@ -204,8 +248,58 @@ describe('rotate stages plan from the node, not from a journal', () => {
 		expect(rotatePruneStage.plan(facts(prepared), {}, context).changes).toEqual([]);
 	});
 
-	it('refuses to rotate without a local key, naming the file', () => {
-		const identity = identityFirst(base, parse(base));
-		expect(() => rotatePrepareStage.plan(facts(identity), prepareAnswers, context)).toThrow(InputError);
+	it('refuses to rotate a config with KMS first (no local key, no identity-only rule), naming the file', () => {
+		const kms = `apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - kms:\n          apiVersion: v2\n          name: vault\n          endpoint: unix:///run/kms.sock\n      - identity: {}\n`;
+		expect(() => rotatePrepareStage.plan(facts(kms), prepareAnswers, context)).toThrow(/encryption-config.yaml encrypts nothing with a local key.*KMS/);
+	});
+
+	it('enable from identity: prepare adds key1 after identity inside the restart gate; promote waits for every control plane, then makes it primary', () => {
+		const identityOnly = `apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - identity: {}\n`;
+		const prepare = rotatePrepareStage.plan(facts(identityOnly), prepareAnswers, context);
+		const kinds = prepare.changes.map(change => (change.kind === 'task' ? `${change.task}:${String(change.params['phase'] ?? '')}` : change.kind));
+		expect(kinds).toEqual(['rotation-publish:prepare', 'apiserver-restart-gate:before', 'write-file', 'write-file', 'apiserver-restart-gate:after', 'rotation-publish:prepare']);
+		const written = (prepare.changes[2] as WriteFileChange).content;
+		expect(parse(written).resources[0]!.providers.map(p => p.type)).toEqual(['identity', 'secretbox']);
+		expect(prepare.changes[2]!.summary).toMatch(/after identity.*does not encrypt yet/);
+		// A rerun on the prepared node changes nothing (its report already names this config).
+		const prepared = facts(written, configDigest(written), {'cp-1': {phase: 'prepare', state: 'done', configSha256: configDigest(written), time: 't'}});
+		expect(rotatePrepareStage.plan(prepared, prepareAnswers, context).changes).toEqual([]);
+
+		const promote = rotatePromoteStage.plan(prepared, {bundle: 'same', waitSeconds: '5'}, context);
+		expect(promote.changes[0]).toMatchObject({kind: 'task', task: 'wait-control-planes', params: {phase: 'prepare'}});
+		const promoted = promote.changes.find((change): change is WriteFileChange => change.kind === 'write-file' && change.path.endsWith('encryption-config.yaml'))!;
+		expect(rotationState(parse(promoted.content))).toEqual({kind: 'stable', primary: 'key1'});
+		// status names the half-way state (identity first, the key only reads) instead of "no local key".
+		expect(rotationStatus(prepared).find(check => check.id === 'rotation.step')).toMatchObject({status: 'warn', actual: expect.stringMatching(/^identity first, key1 configured for reading: next: promote/)});
+		// After promote there is no old key: prune has nothing to do.
+		expect(rotatePruneStage.plan(facts(promoted.content), {}, context).changes).toEqual([]);
+	});
+
+	it('enable with no config at all: prepare writes [identity, key1] for secrets and points the manifest at it', () => {
+		const none = facts(base);
+		const manifest = none.apiserver.text!.replace(/\s+- --encryption-provider-config=\S+/, '').replace(/\n\s+annotations:\n\s+\S+: \S+/, '');
+		const noConfig: Facts = {
+			...none,
+			apiserver: {...none.apiserver, text: manifest, flags: {}, annotations: {}},
+			encryption: {path: '/etc/kubernetes/enc/encryption-config.yaml', exists: false, errors: [], mountedInPod: false},
+		};
+		const plan = rotatePrepareStage.plan(noConfig, prepareAnswers, context);
+		// Nothing on disk to report before the write: the first report comes after the restart.
+		const kinds = plan.changes.map(change => (change.kind === 'task' ? `${change.task}:${String(change.params['phase'] ?? '')}` : change.kind));
+		expect(kinds).toEqual(['apiserver-restart-gate:before', 'write-file', 'write-file', 'apiserver-restart-gate:after', 'rotation-publish:prepare']);
+		const writes = plan.changes.filter((change): change is WriteFileChange => change.kind === 'write-file');
+		expect(writes.map(w => w.path)).toEqual(['/etc/kubernetes/enc/encryption-config.yaml', '/etc/kubernetes/manifests/kube-apiserver.yaml']);
+		const config = parse(writes[0]!.content);
+		expect(config.resources).toEqual([{resources: ['secrets'], providers: [{type: 'identity'}, {type: 'secretbox', keys: [{name: 'key1', secret: Buffer.alloc(32, 7).toString('base64')}]}]}]);
+		expect(writes[1]!.content).toContain('--encryption-provider-config=/etc/kubernetes/enc/encryption-config.yaml');
+		expect(writes[1]!.content).toContain(configDigest(writes[0]!.content));
+		// Killed after the config write, before the manifest: the rerun only points the manifest at the file.
+		const killed: Facts = {...noConfig, encryption: {...noConfig.encryption, exists: true, text: writes[0]!.content, config, mode: 0o600}};
+		const resumed = rotatePrepareStage.plan(killed, prepareAnswers, context).changes.filter((change): change is WriteFileChange => change.kind === 'write-file');
+		expect(resumed.map(w => w.path)).toEqual(['/etc/kubernetes/manifests/kube-apiserver.yaml']);
+		expect(resumed[0]!.content).toContain('--encryption-provider-config=/etc/kubernetes/enc/encryption-config.yaml');
+		// promote and prune wait for prepare.
+		expect(rotatePromoteStage.plan(noConfig, {}, context).changes).toEqual([]);
+		expect(rotatePruneStage.plan(noConfig, {}, context).changes).toEqual([]);
 	});
 });
