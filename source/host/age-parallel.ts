@@ -31,6 +31,7 @@ import {AgeError, CHUNK_SIZE, openChunks, SEALED_CHUNK_SIZE, sealChunks, type Ag
 import type {WorkerReport, WorkerSetup} from './age-worker.js';
 import {ageWorkerCode} from './age-worker.generated.js';
 import {reclaimCipherBuffers} from './memory.js';
+import {afterWrite, groupPieces} from './write-pieces.js';
 
 /**
  * Chunks per batch: 16 x 64 KiB = 1 MiB read with one read, then sealed or opened. Reading 512
@@ -120,26 +121,12 @@ export const WRITE_LIMIT = 256 * 1024;
 /** Write `pieces` at `position` in writevs of at most WRITE_LIMIT bytes (a piece is at most one chunk). */
 async function writeAllAt(handle: FileHandle, pieces: Buffer[], position: number): Promise<void> {
 	let at = position;
-	for (let start = 0; start < pieces.length; ) {
-		let end = start;
-		let bytes = 0;
-		while (end < pieces.length && (end === start || bytes + pieces[end]!.length <= WRITE_LIMIT)) bytes += pieces[end++]!.length;
-		let rest = pieces.slice(start, end);
+	for (let rest of groupPieces(pieces, WRITE_LIMIT)) {
 		while (rest.length > 0) {
-			let {bytesWritten} = await handle.writev(rest, at);
+			const {bytesWritten} = await handle.writev(rest, at);
 			at += bytesWritten;
-			// A short write (rare for a regular file): keep what is left.
-			const left: Buffer[] = [];
-			for (const piece of rest) {
-				if (bytesWritten >= piece.length) bytesWritten -= piece.length;
-				else {
-					left.push(piece.subarray(bytesWritten));
-					bytesWritten = 0;
-				}
-			}
-			rest = left;
+			rest = afterWrite(rest, bytesWritten);
 		}
-		start = end;
 	}
 }
 

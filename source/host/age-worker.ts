@@ -20,6 +20,7 @@ import {parentPort, workerData} from 'node:worker_threads';
 import {CHUNK_SIZE, openChunks, SEALED_CHUNK_SIZE, sealChunks} from '../crypto/age-payload.js';
 import {AgeError} from '../crypto/age-header.js';
 import {reclaimCipherBuffers} from './memory.js';
+import {afterWrite, groupPieces} from './write-pieces.js';
 
 /** What the main thread gives each worker. */
 export interface WorkerSetup {
@@ -60,33 +61,13 @@ function readExactly(fd: number, buffer: Buffer, length: number, position: numbe
 /** Write `pieces` at `position`, in writevs of at most `limit` bytes each (see WRITE_LIMIT in age-parallel.ts). */
 function writeAllAt(fd: number, pieces: Buffer[], position: number, limit: number): void {
 	let at = position;
-	let group: Buffer[] = [];
-	let groupBytes = 0;
-	const flush = (): void => {
-		let rest = group;
+	for (let rest of groupPieces(pieces, limit)) {
 		while (rest.length > 0) {
-			let written = writevSync(fd, rest, at);
+			const written = writevSync(fd, rest, at);
 			at += written;
-			// A short write (rare for a regular file): keep what is left.
-			const left: Buffer[] = [];
-			for (const piece of rest) {
-				if (written >= piece.length) written -= piece.length;
-				else {
-					left.push(piece.subarray(written));
-					written = 0;
-				}
-			}
-			rest = left;
+			rest = afterWrite(rest, written);
 		}
-		group = [];
-		groupBytes = 0;
-	};
-	for (const piece of pieces) {
-		if (groupBytes > 0 && groupBytes + piece.length > limit) flush();
-		group.push(piece);
-		groupBytes += piece.length;
 	}
-	flush();
 }
 
 function run(setup: WorkerSetup): void {
