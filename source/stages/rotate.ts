@@ -144,34 +144,20 @@ function promotePlan(facts: Facts, answers: StageAnswers, context: PlanContext):
 	if (inFlight(facts)) return finishing(facts, context);
 	const state = rotationState(config);
 	const enabling = state.kind === 'none' ? enableState(config) : undefined;
-	if (enabling?.kind === 'prepared') {
-		const next = promoteKey(text, config, enabling.pending);
-		return {
-			changes: [
-				...waitChange(facts, 'prepare', waitSeconds(answers)),
-				...switchConfig(facts, context, {
-					text: next,
-					summary: `Make ${enabling.pending} the primary in ${facts.encryption.path}: new writes are encrypted (identity stays for reading what is still plaintext)`,
-					phase: 'promote',
-					bundle: bundleChange(readBundle(answers, context, rotatePrepareId), next),
-				}),
-			],
-			notes: [`${enabling.pending} becomes primary only once every control plane reports the config with it (sha256 ${configDigest(text).slice(0, 12)}).`],
-		};
-	}
-	if (state.kind !== 'prepared') return {changes: [], notes: [state.kind === 'promoted' || state.kind === 'stable' ? `Nothing to promote: ${state.primary} is the primary key.` : 'No local key to promote.']};
-	const next = promoteKey(text, config, state.pending);
+	// Enabling (identity primary, the key behind it) and rotating promote alike; only the summary differs.
+	const pending = enabling?.kind === 'prepared' ? enabling.pending : state.kind === 'prepared' ? state.pending : undefined;
+	if (pending === undefined) return {changes: [], notes: [state.kind === 'promoted' || state.kind === 'stable' ? `Nothing to promote: ${state.primary} is the primary key.` : 'No local key to promote.']};
+	const next = promoteKey(text, config, pending);
+	const summary =
+		state.kind === 'prepared'
+			? `Make ${pending} the primary key in ${facts.encryption.path} (${state.primary} stays for reading)`
+			: `Make ${pending} the primary in ${facts.encryption.path}: new writes are encrypted (identity stays for reading what is still plaintext)`;
 	return {
 		changes: [
 			...waitChange(facts, 'prepare', waitSeconds(answers)),
-			...switchConfig(facts, context, {
-				text: next,
-				summary: `Make ${state.pending} the primary key in ${facts.encryption.path} (${state.primary} stays for reading)`,
-				phase: 'promote',
-				bundle: bundleChange(readBundle(answers, context, rotatePrepareId), next),
-			}),
+			...switchConfig(facts, context, {text: next, summary, phase: 'promote', bundle: bundleChange(readBundle(answers, context, rotatePrepareId), next)}),
 		],
-		notes: [`${state.pending} becomes primary only once every control plane reports the config with it (sha256 ${configDigest(text).slice(0, 12)}).`],
+		notes: [`${pending} becomes primary only once every control plane reports the config with it (sha256 ${configDigest(text).slice(0, 12)}).`],
 	};
 }
 
