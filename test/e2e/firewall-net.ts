@@ -45,6 +45,13 @@ export type Net = {
 	killMember(member: 'cp' | 'peer'): Promise<void>;
 	/** Start a member's etcd again on its data directory (what the kubelet does after a crash). */
 	startMember(member: 'cp' | 'peer'): void;
+	/**
+	 * Arm a crash at an exact point of the member's work: its etcd is SIGKILLed in the same tick
+	 * its log shows a line matching `pattern` (its pid looked up now, nothing async in between).
+	 * `crashed` resolves with what it logged since arming (up to the kill) once it has exited;
+	 * `disarm` cancels.
+	 */
+	crashOnLog(member: 'cp' | 'peer', pattern: RegExp): Promise<{crashed: Promise<string>; disarm(): void}>;
 	stop(): Promise<void>;
 };
 
@@ -158,12 +165,15 @@ export async function startNet(): Promise<Net> {
 		await writeFile(path.join(etcUpper, 'kubernetes/manifests/kube-apiserver.yaml'), kubeApiserverManifest(identity));
 
 		const members: Partial<Record<'cp' | 'peer', ChildProcess>> = {};
+		/** Per member: called with every chunk of its log (crashOnLog's triggers). */
+		const watchers: Record<'cp' | 'peer', Set<(chunk: string) => void>> = {cp: new Set(), peer: new Set()};
 		const startMember = (member: 'cp' | 'peer'): void => {
 			const child = spawn('ip', ['netns', 'exec', ns[member], ...etcdArgs(member, pki, path.join(dir, `data-${member}`))], {stdio: ['ignore', 'ignore', 'pipe']});
 			members[member] = child;
 			let log = '';
 			child.stderr?.on('data', (chunk: Buffer) => {
 				log = (log + chunk.toString()).slice(-4000);
+				for (const watch of watchers[member]) watch(chunk.toString());
 			});
 			child.once('exit', code => {
 				if (code !== null && code !== 0 && process.env['FIREWALL_TEST_LOG']) process.stderr.write(`etcd ${member} exited ${code}: ${log}\n`);
@@ -172,6 +182,15 @@ export async function startNet(): Promise<Net> {
 		};
 		for (const member of ['cp', 'peer'] as const) startMember(member);
 
+		// `ip netns exec` may wait for etcd as its child: signals go to etcd itself, found in the namespace.
+		const etcdPids = async (member: 'cp' | 'peer'): Promise<number[]> => {
+			const pids: number[] = [];
+			for (const pid of (await sh(['ip', 'netns', 'pids', ns[member]])).stdout.split(/\s+/).filter(Boolean)) {
+				const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+				if (comm.trim() === 'etcd') pids.push(Number(pid));
+			}
+			return pids;
+		};
 		const exec: Net['exec'] = (host, argv, options = {}) => sh(['ip', 'netns', 'exec', ns[host], ...argv], options.input);
 		const client = ['--cacert', path.join(pki, 'etcd/ca.crt'), '--cert', path.join(pki, 'apiserver-etcd-client.crt'), '--key', path.join(pki, 'apiserver-etcd-client.key')];
 		const etcdHealthy = async (): Promise<boolean> => {
@@ -197,13 +216,31 @@ export async function startNet(): Promise<Net> {
 				const child = members[member];
 				if (!child || child.exitCode !== null || child.signalCode !== null) return;
 				const exited = new Promise<void>(resolve => child.once('exit', () => resolve()));
-				// `ip netns exec` may wait for etcd as its child: kill etcd itself, found in the namespace.
-				const pids = (await sh(['ip', 'netns', 'pids', ns[member]])).stdout.split(/\s+/).filter(Boolean);
-				for (const pid of pids) {
-					const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
-					if (comm.trim() === 'etcd') process.kill(Number(pid), 'SIGKILL');
-				}
+				for (const pid of await etcdPids(member)) process.kill(pid, 'SIGKILL');
 				await exited;
+			},
+			async crashOnLog(member, pattern) {
+				const child = members[member];
+				if (!child || child.exitCode !== null || child.signalCode !== null) throw new Error(`etcd ${member} is not running`);
+				const pids = await etcdPids(member);
+				if (pids.length === 0) throw new Error(`no etcd process in ${ns[member]}`);
+				const exited = new Promise<void>(resolve => child.once('exit', () => resolve()));
+				let resolveCrash!: (log: string) => void;
+				const crashed = new Promise<string>(resolve => {
+					resolveCrash = resolve;
+				});
+				// Only what the member logs from now on (an earlier run's line must not fire it).
+				let log = '';
+				const watch = (chunk: string): void => {
+					log += chunk;
+					const line = pattern.exec(log);
+					if (!line) return;
+					watchers[member].delete(watch);
+					for (const pid of pids) process.kill(pid, 'SIGKILL');
+					void exited.then(() => resolveCrash(log));
+				};
+				watchers[member].add(watch);
+				return {crashed, disarm: () => watchers[member].delete(watch)};
 			},
 			async tls(from, address, port) {
 				const host = address.includes(':') ? `[${address}]` : address;
