@@ -12,6 +12,7 @@ import {defaultConfigPath} from '../kube/encryption-config.js';
 import {recoveryDir} from '../stages/encryption-config.js';
 import {describeError} from '../engine/errors.js';
 import {prepareDemoTree, removeDemoTree} from '../host/demo.js';
+import {governHeap} from '../host/memory.js';
 import {RealHost} from '../host/real.js';
 import {RecordingHost} from '../host/recording.js';
 import type {Host} from '../host/types.js';
@@ -104,6 +105,8 @@ async function run(argv: string[], io: Io): Promise<number> {
 	if (options.command === 'fleet') return fleetCommand(options, io);
 
 	const {host, root} = await nodeHost(options, io);
+	// Long runs (re-encryption, scans, monitor) keep their heap near what is live (host/memory.ts).
+	const stopGoverning = governHeap();
 	try {
 		return await runOn(host, root, options, io);
 	} catch (error) {
@@ -113,6 +116,8 @@ async function run(argv: string[], io: Io): Promise<number> {
 			io.stderr.write(`Demo: the copy at ${root} was removed.\n`);
 		}
 		throw error;
+	} finally {
+		stopGoverning();
 	}
 }
 

@@ -189,8 +189,9 @@ export interface Host {
 	digestFile(nodePath: string): Promise<FileDigest | undefined>;
 	/**
 	 * A file's content in chunks of about `chunkBytes` (default 1 MiB), read-only and streamed:
-	 * constant memory whatever the file's size (etcd's data file, a snapshot). Throws when the
-	 * file cannot be read (ENOENT for a missing one).
+	 * constant memory whatever the file's size (etcd's data file, a snapshot). A chunk is valid
+	 * until the next one is asked for (its memory is read into again): copy what you keep.
+	 * Throws when the file cannot be read (ENOENT for a missing one).
 	 */
 	readChunks(nodePath: string, chunkBytes?: number): AsyncIterable<Buffer>;
 	/** Create a fresh private (0700) directory `<parent>/<prefix>XXXXXX`; returns its node path. */
