@@ -5,6 +5,7 @@
 //   task:   run or undo a registered task executor (as the engine would)
 //   writer: update secrets in a loop until a stop file appears; report the last values written
 import {RealHost} from '../../source/host/real.js';
+import {governHeap} from '../../source/host/memory.js';
 import {RunDir} from '../../source/engine/run-dir.js';
 import {tasks} from '../../source/workflow/tasks.js';
 import type {LogLine, Progress} from '../../source/engine/state.js';
@@ -28,7 +29,12 @@ async function runTask(cmd: TaskCommand): Promise<void> {
 	if (!executor) throw new Error(`no task ${cmd.task}`);
 	// The run id is a timestamp: several driver calls share one run directory.
 	const runDir = new RunDir(host, new Date(cmd.runId));
-	const progress: Array<Omit<Progress, 'stageId'>> = [];
+	// The count and the last one only: a list of every update grew with the object count and
+	// showed in the peak RSS this driver reports.
+	let progressCount = 0;
+	let lastProgress: Omit<Progress, 'stageId'> | undefined;
+	// As the CLI does (cli/main.ts): the heap kept near what is live.
+	governHeap();
 	const logs: LogLine[] = [];
 	const controller = new AbortController();
 	process.on('SIGTERM', () => controller.abort());
@@ -36,7 +42,10 @@ async function runTask(cmd: TaskCommand): Promise<void> {
 		host,
 		signal: controller.signal,
 		runDir,
-		progress: (p: Omit<Progress, 'stageId'>) => progress.push(p),
+		progress: (p: Omit<Progress, 'stageId'>) => {
+			progressCount++;
+			lastProgress = p;
+		},
 		log: (line: LogLine) => logs.push(line),
 	};
 	const started = Date.now();
@@ -44,9 +53,9 @@ async function runTask(cmd: TaskCommand): Promise<void> {
 	try {
 		if ((cmd.action ?? 'run') === 'undo') await executor.undo?.(cmd.params, context);
 		else await executor.run(cmd.params, context);
-		emit({ok: true, seconds: (Date.now() - started) / 1000, logs, progressCount: progress.length, lastProgress: progress.at(-1), rssBeforeMB: rssBefore / 2 ** 20, maxRssMB: process.resourceUsage().maxRSS / 1024, runDir: runDir.dir});
+		emit({ok: true, seconds: (Date.now() - started) / 1000, logs, progressCount, lastProgress, rssBeforeMB: rssBefore / 2 ** 20, maxRssMB: process.resourceUsage().maxRSS / 1024, runDir: runDir.dir});
 	} catch (error) {
-		emit({ok: false, error: error instanceof Error ? error.message : String(error), name: error instanceof Error ? error.name : undefined, logs, progressCount: progress.length, lastProgress: progress.at(-1), runDir: runDir.dir});
+		emit({ok: false, error: error instanceof Error ? error.message : String(error), name: error instanceof Error ? error.name : undefined, logs, progressCount, lastProgress, runDir: runDir.dir});
 	}
 }
 
