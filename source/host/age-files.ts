@@ -126,10 +126,48 @@ async function pumpFile(
 }
 
 /**
+ * How often (ms) a durable write starts the writeback of what it has written so far. Without it
+ * the kernel wrote nothing back before the final fsync (a 1-2 GiB file is far below the dirty
+ * background threshold on this 24 GB machine), which then waited for all of it: 1 GiB encrypted
+ * with fsync on 2 lanes (2 runs each, load 3.8-4.0) took 1.32-1.37 s without early writeback,
+ * 1.07-1.12 s every 50 ms, 1.06-1.12 s every 100 ms, 1.12-1.13 s every 200 ms (without fsync:
+ * about 1.0 s; the age command, which does not fsync: 1.11-1.16 s).
+ */
+const FLUSH_INTERVAL_MS = 100;
+
+/**
+ * Start writing `output`'s dirty pages to disk while it is still being written, so the final
+ * fsync waits only for the tail. One fdatasync at a time on the thread pool, every
+ * FLUSH_INTERVAL_MS. The returned function stops it and throws the first error one of them
+ * reported: Linux reports a writeback error to one fsync of an open file description only, so
+ * swallowing it here could let the final fsync succeed on lost data.
+ */
+function flushWhileWriting(output: FileHandle): () => Promise<void> {
+	let inFlight: Promise<void> | undefined;
+	let failure: unknown;
+	const timer = setInterval(() => {
+		if (inFlight !== undefined || failure !== undefined) return;
+		inFlight = output
+			.datasync()
+			.catch((error: unknown) => {
+				failure = error;
+			})
+			.finally(() => {
+				inFlight = undefined;
+			});
+	}, FLUSH_INTERVAL_MS);
+	return async () => {
+		clearInterval(timer);
+		await inFlight;
+		if (failure !== undefined) throw failure;
+	};
+}
+
+/**
  * Run `inputPath` through `work` into `outputPath` atomically: a dot-prefixed temporary file in
- * the same directory (created exclusively with `mode`), fsync, rename, fsync the directory. On any
- * failure the temporary file is removed, so no partial output survives and `outputPath` is
- * untouched.
+ * the same directory (created exclusively with `mode`), written back as it grows (flushWhileWriting),
+ * fsync, rename, fsync the directory. On any failure the temporary file is removed, so no
+ * partial output survives and `outputPath` is untouched.
  */
 async function transformFile(
 	inputPath: string,
@@ -145,7 +183,15 @@ async function transformFile(
 	try {
 		const output = await open(temporary, 'wx', mode);
 		try {
-			await work(input, output);
+			const stopFlushing = durable ? flushWhileWriting(output) : undefined;
+			try {
+				await work(input, output);
+			} catch (error) {
+				// The work's error is the one to report; a writeback error then changes nothing.
+				await stopFlushing?.().catch(() => undefined);
+				throw error;
+			}
+			await stopFlushing?.();
 			if (durable) await output.sync();
 		} catch (error) {
 			await output.close().catch(() => undefined);

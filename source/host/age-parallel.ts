@@ -14,7 +14,7 @@
  * slow to start (a busy machine) costs only its own start-up; on 2 cores it is one worker.
  *
  * Memory is bounded whatever the file size: each lane holds one batch's input buffer and its
- * cipher output (freed every batch, see reclaimCipherBuffers).
+ * cipher output (freed every RECLAIM_EVERY_BATCHES batches, see memory.ts).
  *
  * Failure: a failing lane sets the shared stop flag, so no lane claims another batch, and every
  * batch below the failing one was already claimed and still finishes (or fails); the error
@@ -30,7 +30,7 @@ import {Worker} from 'node:worker_threads';
 import {AgeError, CHUNK_SIZE, openChunks, SEALED_CHUNK_SIZE, sealChunks, type AgeErrorCode} from '../crypto/age.js';
 import type {WorkerReport, WorkerSetup} from './age-worker.js';
 import {ageWorkerCode} from './age-worker.generated.js';
-import {reclaimCipherBuffers} from './memory.js';
+import {RECLAIM_EVERY_BATCHES, reclaimCipherBuffers} from './memory.js';
 import {afterWrite, groupPieces} from './write-pieces.js';
 
 /**
@@ -149,7 +149,7 @@ async function mainLane(job: ChunkJob, batchChunks: number, batches: number, fla
 			const pieces = seal ? sealChunks(job.payloadKey, first, source, final) : openChunks(job.payloadKey, first, source, final);
 			await writeAllAt(job.output, pieces, job.outputStart + first * outChunk);
 			processed++;
-			reclaimCipherBuffers();
+			if (processed % RECLAIM_EVERY_BATCHES === 0) reclaimCipherBuffers();
 		} catch (error) {
 			fail(batch, error instanceof Error ? error : new Error(String(error)));
 			break;

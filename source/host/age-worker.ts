@@ -19,7 +19,7 @@ import {readSync, writevSync} from 'node:fs';
 import {parentPort, workerData} from 'node:worker_threads';
 import {CHUNK_SIZE, openChunks, SEALED_CHUNK_SIZE, sealChunks} from '../crypto/age-payload.js';
 import {AgeError} from '../crypto/age-header.js';
-import {reclaimCipherBuffers} from './memory.js';
+import {RECLAIM_EVERY_BATCHES, reclaimCipherBuffers} from './memory.js';
 import {afterWrite, groupPieces} from './write-pieces.js';
 
 /** What the main thread gives each worker. */
@@ -91,8 +91,8 @@ function run(setup: WorkerSetup): void {
 			const pieces = seal ? sealChunks(setup.payloadKey, first, source, final) : openChunks(setup.payloadKey, first, source, final);
 			writeAllAt(setup.outputFd, pieces, setup.outputStart + first * outChunk, setup.writeLimit);
 			processed++;
-			// Free the batch's dead cipher buffers now: each worker's heap holds them until a GC.
-			reclaimCipherBuffers();
+			// Free dead cipher buffers now: each worker's heap holds them until a GC.
+			if (processed % RECLAIM_EVERY_BATCHES === 0) reclaimCipherBuffers();
 		} catch (error) {
 			Atomics.store(shared, STOP, 1);
 			const age = error instanceof AgeError;
