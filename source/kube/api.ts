@@ -10,6 +10,7 @@
 import type {Host, HttpResponse} from '../host/types.js';
 import {ADMIN_KUBECONFIG} from './defaults.js';
 import {loadKubeconfig, type ApiConnection} from './kubeconfig.js';
+import {decodeListPage, decodeStatus, encodeObject, isProtobuf, PROTOBUF_TYPE} from './protobuf.js';
 
 export type {ApiConnection} from './kubeconfig.js';
 
@@ -100,6 +101,14 @@ export type ListPage<T = KubeObject> = {
 	apiVersion?: string;
 };
 
+/**
+ * One listed object ready to be written back as it was listed: protobuf bytes (built-in
+ * types) or the JSON object with its kind (custom resources, which have no protobuf).
+ */
+export type RewriteItem = {name: string; namespace?: string; body: Uint8Array | KubeObject; contentType: string};
+
+export type RewritePage = {items: RewriteItem[]; continue?: string; resourceVersion?: string};
+
 /** Where a resource lives in the API. */
 export type ResourceInfo = {
 	/** "" for the core group. */
@@ -145,7 +154,12 @@ function errorFromResponse(method: string, path: string, response: HttpResponse,
 	let reason: string | undefined;
 	let message: string | undefined;
 	let retryAfter = parseRetryAfter(response.headers['retry-after'], now);
-	try {
+	const protobufStatus = isProtobuf(response.headers['content-type']) ? decodeStatus(response.body) : undefined;
+	if (protobufStatus) {
+		reason = protobufStatus.reason;
+		message = protobufStatus.message;
+		retryAfter ??= protobufStatus.retryAfterSeconds;
+	} else try {
 		const status = JSON.parse(response.body.toString('utf8')) as {
 			kind?: string;
 			reason?: string;
@@ -207,9 +221,9 @@ export class KubeApi {
 			accept: options.accept ?? 'application/json',
 			'user-agent': this.userAgent,
 		};
-		let body: string | undefined;
+		let body: string | Uint8Array | undefined;
 		if (options.body !== undefined) {
-			body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+			body = typeof options.body === 'string' || options.body instanceof Uint8Array ? options.body : JSON.stringify(options.body);
 			headers['content-type'] = options.contentType ?? 'application/json';
 		}
 		if (this.connection.token) headers['authorization'] = `Bearer ${this.connection.token}`;
@@ -285,6 +299,46 @@ export class KubeApi {
 			remainingItemCount: list.metadata?.remainingItemCount,
 			kind: list.kind,
 			apiVersion: list.apiVersion,
+		};
+	}
+
+	/**
+	 * One page of a collection for writing back unchanged (re-encryption): in protobuf when the
+	 * apiserver has it for the type (each item's bytes untouched), else JSON.
+	 */
+	async listForRewrite(path: string, options: {limit?: number; continue?: string; signal?: AbortSignal} = {}): Promise<RewritePage> {
+		const response = await this.request('GET', path, {query: {limit: options.limit, continue: options.continue}, accept: `${PROTOBUF_TYPE}, application/json`, signal: options.signal});
+		if (isProtobuf(response.headers['content-type'])) {
+			let page;
+			try {
+				page = decodeListPage(response.body);
+			} catch (error) {
+				throw new KubeApiError(`GET ${path}: ${error instanceof Error ? error.message : String(error)}`, response.status);
+			}
+			const kind = page.kind.endsWith('List') ? page.kind.slice(0, -'List'.length) : page.kind;
+			return {
+				continue: page.continue,
+				resourceVersion: page.resourceVersion,
+				items: page.items.map(item => ({name: item.name, namespace: item.namespace, body: encodeObject(page.apiVersion, kind, item.raw), contentType: PROTOBUF_TYPE})),
+			};
+		}
+		let list: {kind?: string; apiVersion?: string; items?: KubeObject[] | null; metadata?: {continue?: string; resourceVersion?: string}};
+		try {
+			list = JSON.parse(response.body.toString('utf8')) as typeof list;
+		} catch {
+			throw new KubeApiError(`GET ${path}: the response is neither protobuf nor JSON`, response.status);
+		}
+		// List items carry no kind of their own: the PUT needs it.
+		const kind = list.kind?.endsWith('List') ? list.kind.slice(0, -'List'.length) : undefined;
+		return {
+			continue: list.metadata?.continue || undefined,
+			resourceVersion: list.metadata?.resourceVersion,
+			items: (list.items ?? []).map(item => ({
+				name: item.metadata.name,
+				namespace: item.metadata.namespace,
+				body: item.kind || !kind ? item : {...item, kind, ...(list.apiVersion ? {apiVersion: list.apiVersion} : {})},
+				contentType: 'application/json',
+			})),
 		};
 	}
 

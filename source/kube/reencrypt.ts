@@ -8,7 +8,9 @@
  * store (GuaranteedUpdate) skips the etcd write of an unchanged object unless its stored
  * value was read with a non-primary transformer (`origState.stale`), so stale objects are
  * rewritten and current ones cost a read only (k8s.io/apiserver/pkg/storage/etcd3/store.go,
- * Kubernetes 1.20). `patch` (an empty JSON merge patch per object) and `put` (GET, then PUT
+ * Kubernetes 1.20). Lists and PUTs speak protobuf where the type has it (built-in types;
+ * custom resources fall back to JSON), each item's bytes sent back as listed: a quarter more
+ * objects per second at the same concurrency on the 2-core testbed (source/kube/protobuf.ts). `patch` (an empty JSON merge patch per object) and `put` (GET, then PUT
  * with the resourceVersion) are kept for comparison.
  *
  * Lists are paginated (REENCRYPT_DEFAULTS.pageSize). An expired continue token (410)
@@ -20,7 +22,7 @@
 import type {Host} from '../host/types.js';
 import {RUNS_DIR} from '../engine/contract.js';
 import {AdaptiveConcurrency} from './adaptive.js';
-import {ConflictError, GoneError, NotFoundError, resourcePath, type KubeApi, type KubeApiError, type KubeObject, type ListPage, type ResourceInfo} from './api.js';
+import {ConflictError, GoneError, NotFoundError, resourcePath, type KubeApi, type KubeApiError, type ResourceInfo, type RewriteItem} from './api.js';
 
 export type ReencryptMethod = 'list-put' | 'patch' | 'put';
 
@@ -206,10 +208,8 @@ export async function reencrypt(api: KubeApi, options: ReencryptOptions): Promis
 }
 
 /** A list item with the apiVersion/kind its list had ("SecretList" -> "Secret"), for a PUT body. */
-function withType(item: KubeObject, page: Pick<ListPage<KubeObject>, 'kind' | 'apiVersion'>): KubeObject {
-	if (item.kind || !page.kind?.endsWith('List')) return item;
-	return {...item, kind: page.kind.slice(0, -'List'.length), ...(page.apiVersion ? {apiVersion: page.apiVersion} : {})};
-}
+/** A listed object: its name, and for list-put its body as listed. */
+type Listed = RewriteItem | {name: string; namespace?: string; body?: undefined};
 
 class Reencryptor {
 	private readonly host: Host;
@@ -330,17 +330,26 @@ class Reencryptor {
 		}
 		const collection = resourcePath(info);
 		let token: string | undefined;
-		let next: Promise<ListPage<KubeObject>> | undefined;
-		const fetch = (continueToken: string | undefined): Promise<ListPage<KubeObject>> => {
-			// list-put needs the objects themselves (their PUT body); the others only names.
-			const promise = this.api.list<KubeObject>(collection, {limit: this.pageSize, continue: continueToken, metadataOnly: this.method !== 'list-put', signal: this.options.signal});
+		type Page = {items: Listed[]; continue?: string};
+		let next: Promise<Page> | undefined;
+		const fetch = (continueToken: string | undefined): Promise<Page> => {
+			const options = {limit: this.pageSize, continue: continueToken, signal: this.options.signal};
+			// list-put needs the objects themselves (their PUT body, protobuf where the type has
+			// it); the others only names.
+			const promise: Promise<Page> =
+				this.method === 'list-put'
+					? this.api.listForRewrite(collection, options)
+					: this.api.list(collection, {...options, metadataOnly: true}).then(page => ({
+							continue: page.continue,
+							items: page.items.map(item => ({name: item.metadata.name, namespace: item.metadata.namespace})),
+						}));
 			promise.catch(() => undefined); // awaited below; avoid an unhandled rejection while prefetched
 			return promise;
 		};
 		next = fetch(undefined);
 		while (next !== undefined) {
 			this.checkAbort();
-			let page: ListPage<KubeObject>;
+			let page: Page;
 			try {
 				page = await next;
 			} catch (error) {
@@ -356,17 +365,16 @@ class Reencryptor {
 			// Prefetch the next page while this one is written: one page of lookahead.
 			next = token ? fetch(token) : undefined;
 			for (const item of page.items) {
-				const meta = item.metadata;
-				const position = positionOf(meta.namespace, meta.name);
+				const position = positionOf(item.namespace, item.name);
 				if (skipThrough !== undefined && position <= skipThrough) continue;
 				if (only !== undefined && !only.delete(position)) continue;
 				this.checkAbort();
 				await this.slot();
 				lastDispatched = position;
 				const id = watermark.dispatch(position);
-				const listed = this.method === 'list-put' ? withType(item, page) : undefined;
+				const listed = item.body === undefined ? undefined : (item as RewriteItem);
 				this.start(async () => {
-					await this.rewriteOne(info, meta.namespace, meta.name, listed);
+					await this.rewriteOne(info, item.namespace, item.name, listed);
 					this.byResource[name] = (this.byResource[name] ?? 0) + 1;
 					resourceState.done++;
 					watermark.complete(id);
@@ -477,7 +485,7 @@ class Reencryptor {
 		while (this.inflight.size > 0) await Promise.all([...this.inflight]);
 	}
 
-	private async rewriteOne(info: ResourceInfo, namespace: string | undefined, name: string, listed?: KubeObject): Promise<void> {
+	private async rewriteOne(info: ResourceInfo, namespace: string | undefined, name: string, listed?: RewriteItem): Promise<void> {
 		const path = resourcePath(info, namespace, name);
 		const signal = this.options.signal;
 		// Throttling answers reach the controller as they happen (each retry honours Retry-After).
@@ -497,7 +505,7 @@ class Reencryptor {
 				} else if (this.method === 'list-put' && listed && attempt === 0) {
 					// The listed object, guarded by its resourceVersion: a concurrent write makes
 					// this a 409, and the retry below re-reads the latest version.
-					await this.api.request('PUT', path, {body: listed, ...request});
+					await this.api.request('PUT', path, {body: listed.body, contentType: listed.contentType, accept: listed.contentType, ...request});
 				} else {
 					const latest = await this.api.get(path, request);
 					await this.api.request('PUT', path, {body: latest, ...request});

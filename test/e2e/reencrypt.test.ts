@@ -229,6 +229,26 @@ describe('re-encryption, restart gate and kubeadm-config on the real testbed', (
 		for (const [key, {modRevision}] of after) expect(modRevision, key).toBe(before.get(key)?.modRevision);
 	});
 
+	it('lists and writes back in protobuf for built-in types, protobuf errors come out typed', async () => {
+		const wire = (await driver({op: 'wire', secretsPath: '/api/v1/secrets'})) as DriverResult & {
+			secrets: {contentTypes: string[]; names: string[]; jsonNames: string[]; continue: boolean; jsonContinue: boolean};
+			written: number;
+			conflict?: {name: string; status: number; reason?: string; message: string};
+			missing?: {name: string; status: number; reason?: string; message: string};
+		};
+		expect(wire.error).toBeUndefined();
+		expect(wire.secrets.contentTypes).toEqual(['application/vnd.kubernetes.protobuf']);
+		// The protobuf page holds the same objects, in the same order, as the JSON one.
+		expect(wire.secrets.names).toHaveLength(50);
+		expect(wire.secrets.names).toEqual(wire.secrets.jsonNames);
+		expect(wire.secrets.continue).toBe(true);
+		expect(wire.written).toBe(5);
+		expect(wire.conflict).toMatchObject({name: 'ConflictError', status: 409, reason: 'Conflict'});
+		expect(wire.conflict!.message).toMatch(/the object has been modified/);
+		expect(wire.missing).toMatchObject({name: 'NotFoundError', status: 404, reason: 'NotFound'});
+		expect(wire.missing!.message).toMatch(/secrets "no-such-secret" not found/);
+	});
+
 	it('killed with SIGKILL mid re-encryption (after a key rotation), a rerun continues from the state file and finishes', async () => {
 		const gate = await applyConfig(encryptionConfig([key2, key1]), newRunId());
 		expect(gate.ok).toBe(true);
