@@ -185,6 +185,11 @@ function errorFromResponse(method: string, path: string, response: HttpResponse,
 	return new KubeApiError(text, status, reason, retryAfter);
 }
 
+/** The kind of a list's items ("SecretList" -> "Secret"): list items carry none of their own. */
+function itemKind(listKind: string | undefined): string | undefined {
+	return listKind?.endsWith('List') ? listKind.slice(0, -'List'.length) : undefined;
+}
+
 /** What an aborted request throws (as fetch and node:http do). */
 function abortError(signal: AbortSignal): Error {
 	const reason: unknown = signal.reason;
@@ -315,7 +320,7 @@ export class KubeApi {
 			} catch (error) {
 				throw new KubeApiError(`GET ${path}: ${error instanceof Error ? error.message : String(error)}`, response.status);
 			}
-			const kind = page.kind.endsWith('List') ? page.kind.slice(0, -'List'.length) : page.kind;
+			const kind = itemKind(page.kind) ?? page.kind;
 			return {
 				continue: page.continue,
 				resourceVersion: page.resourceVersion,
@@ -329,7 +334,7 @@ export class KubeApi {
 			throw new KubeApiError(`GET ${path}: the response is neither protobuf nor JSON`, response.status);
 		}
 		// List items carry no kind of their own: the PUT needs it.
-		const kind = list.kind?.endsWith('List') ? list.kind.slice(0, -'List'.length) : undefined;
+		const kind = itemKind(list.kind);
 		return {
 			continue: list.metadata?.continue || undefined,
 			resourceVersion: list.metadata?.resourceVersion,

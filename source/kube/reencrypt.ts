@@ -9,9 +9,10 @@
  * value was read with a non-primary transformer (`origState.stale`), so stale objects are
  * rewritten and current ones cost a read only (k8s.io/apiserver/pkg/storage/etcd3/store.go,
  * Kubernetes 1.20). Lists and PUTs speak protobuf where the type has it (built-in types;
- * custom resources fall back to JSON), each item's bytes sent back as listed: a quarter more
- * objects per second at the same concurrency on the 2-core testbed (source/kube/protobuf.ts). `patch` (an empty JSON merge patch per object) and `put` (GET, then PUT
- * with the resourceVersion) are kept for comparison.
+ * custom resources fall back to JSON), each item's bytes sent back as listed: the raw probe of
+ * bench/reencrypt gained about a quarter at the same concurrency (source/kube/protobuf.ts).
+ * `patch` (an empty JSON merge patch per object) and `put` (GET, then PUT with the
+ * resourceVersion) are kept for comparison.
  *
  * Lists are paginated (REENCRYPT_DEFAULTS.pageSize). An expired continue token (410)
  * restarts the list and skips what was already dispatched. A deleted object (404) counts as
@@ -207,7 +208,6 @@ export async function reencrypt(api: KubeApi, options: ReencryptOptions): Promis
 	return runner.run();
 }
 
-/** A list item with the apiVersion/kind its list had ("SecretList" -> "Secret"), for a PUT body. */
 /** A listed object: its name, and for list-put its body as listed. */
 type Listed = RewriteItem | {name: string; namespace?: string; body?: undefined};
 
