@@ -29,7 +29,7 @@ import type {FileHandle} from 'node:fs/promises';
 import {availableParallelism, loadavg} from 'node:os';
 import {Worker} from 'node:worker_threads';
 import {AgeError, type AgeErrorCode} from '../crypto/age.js';
-import {batchCount, Lane, type LaneJob} from './age-lane.js';
+import {batchCount, Lane, SHARED_SLOTS, type LaneJob} from './age-lane.js';
 import type {WorkerReport, WorkerSetup} from './age-worker.js';
 import {ageWorkerCode} from './age-worker.generated.js';
 import {RECLAIM_EVERY_BATCHES, reclaimCipherBuffers} from './memory.js';
@@ -118,20 +118,27 @@ function yieldToEventLoop(): Promise<void> {
 /** This thread's lane: claim, read, seal or open, write, yield, until no batch is left or a lane failed. Returns the batches it wrote. */
 async function mainLane(setup: LaneJob, flags: Int32Array, fail: (batch: number, error: Error) => void): Promise<number> {
 	const batches = batchCount(setup);
-	const lane = new Lane(setup);
+	const lane = new Lane(setup, flags);
 	let processed = 0;
+	let done = 0;
 	while (Atomics.load(flags, STOP) === 0) {
 		const batch = Atomics.add(flags, NEXT_BATCH, 1);
 		if (batch >= batches) break;
 		try {
-			lane.run(batch);
+			processed += lane.run(batch);
 		} catch (error) {
 			fail(batch, error instanceof Error ? error : new Error(String(error)));
-			break;
+			return processed;
 		}
-		processed++;
-		if (processed % RECLAIM_EVERY_BATCHES === 0) reclaimCipherBuffers();
+		done++;
+		if (done % RECLAIM_EVERY_BATCHES === 0) reclaimCipherBuffers();
 		await yieldToEventLoop();
+	}
+	if (Atomics.load(flags, STOP) !== 0) return processed;
+	try {
+		processed += lane.finish();
+	} catch (error) {
+		fail(batches, error instanceof Error ? error : new Error(String(error)));
 	}
 	return processed;
 }
@@ -144,7 +151,7 @@ export async function runChunkWorkers(job: ChunkJob, options: ParallelOptions): 
 	const batchChunks = options.batchChunks ?? BATCH_CHUNKS;
 	const batches = Math.ceil(job.chunks / batchChunks);
 	const workerCount = Math.max(0, Math.min(options.workers, batches) - 1);
-	const shared = new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT);
+	const shared = new SharedArrayBuffer(SHARED_SLOTS * Int32Array.BYTES_PER_ELEMENT);
 	const flags = new Int32Array(shared);
 	const setup: WorkerSetup = {
 		direction: job.direction,

@@ -37,29 +37,42 @@ export type WorkerReport =
 function run(setup: WorkerSetup): void {
 	const batches = batchCount(setup);
 	const shared = new Int32Array(setup.shared);
-	const lane = new Lane(setup);
+	const lane = new Lane(setup, shared);
 	let processed = 0;
+	let done = 0;
+	const report = (batch: number, error: unknown): void => {
+		Atomics.store(shared, STOP, 1);
+		const age = error instanceof AgeError;
+		const code = age ? error.code : (error as NodeJS.ErrnoException).code;
+		const message = error instanceof Error ? error.message : String(error);
+		const failed: WorkerReport = {kind: 'failed', batch, age, message, ...(code === undefined ? {} : {code})};
+		parentPort?.postMessage(failed);
+	};
 	for (;;) {
 		if (Atomics.load(shared, STOP) !== 0) break;
 		const batch = Atomics.add(shared, NEXT_BATCH, 1);
 		if (batch >= batches) break;
 		try {
-			lane.run(batch);
-			processed++;
-			// Free dead cipher buffers now: each worker's heap holds them until a GC.
-			if (processed % RECLAIM_EVERY_BATCHES === 0) reclaimCipherBuffers();
+			processed += lane.run(batch);
 		} catch (error) {
-			Atomics.store(shared, STOP, 1);
-			const age = error instanceof AgeError;
-			const code = age ? error.code : (error as NodeJS.ErrnoException).code;
-			const message = error instanceof Error ? error.message : String(error);
-			const report: WorkerReport = {kind: 'failed', batch, age, message, ...(code === undefined ? {} : {code})};
-			parentPort?.postMessage(report);
+			report(batch, error);
 			break;
 		}
+		done++;
+		// Free dead cipher buffers now: each worker's heap holds them until a GC.
+		if (done % RECLAIM_EVERY_BATCHES === 0) reclaimCipherBuffers();
 	}
-	const report: WorkerReport = {kind: 'done', batches: processed};
-	parentPort?.postMessage(report);
+	// After a failure the kept batch is not written: the run fails, its output is deleted.
+	if (Atomics.load(shared, STOP) === 0) {
+		try {
+			processed += lane.finish();
+		} catch (error) {
+			report(batches, error);
+		}
+	}
+	// The last word even after a failure: the main thread tells a lost worker by its absence.
+	const last: WorkerReport = {kind: 'done', batches: processed};
+	parentPort?.postMessage(last);
 }
 
 run(workerData as WorkerSetup);
