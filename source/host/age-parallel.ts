@@ -14,8 +14,11 @@
  * batches. It starts at once, so a worker that is slow to start (a busy machine) costs only
  * its own start-up; on 2 cores it is one worker.
  *
- * Memory is bounded whatever the file size: each lane holds one batch's input buffer and its
- * cipher output (freed every RECLAIM_EVERY_BATCHES batches, see memory.ts).
+ * Memory is bounded whatever the file size: each lane holds one batch's input buffer and the
+ * cipher output of at most two batches (one kept while another lane writes, age-lane.ts), freed
+ * every RECLAIM_EVERY_BATCHES batches (memory.ts). Between two yields this thread blocks for one
+ * batch, or for as long as it waits for its turn to write (normally another lane's write of
+ * about 0.3 ms, LOCK_WAIT_MS at most).
  *
  * Failure: a failing lane sets the shared stop flag, so no lane claims another batch, and every
  * batch below the failing one was already claimed and still finishes (or fails); the error
