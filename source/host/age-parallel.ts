@@ -18,7 +18,9 @@
  * cipher output of at most two batches (one kept while another lane writes, age-lane.ts), freed
  * every RECLAIM_EVERY_BATCHES batches (memory.ts). Between two yields this thread blocks for one
  * batch, or for as long as it waits for its turn to write (normally another lane's write of
- * about 0.3 ms, LOCK_WAIT_MS at most).
+ * about 0.3 ms, LOCK_WAIT_MS at most). Measured while 1 GiB was encrypted on 2 lanes, a 5 ms
+ * timer on this thread ran late by 0.1-0.2 ms at the median, 2.5-4.4 ms at p99, 6.9 ms at most
+ * (with the earlier asynchronous reads and writes: 0.0, 2.4-2.8 and 4.0 ms).
  *
  * Failure: a failing lane sets the shared stop flag, so no lane claims another batch, and every
  * batch below the failing one was already claimed and still finishes (or fails); the error
