@@ -21,7 +21,8 @@ import {
 	sealChunks,
 	sealedLayout,
 } from '../../source/crypto/age-payload.js';
-import {MAX_DEFAULT_LANES, runChunkWorkers, workersForLoad} from '../../source/host/age-parallel.js';
+import {OUTPUT_LOCK, SHARED_SLOTS} from '../../source/host/age-lane.js';
+import {MAX_DEFAULT_LANES, runChunkWorkers, WRITE_LIMIT, workersForLoad} from '../../source/host/age-parallel.js';
 import type {WorkerReport, WorkerSetup} from '../../source/host/age-worker.js';
 import {ageWorkerCode} from '../../source/host/age-worker.generated.js';
 // @ts-expect-error: a plain .mjs script without type declarations
@@ -284,17 +285,18 @@ describe('one worker thread on its own (the bundled code)', () => {
 	});
 
 	/** Run one worker over `sealed` from batch `next` on, the stop flag preset to `stop`; returns its reports, the flags after, and the output file. */
-	async function runWorker(sealed: Buffer, next: number, stop: number): Promise<{reports: WorkerReport[]; flags: number[]; output: Buffer}> {
+	async function runWorker(sealed: Buffer, next: number, stop: number, outputLock = 0): Promise<{reports: WorkerReport[]; flags: number[]; output: Buffer}> {
 		await writeFile(join(dir, 'in'), sealed);
 		await writeFile(join(dir, 'out'), Buffer.alloc(0));
 		const input = await open(join(dir, 'in'), 'r');
 		const output = await open(join(dir, 'out'), 'r+');
-		const shared = new SharedArrayBuffer(8);
+		const shared = new SharedArrayBuffer(SHARED_SLOTS * Int32Array.BYTES_PER_ELEMENT);
 		const flags = new Int32Array(shared);
 		flags[0] = next;
 		flags[1] = stop;
+		flags[OUTPUT_LOCK] = outputLock;
 		const {chunks, plaintextBytes} = openedLayout(sealed.length);
-		const setup: WorkerSetup = {direction: 'open', payloadKey: key, inputFd: input.fd, outputFd: output.fd, inputStart: 0, outputStart: 0, chunks, inputBytes: sealed.length, batchChunks: 2, shared};
+		const setup: WorkerSetup = {direction: 'open', payloadKey: key, inputFd: input.fd, outputFd: output.fd, inputStart: 0, outputStart: 0, chunks, inputBytes: sealed.length, batchChunks: 2, writeLimit: WRITE_LIMIT, shared};
 		const reports: WorkerReport[] = [];
 		try {
 			const worker = new Worker(ageWorkerCode, {eval: true, workerData: setup});
@@ -327,13 +329,22 @@ describe('one worker thread on its own (the bundled code)', () => {
 			{kind: 'failed', batch: 2, age: true, code: 'CHUNK_AUTH', message: 'chunk 5 failed authentication: file is truncated or tampered'},
 			{kind: 'done', batches: 1},
 		]);
-		expect(flags).toEqual([3, 1]);
+		expect(flags).toEqual([3, 1, 0]);
+	});
+
+	it('writes anyway when the output lock is never released (a lane lost while writing)', async () => {
+		const plaintext = randomBytes(9 * CHUNK_SIZE + 5); // batches 0-4
+		const {reports, flags, output} = await runWorker(sealSequential(plaintext), 0, 0, 1);
+		// Batch 0 was kept while the lock looked held, written with batch 1 after the wait, and so on.
+		expect(reports).toEqual([{kind: 'done', batches: 5}]);
+		expect(flags).toEqual([6, 0, 1]);
+		expect(output.equals(plaintext)).toBe(true);
 	});
 
 	it('claims nothing once another lane has set the stop flag', async () => {
 		const {reports, flags, output} = await runWorker(sealSequential(randomBytes(3 * CHUNK_SIZE)), 0, 1);
 		expect(reports).toEqual([{kind: 'done', batches: 0}]);
-		expect(flags).toEqual([0, 1]);
+		expect(flags).toEqual([0, 1, 0]);
 		expect(output.length).toBe(0);
 	});
 });
