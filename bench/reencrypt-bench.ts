@@ -18,6 +18,7 @@
 //     starts) killed with SIGKILL partway; a rerun scans again, rewrites only what is left and
 //     finishes; every value on the new key afterwards.
 import {execFileSync} from 'node:child_process';
+import {writeFileSync} from 'node:fs';
 import {createHash, randomBytes} from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,10 +44,17 @@ const PINNED = option('pinned', '').split(',').filter(Boolean).map(Number);
 const KUBECTL = option('kubectl', '1') !== '0';
 // `--cpu-prof DIR`: the tool's runs write V8 CPU profiles there (node --cpu-prof).
 const CPU_PROF = option('cpu-prof', '');
+// `--cli-only`: part 2 stops after the CLI's enable-to-verified run (its wall time and peak RSS).
+const CLI_ONLY = args.includes('--cli-only');
+// `--trace-memory FILE`: the CLI's run writes its memory trace (ETCD_HARDEN_TRACE_MEMORY) to FILE.
+const TRACE_MEMORY = option('trace-memory', '');
+// `--cli FILE`: the built CLI to run in part 2 (default dist/cli.js of this checkout), e.g. a
+// baseline build to compare with in the same session.
+const CLI_FILE = option('cli', '');
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DRIVER = path.join(REPO, 'test', 'e2e', 'kube-driver.ts');
 const PROBE = path.join(REPO, 'bench', 'reencrypt-probe.ts');
-const CLI = path.join(REPO, 'dist', 'cli.js');
+const CLI = CLI_FILE ? path.resolve(CLI_FILE) : path.join(REPO, 'dist', 'cli.js');
 const MANIFEST = '/etc/kubernetes/manifests/kube-apiserver.yaml';
 const ENC_DIR = '/etc/kubernetes/etcd-harden';
 const ENC_CONFIG = `${ENC_DIR}/encryption-config.yaml`;
@@ -55,6 +63,9 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 let run = 0;
 const runId = () => new Date(Date.UTC(2030, 0, 1, 0, 0, ++run)).toISOString();
 const seconds = (from: bigint) => Number(process.hrtime.bigint() - from) / 1e9;
+
+/** --cli-only: part 2 ends after the CLI's run. */
+class CliOnlyDone extends Error {}
 
 type DriverResult = {ok: boolean; error?: string; seconds?: number; maxRssMB?: number; rssBeforeMB?: number; lastProgress?: {done?: number; total?: number}; logs?: Array<{level: string; text: string}>};
 
@@ -223,14 +234,16 @@ if (BIG > 0) {
 		const cliRun = await tb.exec(
 			['/usr/bin/time', '-f', 'maxrss_kb=%M', process.execPath, CLI, '--yes', '--plain', '--only', 'encryption-config,apiserver-manifest,reencrypt', '--set', 'encryption-config.resources=secrets,configmaps',
 				'--set', 'encryption-config.provider=secretbox', '--set', `encryption-config.path=${ENC_CONFIG}`, '--set', 'encryption-config.recovery=stored-elsewhere', '--set', 'encryption-config.storedElsewhere=true'],
-			{reject: false, stdin: 'ignore', env: {CI: 'true'}},
+			{reject: false, stdin: 'ignore', env: {CI: 'true', ...(TRACE_MEMORY ? {ETCD_HARDEN_TRACE_MEMORY: '1'} : {})}},
 		);
 		const enableSeconds = seconds(started);
+		if (TRACE_MEMORY) writeFileSync(TRACE_MEMORY, String(cliRun.stderr));
 		if (cliRun.exitCode !== 0) throw new Error(`etcd-harden exited ${cliRun.exitCode}: ${String(cliRun.stderr).slice(-2000)}`);
 		const cliRss = Number(/maxrss_kb=(\d+)/.exec(String(cliRun.stderr))?.[1] ?? 0) / 1024;
 		const secretsOn = await storedValueCounts(tb, '/registry/secrets/');
 		const configmapsOn = await storedValueCounts(tb, '/registry/configmaps/');
 		out(`enable-to-verified, ${BIG} secrets + ${BIG} configmaps (etcd-harden --yes: encryption-config, apiserver-manifest, reencrypt with its raw verification): ${enableSeconds.toFixed(1)} s, CLI peak RSS ${cliRss.toFixed(1)} MB; at rest: secrets ${JSON.stringify(secretsOn)}, configmaps ${JSON.stringify(configmapsOn)}`);
+		if (CLI_ONLY) throw new CliOnlyDone();
 
 		// The tool at defaults after a key change (secrets only): rate and peak RSS at BIG.
 		// Keep the CLI's key (the data is on it) behind the new primary.
@@ -271,6 +284,8 @@ if (BIG > 0) {
 		const left = Number(/The etcd scan found (\d+) object/.exec(rerun.logs?.map(line => line.text).join('\n') ?? '')?.[1] ?? NaN);
 		await expectAllOn(tb, label);
 		out(`resume after SIGKILL at ${total} secrets: killed after ${killedSeconds.toFixed(1)} s with ${doneAtKill} saved as done; the rerun's scan found ${left} left (${left < total ? 'resumed' : 'DID NOT RESUME'}) and finished in ${rerunSeconds.toFixed(1)} s (peak RSS ${rerun.maxRssMB!.toFixed(1)} MB); every secret on the new key`);
+	} catch (error) {
+		if (!(error instanceof CliOnlyDone)) throw error;
 	} finally {
 		await tb.stop();
 	}

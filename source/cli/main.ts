@@ -12,7 +12,7 @@ import {defaultConfigPath} from '../kube/encryption-config.js';
 import {recoveryDir} from '../stages/encryption-config.js';
 import {describeError} from '../engine/errors.js';
 import {prepareDemoTree, removeDemoTree} from '../host/demo.js';
-import {governHeap} from '../host/memory.js';
+import {governHeap, traceMemory} from '../host/memory.js';
 import {RealHost} from '../host/real.js';
 import {RecordingHost} from '../host/recording.js';
 import type {Host} from '../host/types.js';
@@ -151,9 +151,22 @@ async function runOn(host: Host, root: string | undefined, options: CliOptions, 
 		sweepDirs: [MANIFESTS_DIR, path.posix.dirname(defaultConfigPath), STATE_DIR, recoveryDir],
 		...(workflow.undoes === undefined ? {} : {undoes: workflow.undoes}),
 	});
-	const exitCode = await runWithFrontend(engine, {interactive, plain: options.plain, root}, io);
+	// ETCD_HARDEN_TRACE_MEMORY=1: where a run's memory grows, by stage and phase (host/memory.ts).
+	const stopTracing = process.env['ETCD_HARDEN_TRACE_MEMORY'] ? traceMemory(() => phaseOf(engine.getState()), line => io.stderr.write(line)) : undefined;
+	let exitCode: number;
+	try {
+		exitCode = await runWithFrontend(engine, {interactive, plain: options.plain, root}, io);
+	} finally {
+		stopTracing?.();
+	}
 	printResult(engine.getState(), options, io, root);
 	return exitCode;
+}
+
+/** The current stage and its phase, for the memory trace. */
+function phaseOf(state: EngineState): string {
+	const stage = state.stages[state.current];
+	return stage === undefined ? 'starting' : `${stage.id}:${stage.phase}${state.progress?.label ? ` (${state.progress.label.slice(0, 60)})` : ''}`;
 }
 
 /**

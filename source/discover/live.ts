@@ -86,6 +86,8 @@ async function discoverAtRest(host: Host, facts: Facts, deep: boolean): Promise<
 			config: facts.encryption.config,
 			verify: facts.encryption.config ? {deep, samplePerKey: 20, maxFailures: 20} : undefined,
 			maxListed: 20,
+			// Discovery reports how many objects are off the primary; the re-encryption lists them itself.
+			listNotOnPrimary: false,
 		});
 		const resources: AtRestResource[] = report.resources.map(scan => ({
 			resource: scan.resource,
@@ -94,7 +96,7 @@ async function discoverAtRest(host: Host, facts: Facts, deep: boolean): Promise<
 			plaintext: scan.plaintext,
 			unknown: scan.unknown,
 			primary: scan.primary,
-			notOnPrimary: scan.notOnPrimary?.length ?? 0,
+			notOnPrimary: scan.notOnPrimaryCount ?? 0,
 			keyNotInConfig: scan.keyNotInConfig ?? 0,
 			decrypt: scan.verification
 				? {checked: scan.verification.checked, failed: scan.verification.failed, failures: scan.verification.failures}

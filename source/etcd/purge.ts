@@ -70,9 +70,9 @@ async function requireAllOnPrimary(params: CompactParams, context: TaskContext):
 	const {config, errors} = parseEncryptionConfig(text, params.configPath);
 	if (!config) throw new Error(`${params.configPath} is not usable (${errors[0] ?? 'invalid'}): nothing was compacted.`);
 	context.progress({label: 'raw etcd scan: is every current value on its primary key?'});
-	const report = await scanResources(context.host, params.connection, params.resources, {config, etcdPrefix: params.etcdPrefix, signal: context.signal, maxListed: 5});
+	const report = await scanResources(context.host, params.connection, params.resources, {config, etcdPrefix: params.etcdPrefix, signal: context.signal, maxListed: 5, listNotOnPrimary: false});
 	const left = report.resources
-		.map(scan => ({resource: scan.resource, count: (scan.notOnPrimary?.length ?? 0) + scan.unknown + (scan.keyNotInConfig ?? 0), primary: scan.primary}))
+		.map(scan => ({resource: scan.resource, count: (scan.notOnPrimaryCount ?? 0) + scan.unknown + (scan.keyNotInConfig ?? 0), primary: scan.primary}))
 		.filter(entry => entry.count > 0);
 	if (left.length > 0) {
 		throw new Error(

@@ -87,7 +87,10 @@ export const HEAP_CHECK_MS = 1000;
 export function governHeap(slackBytes = HEAP_SLACK_BYTES, everyMs = HEAP_CHECK_MS): () => void {
 	const floor = new HeapFloor(slackBytes);
 	const timer = setInterval(() => {
-		if (!floor.observe(getHeapStatistics().used_heap_size)) return;
+		// External memory too: the ArrayBuffers behind Buffers (etcd pages, HTTP bodies) are
+		// garbage only a collection frees, and V8 does not hurry for memory outside its heap.
+		const heap = getHeapStatistics();
+		if (!floor.observe(heap.used_heap_size + heap.external_memory)) return;
 		try {
 			gcOnce()?.({type: 'major', execution: 'async'});
 		} catch {
@@ -114,4 +117,32 @@ export class HeapFloor {
 		this.floor = Number.POSITIVE_INFINITY;
 		return true;
 	}
+}
+
+/**
+ * A memory trace for finding where RSS grows (ETCD_HARDEN_TRACE_MEMORY=1): every `everyMs`, one
+ * line to `write` with RSS, the JS heap, external and ArrayBuffer memory (MB) and what the run is
+ * doing (`phase`), plus the peak RSS seen. Off unless asked for: nothing of it runs otherwise.
+ * Returns the function that stops it (and writes the last line).
+ */
+export function traceMemory(phase: () => string, write: (line: string) => void, everyMs = 250): () => void {
+	const started = Date.now();
+	let peak = 0;
+	let last = '';
+	const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
+	const sample = (force: boolean): void => {
+		const usage = process.memoryUsage();
+		peak = Math.max(peak, usage.rss);
+		const now = phase();
+		const line = `rss=${mb(usage.rss)} heap=${mb(usage.heapUsed)}/${mb(usage.heapTotal)} external=${mb(usage.external)} arrayBuffers=${mb(usage.arrayBuffers)} peak=${mb(peak)} ${now}`;
+		if (!force && line === last) return;
+		last = line;
+		write(`memory t=${((Date.now() - started) / 1000).toFixed(2)}s ${line}\n`);
+	};
+	const timer = setInterval(() => sample(false), everyMs);
+	timer.unref();
+	return () => {
+		clearInterval(timer);
+		sample(true);
+	};
 }

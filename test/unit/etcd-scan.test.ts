@@ -160,6 +160,21 @@ describe('resource prefixes', () => {
 });
 
 describe('scanResources', () => {
+	it('counts the objects off the primary without listing them when asked not to (discovery)', async () => {
+		const host = new FakeEtcdHost(keyspace());
+		const options = {pageSize: 7, primary: {type: 'secretbox' as const, keyName: 'key1'}};
+		const listed = await scanResources(host as unknown as Host, connection, ['secrets', 'configmaps'], options);
+		const counted = await scanResources(host as unknown as Host, connection, ['secrets', 'configmaps'], {...options, listNotOnPrimary: false});
+		expect(listed.resources.map(scan => scan.notOnPrimaryCount)).toEqual([5, 1]);
+		expect(listed.resources.map(scan => scan.notOnPrimary?.length)).toEqual([5, 1]);
+		expect(counted.resources.map(scan => scan.notOnPrimaryCount)).toEqual([5, 1]);
+		expect(counted.resources.map(scan => scan.notOnPrimary)).toEqual([undefined, undefined]);
+		// The verdict does not depend on the list.
+		expect(counted.resources.map(scanIsClean)).toEqual([false, false]);
+		const identity = await scanResources(host as unknown as Host, connection, ['secrets'], {...options, primary: {type: 'identity'}, listNotOnPrimary: false});
+		expect(identity.resources[0]!.notOnPrimaryCount).toBe(26); // all but the 2 plaintext values
+	});
+
 	for (const pageSize of [1, 2, 7, 28, 29, 1000]) {
 		it(`counts every key exactly once with page size ${pageSize}`, async () => {
 			const host = new FakeEtcdHost(keyspace());
