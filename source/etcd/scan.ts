@@ -138,6 +138,11 @@ export type ScanOptions = {
 	 * and 100,000 configmaps, for each verification of a run).
 	 */
 	listNotOnPrimary?: boolean;
+	/**
+	 * Called with each object not on the primary, as the scan reaches it (in etcd key order):
+	 * a caller that keeps its own compact form sets `listNotOnPrimary: false` and takes them here.
+	 */
+	onNotOnPrimary?: (resource: string, ref: ObjectRef) => void;
 	/** Called after each page. */
 	onProgress?: (progress: {resource: string; scanned: number; total: number}) => void;
 	signal?: AbortSignal;
@@ -512,7 +517,11 @@ export async function scanResource(host: Host, connection: EtcdConnection, resou
 				const onPrimary = primaryPrefix.length === 0 ? kind.kind === 'plaintext' : startsWithBytes(value, primaryPrefix);
 				if (!onPrimary) {
 					result.notOnPrimaryCount!++;
-					result.notOnPrimary?.push(objectRefFromKey(prefix, keyString()));
+					if (result.notOnPrimary !== undefined || options.onNotOnPrimary !== undefined) {
+						const ref = objectRefFromKey(prefix, keyString());
+						result.notOnPrimary?.push(ref);
+						options.onNotOnPrimary?.(resource, ref);
+					}
 				}
 			}
 			if (verification === undefined) continue;

@@ -45,6 +45,28 @@ export const REENCRYPT_DEFAULTS = {
 /** One object to rewrite (targeted mode, from the raw etcd scan). */
 export type ObjectTarget = {resource: string; namespace?: string; name: string};
 
+/**
+ * Targets by resource, compactly: the list positions (`namespace/name`) to rewrite, or every
+ * object of the resource (`positions` absent; `count` objects when it was scanned). A raw etcd
+ * scan at 100,000 objects per resource builds this instead of 100,000 target objects.
+ */
+export type TargetSet = Map<string, {positions?: Set<string>; count: number}>;
+
+/** `targets` grouped into a TargetSet. */
+export function targetSetOf(targets: readonly ObjectTarget[]): TargetSet {
+	const set: TargetSet = new Map();
+	for (const target of targets) {
+		let entry = set.get(target.resource);
+		if (!entry) set.set(target.resource, (entry = {positions: new Set(), count: 0}));
+		const position = positionOf(target.namespace, target.name);
+		if (!entry.positions!.has(position)) {
+			entry.positions!.add(position);
+			entry.count++;
+		}
+	}
+	return set;
+}
+
 export type ReencryptProgress = {
 	/** The resource being rewritten now. */
 	resource: string;
@@ -82,7 +104,7 @@ export type ReencryptOptions = {
 	/** EncryptionConfiguration resource names: "secrets", "configmaps", "<resource>.<group>". */
 	resources: string[];
 	/** Targeted mode: rewrite exactly these objects instead of listing the resources. */
-	targets?: ObjectTarget[];
+	targets?: ObjectTarget[] | TargetSet;
 	/** Writes in flight, pinned; undefined: adaptive (REENCRYPT_DEFAULTS.concurrency). */
 	concurrency?: number;
 	/** At most this many objects per second (default: unlimited). */
@@ -168,8 +190,14 @@ export async function findResumableState(
 }
 
 /** List position of an object: etcd key order under /registry/<resource>/. */
-function positionOf(namespace: string | undefined, name: string): string {
+export function positionOf(namespace: string | undefined, name: string): string {
 	return namespace ? `${namespace}/${name}` : name;
+}
+
+/** The inverse of positionOf: names and namespaces hold no '/'. */
+function targetAt(position: string): {namespace?: string; name: string} {
+	const slash = position.indexOf('/');
+	return slash === -1 ? {name: position} : {namespace: position.slice(0, slash), name: position.slice(slash + 1)};
 }
 
 /** Tracks completion in dispatch order; the watermark is the last position with everything before it done. */
@@ -395,31 +423,36 @@ class Reencryptor {
 		await this.saveState(true);
 	}
 
-	private async runTargeted(targets: ObjectTarget[]): Promise<void> {
-		this.total = targets.length;
+	private async runTargeted(targets: ObjectTarget[] | TargetSet): Promise<void> {
+		const wanted = targets instanceof Map ? targets : targetSetOf(targets);
+		this.total = 0;
+		for (const entry of wanted.values()) this.total += entry.count;
 		if (this.method === 'list-put') {
 			// One full list per resource instead of a read per object: each target is PUT back
 			// as listed (guarded by its resourceVersion), the others are skipped.
-			const wanted = new Map<string, Set<string>>();
-			for (const target of targets) {
-				let positions = wanted.get(target.resource);
-				if (!positions) wanted.set(target.resource, (positions = new Set()));
-				positions.add(positionOf(target.namespace, target.name));
+			for (const [resource, entry] of wanted) {
+				await this.rewriteResource(resource, await this.api.resolveResource(resource), undefined, entry.positions);
 			}
-			for (const [resource, positions] of wanted) await this.rewriteResource(resource, await this.api.resolveResource(resource), undefined, positions);
 			return;
 		}
-		for (const target of targets) {
-			this.checkAbort();
-			const info = await this.api.resolveResource(target.resource);
-			this.current = target.resource;
-			const resourceState = (this.state.resources[target.resource] ??= {done: 0, finished: false});
-			await this.slot();
-			this.start(async () => {
-				await this.rewriteOne(info, target.namespace, target.name);
-				this.byResource[target.resource] = (this.byResource[target.resource] ?? 0) + 1;
-				resourceState.done++;
-			});
+		for (const [resource, entry] of wanted) {
+			const info = await this.api.resolveResource(resource);
+			if (entry.positions === undefined) {
+				await this.rewriteResource(resource, info, undefined);
+				continue;
+			}
+			this.current = resource;
+			const resourceState = (this.state.resources[resource] ??= {done: 0, finished: false});
+			for (const position of entry.positions) {
+				this.checkAbort();
+				const {namespace, name} = targetAt(position);
+				await this.slot();
+				this.start(async () => {
+					await this.rewriteOne(info, namespace, name);
+					this.byResource[resource] = (this.byResource[resource] ?? 0) + 1;
+					resourceState.done++;
+				});
+			}
 		}
 		await this.drain();
 		this.checkAbort();

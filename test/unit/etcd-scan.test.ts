@@ -169,6 +169,15 @@ describe('scanResources', () => {
 		expect(listed.resources.map(scan => scan.notOnPrimary?.length)).toEqual([5, 1]);
 		expect(counted.resources.map(scan => scan.notOnPrimaryCount)).toEqual([5, 1]);
 		expect(counted.resources.map(scan => scan.notOnPrimary)).toEqual([undefined, undefined]);
+		// Or handed over one by one, in the order a list would hold them, without being kept.
+		const handed: string[] = [];
+		const streamed = await scanResources(host as unknown as Host, connection, ['secrets', 'configmaps'], {
+			...options,
+			listNotOnPrimary: false,
+			onNotOnPrimary: (resource, ref) => handed.push(`${resource}:${ref.key}`),
+		});
+		expect(streamed.resources.map(scan => scan.notOnPrimary)).toEqual([undefined, undefined]);
+		expect(handed).toEqual(listed.resources.flatMap(scan => scan.notOnPrimary!.map(ref => `${scan.resource}:${ref.key}`)));
 		// The verdict does not depend on the list.
 		expect(counted.resources.map(scanIsClean)).toEqual([false, false]);
 		const identity = await scanResources(host as unknown as Host, connection, ['secrets'], {...options, primary: {type: 'identity'}, listNotOnPrimary: false});

@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest';
 import {KubeApi} from '../../source/kube/api.js';
-import {findResumableState, readState, ReencryptAborted, reencrypt, statePathIn, type ReencryptProgress} from '../../source/kube/reencrypt.js';
+import {findResumableState, readState, ReencryptAborted, reencrypt, statePathIn, targetSetOf, type ReencryptProgress} from '../../source/kube/reencrypt.js';
 import {FakeHost, FakeSecrets, status} from './kube-fake.js';
 
 const connection = {server: 'https://127.0.0.1:6443', ca: 'CA', cert: 'CERT', key: 'KEY'};
@@ -213,6 +213,26 @@ describe('reencrypt (all objects of a resource, scripted fake apiserver)', () =>
 		expect(result.rewritten).toBe(2);
 		expect(result.notFound).toBe(1);
 		for (const [key, object] of fake.objects) expect(object.writes).toBe(chosen.includes(key) ? 1 : 0);
+	});
+
+	it('a target set: a whole resource (no positions) is listed and rewritten; positions are rewritten by name in every method', async () => {
+		const whole = setup(120);
+		const all = await reencrypt(whole.api, {resources: ['secrets'], method: 'list-put', targets: new Map([['secrets', {count: 120}]])});
+		expect(all.rewritten).toBe(120);
+		expect(writes(whole.fake).every(count => count === 1)).toBe(true);
+
+		for (const method of ['patch', 'list-put'] as const) {
+			const {fake, api} = setup(40);
+			const keys = [...fake.objects.keys()].sort();
+			const chosen = [keys[0]!, keys[39]!];
+			// The same target twice in an ObjectTarget[] is rewritten once.
+			const listed = chosen.map(key => ({resource: 'secrets', namespace: key.split('/')[0], name: key.split('/')[1]!}));
+			const fromArray = targetSetOf([...listed, listed[0]!]);
+			expect(fromArray.get('secrets')?.count).toBe(2);
+			const result = await reencrypt(api, {resources: ['secrets'], method, targets: fromArray});
+			expect(result.rewritten).toBe(2);
+			for (const [key, object] of fake.objects) expect(object.writes).toBe(chosen.includes(key) ? 1 : 0);
+		}
 	});
 
 	it('an abort stops dispatching; writes carry no abort listener (lists do) and the ones sent finish', async () => {
