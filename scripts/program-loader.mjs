@@ -15,7 +15,19 @@
 // V8 compiles the program from its source, which only costs time.
 import {isAscii} from 'node:buffer';
 import {createHash} from 'node:crypto';
+import {setFlagsFromString} from 'node:v8';
 import vm from 'node:vm';
+
+/**
+ * The young generation stays at its first size (two 1 MiB semi-spaces) instead of growing to
+ * 2 x 16 MiB. A long run (a re-encryption of 200,000 objects, a raw scan of etcd) allocates fast
+ * and V8 grows the young generation to its maximum, then keeps it: 30 MB of RSS that buys
+ * nothing here, as what survives a scavenge (requests in flight) is small. Set before the program
+ * is compiled: V8's flags are part of the code cache's check, and the cache is made through this
+ * same function (ETCD_HARDEN_CODE_CACHE_OUT), so it is made and used under the same flags. Only
+ * --semi-space-growth-factor acts at run time; --max-semi-space-size is read once, at start-up.
+ */
+export const RUNTIME_V8_FLAGS = ['--semi-space-growth-factor=1'];
 
 const FORMAT = 'etcd-harden-v8-code-cache/1';
 
@@ -62,6 +74,7 @@ export function decodeCache(source, file) {
  * is written to FILE when the process exits.
  */
 export function startProgram({source, cacheFile, filename, require, url}) {
+	for (const flag of RUNTIME_V8_FLAGS) setFlagsFromString(flag);
 	const decoded = decodeCache(source, cacheFile);
 	// An ASCII program (the build makes it one) is copied into a one-byte string, not decoded
 	// as UTF-8 into a two-byte one: ~10 ms less for 2.5 MB.

@@ -400,7 +400,7 @@ class Reencryptor {
 				await this.slot();
 				lastDispatched = position;
 				const id = watermark.dispatch(position);
-				const listed = item.body === undefined ? undefined : (item as RewriteItem);
+				const listed = item.body === undefined ? undefined : item;
 				this.start(async () => {
 					await this.rewriteOne(info, item.namespace, item.name, listed);
 					this.byResource[name] = (this.byResource[name] ?? 0) + 1;

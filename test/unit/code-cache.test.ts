@@ -157,4 +157,19 @@ describe('the program script', () => {
 		writeFileSync(script, Buffer.concat([source, Buffer.from('\nimport.meta;\n')]));
 		expect(() => execFileSync(process.execPath, ['--check', script], {stdio: 'pipe'})).toThrow();
 	});
+
+	it('the process it starts keeps its young generation at its first size (RUNTIME_V8_FLAGS), where plain node grows it', () => {
+		// Allocates fast with survivors, as a long re-encryption does, and prints the young generation's size.
+		const body = `const v8 = require('node:v8'); let keep = []; for (let i = 0; i < 2e6; i++) { keep.push({i, s: 'x' + i}); if (keep.length > 20000) keep = []; }
+			process.stdout.write(String(v8.getHeapSpaceStatistics().find(space => space.space_name === 'new_space').space_size));`;
+		const dir = copy();
+		rmSync(path.join(dir, 'program.cache'));
+		writeFileSync(path.join(dir, 'program.js'), `(async function (require, url) { ${body} })`);
+		const loaded = Number(run(dir, []).stdout);
+		const plain = Number(execFileSync(process.execPath, ['-e', body], {encoding: 'utf8'}));
+		expect(loaded).toBeGreaterThan(0);
+		expect(loaded).toBeLessThanOrEqual(2 * 1024 * 1024);
+		expect(plain).toBeGreaterThan(4 * 1024 * 1024);
+	});
 });
+
