@@ -106,7 +106,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 
 	const {host, root} = await nodeHost(options, io);
 	// Long runs (re-encryption, scans, monitor) keep their heap near what is live (host/memory.ts).
-	const stopGoverning = governHeap();
+	const stopGoverning = governHeap(undefined, undefined, process.env['ETCD_HARDEN_TRACE_MEMORY'] ? line => io.stderr.write(line) : undefined);
 	try {
 		return await runOn(host, root, options, io);
 	} catch (error) {

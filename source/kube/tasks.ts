@@ -61,9 +61,9 @@ export type ReencryptParams = ApiTarget & {
 };
 
 /**
- * The objects not on the primary, by resource. Compact: one position string per object while a
- * resource is scanned, and none kept for a resource with nothing on the primary (every object is
- * rewritten, as when encryption is first enabled). Listing 100,000 secrets and 100,000
+ * The objects not on the primary, by resource. Compact: none kept for a resource with nothing on
+ * the primary (every object is rewritten, as when encryption is first enabled), one position
+ * string per object for a resource partly on it. Listing 100,000 secrets and 100,000
  * configmaps as target objects, twice over, was the largest part of the CLI's peak memory.
  */
 async function scanTargets(params: ReencryptParams & {scanConfigPath: string}, context: TaskContext): Promise<TargetSet> {
@@ -79,25 +79,36 @@ async function scanTargets(params: ReencryptParams & {scanConfigPath: string}, c
 	context.progress({label: 'scanning etcd for objects not on the primary key'});
 	const targets: TargetSet = new Map();
 	let found = 0;
-	for (const resource of params.resources) {
-		const positions = new Set<string>();
-		const [scan] = (
+	const scan = async (resource: string, onNotOnPrimary?: (ref: {namespace?: string; name: string}) => void) => {
+		const [result] = (
 			await scanResources(context.host, etcdConnectionFromFlags(flags), [resource], {
 				config,
 				etcdPrefix: etcdPrefixFromFlags(flags),
-				pageSize: 5000,
 				listNotOnPrimary: false,
-				onNotOnPrimary: (_, ref) => positions.add(positionOf(ref.namespace, ref.name)),
+				...(onNotOnPrimary ? {onNotOnPrimary: (_: string, ref: {namespace?: string; name: string}) => onNotOnPrimary(ref)} : {}),
 				signal: context.signal,
 			})
 		).resources;
 		// Never read "unknown" as "nothing to do".
-		if (scan?.notOnPrimaryCount === undefined) throw new Error(`the etcd scan of ${resource} could not tell which objects are on the primary key`);
-		found += scan.notOnPrimaryCount;
-		if (scan.notOnPrimaryCount === 0) continue;
-		// Nothing on the primary: rewrite the whole resource (objects created since the scan are
-		// already written with the primary; rewriting them too is harmless).
-		targets.set(resource, scan.notOnPrimaryCount === scan.total ? {count: scan.total} : {positions, count: positions.size});
+		if (result?.notOnPrimaryCount === undefined) throw new Error(`the etcd scan of ${resource} could not tell which objects are on the primary key`);
+		return {total: result.total, notOnPrimary: result.notOnPrimaryCount};
+	};
+	for (const resource of params.resources) {
+		// Count first: with nothing on the primary (encryption just enabled, a key rotated) the
+		// whole resource is rewritten and no position is kept (objects created since the scan are
+		// already written with the primary; rewriting them too is harmless). Only a resource that
+		// is partly on the primary (an interrupted run) is scanned again for its positions.
+		const counted = await scan(resource);
+		if (counted.notOnPrimary === 0) continue;
+		if (counted.notOnPrimary === counted.total) {
+			found += counted.total;
+			targets.set(resource, {count: counted.total});
+			continue;
+		}
+		const positions = new Set<string>();
+		await scan(resource, ref => positions.add(positionOf(ref.namespace, ref.name)));
+		found += positions.size;
+		if (positions.size > 0) targets.set(resource, {positions, count: positions.size});
 	}
 	context.log({level: 'info', text: `The etcd scan found ${found} object(s) not on the primary key.`});
 	return targets;
