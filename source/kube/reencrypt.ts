@@ -48,7 +48,8 @@ export type ObjectTarget = {resource: string; namespace?: string; name: string};
 /**
  * Targets by resource, compactly: the list positions (`namespace/name`) to rewrite, or every
  * object of the resource (`positions` absent; `count` objects when it was scanned). A raw etcd
- * scan at 100,000 objects per resource builds this instead of 100,000 target objects.
+ * scan at 100,000 objects per resource builds this instead of 100,000 target objects. A run
+ * consumes it: each position is deleted from its set as the list reaches it.
  */
 export type TargetSet = Map<string, {positions?: Set<string>; count: number}>;
 
