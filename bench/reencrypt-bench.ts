@@ -210,7 +210,12 @@ if (SECRETS > 0) {
 		out(`secrets: ${total} stale, kube-apiserver 1.20.2 + etcd with TLS (testbed)`);
 		out(`tool at defaults (adaptive): ${ours.seconds!.toFixed(2)} s  ${oursRate.toFixed(0)}/s, settled at ${ours.settled} in flight, peak RSS ${ours.maxRssMB!.toFixed(1)} MB`);
 		if (KUBECTL) out(`kubectl get | replace:       ${(total / kubectlRate).toFixed(2)} s  ${kubectlRate.toFixed(0)}/s`);
-		if (pinned.length > 0) out(`tool pinned (--concurrency N): ${pinned.map(([c, r, p99]) => `${c}: ${r.toFixed(0)}/s (reader p99 ${(p99 / idle.p99).toFixed(2)}x idle)`).join(', ')}`);
+		if (pinned.length > 0) {
+			out(`tool pinned (--concurrency N): ${pinned.map(([c, r, p99]) => `${c}: ${r.toFixed(0)}/s (${((100 * r) / bestRate).toFixed(0)}% of the probe's best, reader p99 ${(p99 / idle.p99).toFixed(2)}x idle)`).join(', ')}`);
+			// The trade-off the default has to make: is there a number that meets both targets here?
+			const both = pinned.filter(([, r, p99]) => r >= 0.9 * bestRate && p99 <= 3 * idle.p99).map(([c]) => c);
+			out(`pinned numbers meeting both >= 90% of the probe's best and reader p99 <= 3x idle: ${both.length > 0 ? both.join(', ') : 'none'}`);
+		}
 		for (const [format, sweep] of sweeps) {
 			const [c, r] = best(sweep);
 			out(`raw probe (list + PUTs, ${format}), fixed in flight: ${sweep.map(([c, r]) => `${c}: ${r.toFixed(0)}/s`).join(', ')}; best ${r.toFixed(0)}/s at ${c}`);
