@@ -106,7 +106,7 @@ async function run(argv: string[], io: Io): Promise<number> {
 
 	const {host, root} = await nodeHost(options, io);
 	// Long runs (re-encryption, scans, monitor) keep their heap near what is live (host/memory.ts).
-	const stopGoverning = governHeap(undefined, undefined, process.env['ETCD_HARDEN_TRACE_MEMORY'] ? line => io.stderr.write(line) : undefined);
+	const stopGoverning = governHeap(undefined, undefined, traceMemoryTo(io));
 	try {
 		return await runOn(host, root, options, io);
 	} catch (error) {
@@ -152,7 +152,8 @@ async function runOn(host: Host, root: string | undefined, options: CliOptions, 
 		...(workflow.undoes === undefined ? {} : {undoes: workflow.undoes}),
 	});
 	// ETCD_HARDEN_TRACE_MEMORY=1: where a run's memory grows, by stage and phase (host/memory.ts).
-	const stopTracing = process.env['ETCD_HARDEN_TRACE_MEMORY'] ? traceMemory(() => phaseOf(engine.getState()), line => io.stderr.write(line)) : undefined;
+	const trace = traceMemoryTo(io);
+	const stopTracing = trace ? traceMemory(() => phaseOf(engine.getState()), trace) : undefined;
 	let exitCode: number;
 	try {
 		exitCode = await runWithFrontend(engine, {interactive, plain: options.plain, root}, io);
@@ -161,6 +162,11 @@ async function runOn(host: Host, root: string | undefined, options: CliOptions, 
 	}
 	printResult(engine.getState(), options, io, root);
 	return exitCode;
+}
+
+/** Where the memory trace and the governor's collections go: stderr with ETCD_HARDEN_TRACE_MEMORY=1, else nowhere. */
+function traceMemoryTo(io: Io): ((line: string) => void) | undefined {
+	return process.env['ETCD_HARDEN_TRACE_MEMORY'] ? line => io.stderr.write(line) : undefined;
 }
 
 /** The current stage and its phase, for the memory trace. */

@@ -577,7 +577,7 @@ export function scanIsClean(scan: ResourceScan): boolean {
 		(scan.plaintext === 0 || scan.primary === 'identity') &&
 		scan.unknown === 0 &&
 		(scan.keyNotInConfig ?? 0) === 0 &&
-		(scan.notOnPrimaryCount ?? scan.notOnPrimary?.length ?? 0) === 0 &&
+		(scan.notOnPrimaryCount ?? 0) === 0 &&
 		(scan.verification?.failed ?? 0) === 0
 	);
 }

@@ -74,6 +74,11 @@ export function reclaimCipherBuffers(): void {
 	}
 }
 
+/** Bytes as MB with one decimal, for the governor's log and the trace. */
+function mb(bytes: number): string {
+	return (bytes / 1048576).toFixed(1);
+}
+
 /** How much garbage the old generation may gather above its live size before a collection. */
 export const HEAP_SLACK_BYTES = 24 * 1024 * 1024;
 /** How often the governor looks (an unref'd timer: it never keeps the process alive). */
@@ -109,7 +114,6 @@ export function governHeap(slackBytes = HEAP_SLACK_BYTES, everyMs = HEAP_CHECK_M
 		}
 		const after = held();
 		floor.collected(after);
-		const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
 		log?.(`memory governor: ${gcFunction ? 'collected' : 'no gc()'} ${mb(before)} -> ${mb(after)} MB in ${(performance.now() - started).toFixed(0)} ms\n`);
 	}, everyMs);
 	timer.unref();
@@ -147,7 +151,6 @@ export function traceMemory(phase: () => string, write: (line: string) => void, 
 	const started = Date.now();
 	let peak = 0;
 	let last = '';
-	const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
 	const sample = (force: boolean): void => {
 		const usage = process.memoryUsage();
 		peak = Math.max(peak, usage.rss);

@@ -55,17 +55,13 @@ export type TargetSet = Map<string, {positions?: Set<string>; count: number}>;
 
 /** `targets` grouped into a TargetSet. */
 export function targetSetOf(targets: readonly ObjectTarget[]): TargetSet {
-	const set: TargetSet = new Map();
+	const byResource = new Map<string, Set<string>>();
 	for (const target of targets) {
-		let entry = set.get(target.resource);
-		if (!entry) set.set(target.resource, (entry = {positions: new Set(), count: 0}));
-		const position = positionOf(target.namespace, target.name);
-		if (!entry.positions!.has(position)) {
-			entry.positions!.add(position);
-			entry.count++;
-		}
+		let positions = byResource.get(target.resource);
+		if (!positions) byResource.set(target.resource, (positions = new Set()));
+		positions.add(positionOf(target.namespace, target.name));
 	}
-	return set;
+	return new Map([...byResource].map(([resource, positions]) => [resource, {positions, count: positions.size}]));
 }
 
 export type ReencryptProgress = {

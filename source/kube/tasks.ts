@@ -13,7 +13,7 @@ import {findResumableState, reencrypt, statePathIn, positionOf, type ObjectTarge
 import {DEFAULT_APISERVER_LOGS, readStartTime, waitForRestart} from './restart-gate.js';
 import {defineStaticPodGate, type GateBase} from './static-pod-gate.js';
 import {etcdConnectionFromFlags, etcdPrefixFromFlags} from '../etcd/connection.js';
-import {scanResources} from '../etcd/scan.js';
+import {scanResources, type ScanOptions} from '../etcd/scan.js';
 
 // ---- apiserver-restart-gate ----
 
@@ -79,13 +79,13 @@ async function scanTargets(params: ReencryptParams & {scanConfigPath: string}, c
 	context.progress({label: 'scanning etcd for objects not on the primary key'});
 	const targets: TargetSet = new Map();
 	let found = 0;
-	const scan = async (resource: string, onNotOnPrimary?: (ref: {namespace?: string; name: string}) => void) => {
+	const scan = async (resource: string, onNotOnPrimary?: ScanOptions['onNotOnPrimary']) => {
 		const [result] = (
 			await scanResources(context.host, etcdConnectionFromFlags(flags), [resource], {
 				config,
 				etcdPrefix: etcdPrefixFromFlags(flags),
 				listNotOnPrimary: false,
-				...(onNotOnPrimary ? {onNotOnPrimary: (_: string, ref: {namespace?: string; name: string}) => onNotOnPrimary(ref)} : {}),
+				onNotOnPrimary,
 				signal: context.signal,
 			})
 		).resources;
@@ -106,7 +106,7 @@ async function scanTargets(params: ReencryptParams & {scanConfigPath: string}, c
 			continue;
 		}
 		const positions = new Set<string>();
-		await scan(resource, ref => positions.add(positionOf(ref.namespace, ref.name)));
+		await scan(resource, (_, ref) => positions.add(positionOf(ref.namespace, ref.name)));
 		found += positions.size;
 		if (positions.size > 0) targets.set(resource, {positions, count: positions.size});
 	}
